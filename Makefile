@@ -1,0 +1,50 @@
+# pneumoscan: `make run` serves the web app with the shipped model; `make test` runs the suite.
+VENV ?= .venv
+PYTHON ?= python3
+PIP := $(VENV)/bin/pip
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install install-dev run test lint browser bench clean
+
+# The venv is rebuilt when pyproject.toml changes. torch==2.14.1 / torchvision==0.29.1 are
+# pinned to the builds that pip finds on this machine's disk (no download).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[torch,onnx,export,serve]"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install --quiet -e ".[torch,onnx,export,serve,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/pneumoscan serve --host $(HOST) --port $(PORT)
+
+# Debian's Chromium for the browser test (never a downloaded browser build).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: the browser test will be skipped"; \
+	  else echo "not root: cannot apt-get chromium; the browser test will be skipped"; fi; \
+	fi
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+
+test: install-dev browser lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_inference.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

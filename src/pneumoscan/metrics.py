@@ -1,0 +1,116 @@
+"""Classification metrics for a binary decision at a fixed threshold, with intervals.
+
+Positive class = PNEUMONIA. Pure functions over numpy arrays: ``labels`` are 0/1,
+``probabilities`` are calibrated P(pneumonia), ``threshold`` was fixed beforehand.
+ROC AUC and its bootstrap come from scikit-learn; Wilson intervals and ECE are a few
+lines each and scikit-learn has neither.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+
+def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
+    """True/false positives/negatives of 0/1 predictions."""
+    labels = np.asarray(labels).astype(bool)
+    predicted = np.asarray(predicted).astype(bool)
+    return {
+        "tp": int(np.sum(labels & predicted)),
+        "fp": int(np.sum(~labels & predicted)),
+        "tn": int(np.sum(~labels & ~predicted)),
+        "fn": int(np.sum(labels & ~predicted)),
+    }
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.959964) -> list[float]:
+    """95 % Wilson score interval of a proportion (well-behaved near 0 and 1)."""
+    if total == 0:
+        return [math.nan, math.nan]
+    p = successes / total
+    denominator = 1 + z**2 / total
+    centre = (p + z**2 / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / denominator
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def bootstrap_auc_interval(labels: np.ndarray, probabilities: np.ndarray,
+                           n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """95 % percentile-bootstrap interval of ROC AUC (resampling images)."""
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities)
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    aucs: list[float] = []
+    for _ in range(n_boot):
+        index = rng.integers(0, n, n)
+        sample = labels[index]
+        if sample.min() == sample.max():
+            continue  # one class only: AUC undefined for this resample
+        aucs.append(float(roc_auc_score(sample, probabilities[index])))
+    if not aucs:
+        return [math.nan, math.nan]
+    return [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))]
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray,
+                               n_bins: int = 10) -> float:
+    """ECE over equal-width probability bins: sum of |accuracy - confidence| weighted."""
+    labels = np.asarray(labels, dtype=float)
+    probabilities = np.asarray(probabilities, dtype=float)
+    bins = np.minimum((probabilities * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            total += mask.mean() * abs(labels[mask].mean() - probabilities[mask].mean())
+    return float(total)
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
+                    *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """All the figures of ``metrics.json`` for predictions ``probabilities >= threshold``.
+
+    Returns a JSON-ready dict: ``n, n_positive, n_negative, threshold, auc, auc_ci95,
+    accuracy, sensitivity, sensitivity_ci95, specificity, specificity_ci95, precision, f1,
+    tp, fp, tn, fn, brier, ece``. Undefined values (e.g. AUC with one class) are NaN.
+    """
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=float)
+    if labels.shape != probabilities.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and probabilities {probabilities.shape} "
+                         "must be 1-D and of the same length")
+    predicted = probabilities >= threshold
+    counts = confusion_counts(labels, predicted)
+    tp, fp, tn, fn = counts["tp"], counts["fp"], counts["tn"], counts["fn"]
+    both_classes = 0 < labels.sum() < len(labels)
+    sensitivity = _ratio(tp, tp + fn)
+    precision = _ratio(tp, tp + fp)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    return {
+        "n": len(labels),
+        "n_positive": int(labels.sum()),
+        "n_negative": int(len(labels) - labels.sum()),
+        "threshold": float(threshold),
+        "auc": float(roc_auc_score(labels, probabilities)) if both_classes else math.nan,
+        "auc_ci95": bootstrap_auc_interval(labels, probabilities, n_boot, seed)
+        if both_classes else [math.nan, math.nan],
+        "accuracy": _ratio(tp + tn, len(labels)),
+        "sensitivity": sensitivity,
+        "sensitivity_ci95": wilson_interval(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "specificity_ci95": wilson_interval(tn, tn + fp),
+        "precision": precision,
+        "f1": f1,
+        **counts,
+        "brier": float(brier_score_loss(labels, probabilities)) if len(labels) else math.nan,
+        "ece": expected_calibration_error(labels, probabilities),
+    }

@@ -1,0 +1,82 @@
+"""The evaluation plots, each a function of (labels, probabilities) writing one PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.metrics import (  # noqa: E402
+    ConfusionMatrixDisplay,
+    PrecisionRecallDisplay,
+    RocCurveDisplay,
+)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_roc(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
+             path: Path) -> Path:
+    """ROC curve with the operating point at ``threshold`` marked."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    RocCurveDisplay.from_predictions(labels, probabilities, ax=ax, name="pneumoscan")
+    predicted = probabilities >= threshold
+    tpr = predicted[labels == 1].mean()
+    fpr = predicted[labels == 0].mean()
+    ax.plot([fpr], [tpr], "o", color="crimson", markersize=9,
+            label=f"operating point (t = {threshold:.2f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_title("ROC: pneumonia vs normal")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_precision_recall(labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    PrecisionRecallDisplay.from_predictions(labels, probabilities, ax=ax, name="pneumoscan")
+    ax.set_title("Precision-recall")
+    return _save(fig, path)
+
+
+def plot_confusion(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
+                   path: Path, title: str = "Confusion matrix") -> Path:
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ConfusionMatrixDisplay.from_predictions(labels, predicted, display_labels=class_names,
+                                            ax=ax, cmap="Blues", colorbar=False,
+                                            labels=list(range(len(class_names))))
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_reliability(labels: np.ndarray, probabilities: np.ndarray, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    observed, predicted = calibration_curve(labels, probabilities, n_bins=10,
+                                            strategy="uniform")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    ax.plot(predicted, observed, "o-", label="pneumoscan")
+    ax.set(xlabel="predicted P(pneumonia)", ylabel="observed fraction with pneumonia",
+           title="Reliability diagram", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_score_histogram(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
+                         class_names: list[str], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(0, 1, 26)
+    for value, colour in ((0, "tab:blue"), (1, "tab:red")):
+        ax.hist(probabilities[labels == value], bins=bins, alpha=0.6, color=colour,
+                label=class_names[value])
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
+    ax.set(xlabel="P(pneumonia)", ylabel="images", title="Scores per true class")
+    ax.legend()
+    return _save(fig, path)

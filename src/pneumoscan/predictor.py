@@ -1,0 +1,141 @@
+"""The Predictor: load a model once, then predict on paths, bytes, PIL images or arrays.
+
+The CLI, the Python API and the web server all go through this class. Preprocessing, class
+names, threshold and calibration come from the model's ``model.json`` only.
+
+    >>> from pneumoscan import Predictor
+    >>> predictor = Predictor.load()            # the shipped model
+    >>> result = predictor.predict("xray.png")
+    >>> result.label, result.probability
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pneumoscan.backends import Backend, create_backend
+from pneumoscan.calibration import apply_temperature
+from pneumoscan.heatmap import class_activation_map
+from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage, ImageSource, decode_image
+from pneumoscan.modelfile import ModelCard, read_card, resolve_model_paths
+from pneumoscan.preprocessing import preprocess
+from pneumoscan.scope import check_features, check_image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result. ``cause`` is set only when the label is pneumonia."""
+
+    label: str  # a class name from the model card, e.g. "PNEUMONIA"
+    probability: float  # calibrated P(pneumonia)
+    threshold: float  # the model's operating threshold
+    in_scope: bool  # False: not plausibly a frontal chest radiograph; do not trust
+    scope_reason: str
+    cause: str | None  # "bacterial" or "viral", only when label is pneumonia
+    cause_probability: float | None  # P(bacterial | pneumonia), only when label is pneumonia
+    heatmap: np.ndarray | None  # (h, w) float32 in [0, 1]: CAM of the pneumonia logit
+    model: str  # model version
+    width: int  # original image size
+    height: int
+    pixels: np.ndarray | None = None  # the decoded (H, W) image, for overlays
+
+    @property
+    def is_pneumonia(self) -> bool:
+        return self.probability >= self.threshold
+
+    def to_dict(self, *, heatmap: bool = False) -> dict[str, Any]:
+        """JSON-ready fields (the heat map as nested lists, rounded, when asked)."""
+        data: dict[str, Any] = {
+            "label": self.label, "probability": round(self.probability, 6),
+            "threshold": self.threshold, "in_scope": self.in_scope,
+            "scope_reason": self.scope_reason, "cause": self.cause,
+            "cause_probability": None if self.cause_probability is None
+            else round(self.cause_probability, 6),
+            "model": self.model, "width": self.width, "height": self.height,
+        }
+        if heatmap and self.heatmap is not None:
+            data["heatmap"] = np.round(self.heatmap, 3).tolist()
+        return data
+
+
+class Predictor:
+    """A loaded model plus everything needed to turn an image into a :class:`Prediction`."""
+
+    def __init__(self, backend: Backend, card: ModelCard, head_weight: np.ndarray,
+                 *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.backend = backend
+        self.card = card
+        self.head_weight = head_weight  # (2, C): row 0 pneumonia, row 1 bacterial
+        self.max_pixels = max_pixels
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, *, backend: str = "auto",
+             max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
+        """Load a model folder or ``.safetensors`` file (None: the shipped default)."""
+        from safetensors.numpy import load_file
+
+        weights_path, _ = resolve_model_paths(path)
+        card = read_card(path)
+        head = load_file(str(weights_path))["head.weight"]
+        return cls(create_backend(backend, path), card, head, max_pixels=max_pixels)
+
+    @property
+    def version(self) -> str:
+        return self.card.version or self.card.arch
+
+    def decode(self, source: ImageSource) -> DecodedImage:
+        """Decode an input with this predictor's pixel limit."""
+        return decode_image(source, max_pixels=self.max_pixels)
+
+    def predict(self, source: ImageSource, *, heatmap: bool = True) -> Prediction:
+        """Predict one image. Raises ImageDecodeError / ImageTooLargeError on bad input."""
+        return self.predict_decoded([self.decode(source)], heatmap=heatmap)[0]
+
+    def predict_decoded(self, images: Sequence[DecodedImage], *,
+                        heatmap: bool = True) -> list[Prediction]:
+        """Predict a batch of decoded images in one forward pass."""
+        if not images:
+            return []
+        batch = np.stack([preprocess(d.pixels, self.card.preprocessing) for d in images])
+        logits, features = self.backend.run(batch)  # (B, 2), (B, C, h, w)
+        probability = apply_temperature(logits[:, 0], self.card.temperature)
+        cause_probability = apply_temperature(logits[:, 1], self.card.cause_temperature)
+        results = []
+        for i, decoded in enumerate(images):
+            results.append(self._result(decoded, float(probability[i]),
+                                        float(cause_probability[i]), features[i], heatmap))
+        return results
+
+    def _result(self, decoded: DecodedImage, probability: float, cause_probability: float,
+                features: np.ndarray, heatmap: bool) -> Prediction:
+        scope = check_image(decoded)
+        if scope.in_scope:
+            scope = check_features(features.mean(axis=(1, 2)), self.card.scope)
+        positive = probability >= self.card.threshold
+        cause = None
+        if positive:
+            cause = self.card.cause_names[1] if cause_probability >= 0.5 \
+                else self.card.cause_names[0]
+        height, width = decoded.pixels.shape
+        return Prediction(
+            label=self.card.class_names[int(positive)],
+            probability=probability,
+            threshold=self.card.threshold,
+            in_scope=scope.in_scope,
+            scope_reason=scope.reason,
+            cause=cause,
+            cause_probability=cause_probability if positive else None,
+            heatmap=class_activation_map(features, self.head_weight[0]) if heatmap else None,
+            model=self.version,
+            width=width,
+            height=height,
+            pixels=decoded.pixels,
+        )
