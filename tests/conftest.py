@@ -1,0 +1,99 @@
+"""Shared fixtures: the shared data folder (skipped when absent), tiny synthetic data sets
+and a tiny random model, so most tests run in milliseconds without the real model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a stray pretrained=True fails fast
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CHEST_XRAY = SHARED_DATA / "chest_xray"
+DICOM_DIR = SHARED_DATA / "dicom"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}: place the shared/ folder beside the "
+                    "project (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chest_xray_dir() -> Path:
+    """``../shared/data/chest_xray`` (its ``train/`` split), or skip."""
+    return _require(CHEST_XRAY / "train").parent
+
+
+@pytest.fixture(scope="session")
+def dicom_dir() -> Path:
+    """``../shared/data/dicom``, or skip."""
+    return _require(DICOM_DIR)
+
+
+@pytest.fixture(scope="session")
+def shared_normal_images(chest_xray_dir: Path) -> list[Path]:
+    return sorted((chest_xray_dir / "train" / "NORMAL").glob("*.jpeg"))[:4]
+
+
+@pytest.fixture(scope="session")
+def shared_pneumonia_images(chest_xray_dir: Path) -> list[Path]:
+    return sorted((chest_xray_dir / "train" / "PNEUMONIA").glob("*.jpeg"))[:4]
+
+
+def synthetic_xray(rng: np.random.Generator, pneumonia: bool, size: int = 48) -> np.ndarray:
+    """A toy 'radiograph': two dark lungs; pneumonia adds a bright blob in one lung."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    image = 200 - 120 * (np.exp(-((xx - 0.3) ** 2 + (yy - 0.5) ** 2) / 0.02)
+                         + np.exp(-((xx - 0.7) ** 2 + (yy - 0.5) ** 2) / 0.02))
+    if pneumonia:
+        cx, cy = rng.uniform(0.25, 0.35), rng.uniform(0.4, 0.6)
+        image += 90 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.005)
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_synthetic_dataset(root: Path, n_patients: int = 12, images_per_patient: int = 2,
+                           seed: int = 0, splits: tuple[str, ...] = ("train",)) -> Path:
+    """Write a Kermany-style folder of synthetic JPEGs with parseable patient names."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for p in range(n_patients):
+            for m in range(images_per_patient):
+                normal_dir = root / split / "NORMAL"
+                pneu_dir = root / split / "PNEUMONIA"
+                normal_dir.mkdir(parents=True, exist_ok=True)
+                pneu_dir.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(synthetic_xray(rng, False)).save(
+                    normal_dir / f"IM-{p:04d}-{m + 1:04d}.jpeg")
+                cause = "bacteria" if p % 3 else "virus"
+                Image.fromarray(synthetic_xray(rng, True)).save(
+                    pneu_dir / f"person{p + 1}_{cause}_{p * 10 + m}.jpeg")
+    return root
+
+
+@pytest.fixture
+def synthetic_dataset(tmp_path: Path) -> Path:
+    """``ROOT/train/{NORMAL,PNEUMONIA}`` with 12 patients x 2 images per class."""
+    return make_synthetic_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight simple_cnn model folder (model.safetensors + model.json), 64 px."""
+    import torch
+
+    from pneumoscan.modelfile import ModelCard, save_model
+    from pneumoscan.models import create_model
+    from pneumoscan.preprocessing import PreprocessConfig
+
+    torch.manual_seed(0)
+    model = create_model("simple_cnn").eval()
+    card = ModelCard(arch="simple_cnn", preprocessing=PreprocessConfig(image_size=64),
+                     threshold=0.5, version="tiny-test-model")
+    return save_model(model, card, tmp_path_factory.mktemp("tiny_model"))
