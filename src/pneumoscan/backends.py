@@ -3,14 +3,32 @@
 Every backend returns ``(logits (B, 2), features (B, C, h, w))`` as numpy arrays, so the
 Predictor computes probabilities, CAM heat maps and the scope check the same way whatever
 runs the network.
+
+- ``onnx``: ONNX Runtime on the model's ONNX export (``pneumoscan export``), the faster of
+  the two on a CPU and the only one that needs no PyTorch (``pneumoscan.onnx_backend``).
+- ``torch``: PyTorch, in inference mode, channels-last.
+- ``auto``: ``onnx`` when ONNX Runtime is installed and the model's ONNX export exists and
+  matches its weights, else ``torch``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+from pneumoscan.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+logger = logging.getLogger(__name__)
+
+BACKEND_NAMES = ("auto", "onnx", "torch")
 
 
 class Backend(Protocol):
@@ -23,29 +41,49 @@ class Backend(Protocol):
         ...
 
 
+def default_threads() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's core count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def prepare_torch_model(model: nn.Module) -> nn.Module:
+    """Eval mode and channels-last memory layout: what every CPU forward pass here uses.
+
+    Channels-last lets oneDNN run its blocked convolution kernels without reordering
+    every activation; on EfficientNet-Lite0 it made a batch of 32 about 2.5x faster.
+    """
+    import torch
+
+    return model.eval().to(memory_format=torch.channels_last)
+
+
 class TorchBackend:
-    """PyTorch on the CPU, in inference mode."""
+    """PyTorch on the CPU, in inference mode, channels-last."""
 
     name = "torch"
 
-    def __init__(self, weights_path: Path | str | None) -> None:
+    def __init__(self, weights_path: Path | str | None, *, threads: int | None = None) -> None:
         import torch
 
         from pneumoscan.modelfile import load_model
 
         self._torch = torch
+        if threads is not None:
+            torch.set_num_threads(threads)  # process-wide: PyTorch has one intra-op pool
         self.model, self.card = load_model(weights_path)
+        prepare_torch_model(self.model)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._torch.inference_mode():
             logits, features = self.model.forward_with_features(self._torch.from_numpy(batch))
-        return logits.float().numpy(), features.float().numpy()
+        # Features come back channels-last; the heat map code wants plain C order.
+        return logits.float().numpy(), np.ascontiguousarray(features.float().numpy())
 
 
 def available_backends() -> list[str]:
     """Names of the backends whose libraries are installed, fastest first."""
-    import importlib.util
-
     names = []
     if importlib.util.find_spec("onnxruntime") is not None and \
             importlib.util.find_spec("pneumoscan.onnx_backend") is not None:
@@ -55,18 +93,48 @@ def available_backends() -> list[str]:
     return names
 
 
-def create_backend(name: str, model_path: Path | str | None) -> Backend:
-    """Build the backend ``name`` ("torch", "onnx" or "auto": the fastest installed)."""
-    if name == "auto":
-        installed = available_backends()
-        if not installed:
-            raise RuntimeError("no inference backend installed: pip install 'pneumoscan[torch]' "
-                               "or 'pneumoscan[onnx]'")
-        name = installed[0]
-    if name == "torch":
-        return TorchBackend(model_path)
-    if name == "onnx":
-        from pneumoscan.onnx_backend import OnnxBackend  # type: ignore[import-not-found]
+def create_backend(name: str, model_path: Path | str | None, *,
+                   threads: int | None = None) -> Backend:
+    """Build the backend ``name``: "onnx", "torch" or "auto" (see the module docstring).
 
-        return OnnxBackend(model_path)  # type: ignore[no-any-return]
-    raise ValueError(f"unknown backend {name!r}; expected 'auto', 'torch' or 'onnx'")
+    Args:
+        name: "auto", "onnx" or "torch".
+        model_path: a model folder, a ``.safetensors`` file, or None (the shipped model).
+        threads: intra-op threads (default: the library's own choice for torch, every
+            usable CPU for onnx).
+
+    Raises:
+        ValueError: an unknown backend name.
+        ModelFileError: the model (or, for "onnx", its ONNX export) is missing or invalid.
+        RuntimeError: no backend library is installed.
+    """
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {name!r}; expected one of {BACKEND_NAMES}")
+    if name == "auto":
+        return _create_automatically(model_path, threads)
+    if name == "torch":
+        return TorchBackend(model_path, threads=threads)
+    from pneumoscan.onnx_backend import OnnxBackend
+
+    return OnnxBackend(model_path, threads=threads)
+
+
+def _create_automatically(model_path: Path | str | None, threads: int | None) -> Backend:
+    installed = available_backends()
+    if not installed:
+        raise RuntimeError("no inference backend installed: pip install 'pneumoscan[onnx]' "
+                           "(with an exported model) or 'pneumoscan[torch]'")
+    if "onnx" in installed:
+        from pneumoscan.onnx_backend import OnnxBackend, export_hint, onnx_path_for
+
+        if onnx_path_for(model_path).is_file() or "torch" not in installed:
+            try:
+                return OnnxBackend(model_path, threads=threads)
+            except ModelFileError as exc:
+                if "torch" not in installed:
+                    raise
+                logger.warning("%s; using the torch backend", exc)
+        else:
+            logger.info("no ONNX export beside the model; using the torch backend (faster "
+                        "on a CPU: `%s`)", export_hint(model_path))
+    return TorchBackend(model_path, threads=threads)

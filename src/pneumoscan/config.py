@@ -17,6 +17,7 @@ class TrainConfig:
     arch: str = "efficientnet_lite0"  # a name create_model() knows
     pretrained: bool = True  # start from offline ImageNet weights where they exist
     image_size: int = 224  # model input side, pixels
+    equalize: bool = False  # histogram-equalise inputs (stored in the model's preprocessing)
     epochs: int = 8  # upper bound; early stopping may end sooner
     batch_size: int = 32
     lr: float = 1e-3  # AdamW peak learning rate

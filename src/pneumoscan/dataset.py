@@ -58,9 +58,10 @@ class Discovery:
 def parse_patient_id(file_name: str) -> str:
     """Return the patient id encoded in a Kermany-style file name.
 
-    ``person1_bacteria_1.jpeg`` → ``person1``; ``IM-0115-0001.jpeg`` → ``IM-0115``;
-    ``NORMAL2-IM-0313-0001.jpeg`` → ``NORMAL2-IM-0313``. A name that follows neither
-    pattern is its own patient (its stem), which is the safe choice for a split.
+    ``person1_bacteria_1.jpeg`` → ``person1``; ``IM-0115-0001.jpeg`` → ``im-0115``;
+    ``NORMAL2-IM-0313-0001.jpeg`` → ``normal2-im-0313`` (ids are lower-cased, so a name's
+    case does not split a patient). A name that follows neither pattern is its own
+    patient (its stem), which is the safe choice for a split.
     """
     stem = Path(file_name).stem
     for pattern in (_PERSON, _NORMAL):
@@ -151,7 +152,7 @@ def samples_for_evaluation(root: Path | str) -> list[Sample]:
     if len(found) == 1:
         return next(iter(found.values()))
     raise DataLayoutError(f"{root}: holds {sorted(found)} but no test/ split; point --data "
-                          "at the one folder to evaluate (e.g. {root}/val)")
+                          f"at the one folder to evaluate (e.g. {root}/val)")
 
 
 def split_by_patient(samples: list[Sample], val_fraction: float = 0.15,

@@ -60,3 +60,8 @@ def encode_png(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+def overlay_png(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> bytes:
+    """PNG bytes of :func:`overlay`: the radiograph with its heat map, at its aspect ratio."""
+    return encode_png(overlay(pixels, heatmap, alpha=alpha))

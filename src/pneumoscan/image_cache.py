@@ -43,8 +43,9 @@ def load_resized(samples: Sequence[Sample], image_size: int, *, cache_dir: Path 
     """Decode and resize ``samples`` to ``(N, S, S)`` uint8, using the cache when present.
 
     With ``use_cache=False`` nothing is read from or written to disk (evaluation of data
-    that is not ours to copy). Returns the pixels of the readable images and the indices (into ``samples``) of those
-    that could not be read; those are logged and left out, never filled with grey.
+    that is not ours to copy). Returns the pixels of the readable images and the indices
+    (into ``samples``) of those that could not be read; those are logged and left out,
+    never filled with grey.
     """
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     key = _cache_key(samples, image_size)

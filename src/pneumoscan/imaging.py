@@ -128,7 +128,12 @@ def _from_encoded(data: bytes, name: str, max_pixels: int) -> DecodedImage:
                 # far larger than any model input (a 2000 px radiograph -> 1000 px).
                 image.draft("L", (max(image.width // 2, 512), max(image.height // 2, 512)))
             image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # header claims > 2x Pillow's own limit
+        raise ImageTooLargeError(
+            f"{name}: the header claims too many pixels ({exc}); the limit is "
+            f"{max_pixels:,} pixels"
+        ) from exc
+    except UnidentifiedImageError as exc:
         raise UnsupportedImageError(
             f"{name}: not a readable image (expected JPEG, PNG or DICOM)"
         ) from exc
@@ -152,6 +157,7 @@ def _from_pil(image: Image.Image, image_format: str, max_pixels: int) -> Decoded
 
 
 def _from_array(array: np.ndarray, max_pixels: int) -> DecodedImage:
+    from_uint8 = array.dtype == np.uint8  # its channel mean is still on the 0..255 scale
     if array.ndim == 3 and array.shape[2] in (1, 3, 4):
         channels = array[..., :3].astype(np.float64)
         was_color = array.shape[2] >= 3 and float(np.ptp(channels, axis=2).mean()) > 3.0
@@ -163,7 +169,7 @@ def _from_array(array: np.ndarray, max_pixels: int) -> DecodedImage:
     _check_size(array.shape[1], array.shape[0], max_pixels, "array")
     if array.dtype == np.uint8:
         pixels = array
-    elif np.issubdtype(array.dtype, np.floating) and array.min() >= 0 and array.max() <= 255:
+    elif from_uint8:
         pixels = np.clip(np.rint(array), 0, 255).astype(np.uint8)
     else:
         pixels = _scale_to_uint8(array)
@@ -181,7 +187,6 @@ def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
 def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
     import pydicom  # imported only when a DICOM arrives
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_voi_lut
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=not is_dicom(data))

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 
@@ -38,6 +39,16 @@ def wilson_interval(successes: int, total: int, z: float = 1.959964) -> list[flo
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
+def _rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney U statistic (ties count 1/2), equal to scikit-learn's
+    ``roc_auc_score`` but ~100x faster: its input checks dominate a 1,000-fold bootstrap."""
+    positive = labels.astype(bool)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    ranks = rankdata(scores)  # average ranks for ties
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def bootstrap_auc_interval(labels: np.ndarray, probabilities: np.ndarray,
                            n_boot: int = 1000, seed: int = 0) -> list[float]:
     """95 % percentile-bootstrap interval of ROC AUC (resampling images)."""
@@ -51,7 +62,7 @@ def bootstrap_auc_interval(labels: np.ndarray, probabilities: np.ndarray,
         sample = labels[index]
         if sample.min() == sample.max():
             continue  # one class only: AUC undefined for this resample
-        aucs.append(float(roc_auc_score(sample, probabilities[index])))
+        aucs.append(_rank_auc(sample, probabilities[index]))
     if not aucs:
         return [math.nan, math.nan]
     return [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))]

@@ -111,6 +111,7 @@ def read_card(path: Path | str | None) -> ModelCard:
 
 def load_model(path: Path | str | None = None) -> tuple[PneumoniaNet, ModelCard]:
     """Rebuild a model from its card and weights, in eval mode, on the CPU."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from pneumoscan.models import create_model
@@ -118,7 +119,11 @@ def load_model(path: Path | str | None = None) -> tuple[PneumoniaNet, ModelCard]
     weights_path, _ = resolve_model_paths(path)
     card = read_card(path)
     model = create_model(card.arch, pretrained=False)
-    state = load_file(str(weights_path), device="cpu")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except SafetensorError as exc:  # not safetensors (a pickle, say) or truncated
+        raise ModelFileError(f"{weights_path}: not a readable safetensors file ({exc})") \
+            from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -27,12 +27,17 @@ PRETRAINED_FROM_PACKAGE = ("efficientnet_lite0",)
 
 
 class SimpleCNN(nn.Module):
-    """A small, fast CNN trained from scratch: 5 conv stages, 32→256 channels."""
+    """A small, fast CNN trained from scratch: a stride-2 stem, then 4 stages of two
+    3x3 convolutions and a max-pool (total stride 32), 24→256 channels."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 192, 256)) -> None:
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256)) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        in_channels = 1
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, 24, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(24),
+            nn.ReLU(inplace=True),
+        ]
+        in_channels = 24
         for width in widths:
             layers += [
                 nn.Conv2d(in_channels, width, 3, padding=1, bias=False),

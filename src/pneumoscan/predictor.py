@@ -12,7 +12,7 @@ names, threshold and calibration come from the model's ``model.json`` only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ import numpy as np
 
 from pneumoscan.backends import Backend, create_backend
 from pneumoscan.calibration import apply_temperature
+from pneumoscan.errors import PneumoscanError
 from pneumoscan.heatmap import class_activation_map
 from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage, ImageSource, decode_image
 from pneumoscan.modelfile import ModelCard, read_card, resolve_model_paths
-from pneumoscan.preprocessing import preprocess
-from pneumoscan.scope import check_features, check_image
+from pneumoscan.preprocessing import normalize, preprocess
+from pneumoscan.scope import assess_scope
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,19 @@ class Prediction:
         if heatmap and self.heatmap is not None:
             data["heatmap"] = np.round(self.heatmap, 3).tolist()
         return data
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One input file's outcome in batch mode: a prediction, or why there is none."""
+
+    file: str  # the path as given or found
+    prediction: Prediction | None
+    error: str = ""  # "" on success, else what went wrong with this file
+
+    @property
+    def ok(self) -> bool:
+        return self.prediction is not None
 
 
 class Predictor:
@@ -114,11 +128,60 @@ class Predictor:
                                         float(cause_probability[i]), features[i], heatmap))
         return results
 
+    def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
+                        progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Globally pooled last feature maps ``(N, C)`` of resized uint8 images ``(N, S, S)``.
+
+        What the scope check compares with the training distribution; used to fit it.
+        """
+        pooled: list[np.ndarray] = []
+        for start in range(0, len(resized), batch_size):
+            chunk = resized[start:start + batch_size]
+            _, features = self.backend.run(normalize(chunk, self.card.preprocessing))
+            pooled.append(features.mean(axis=(2, 3)))  # (B, C)
+            if progress is not None:
+                progress(len(chunk))
+        return np.concatenate(pooled) if pooled else np.zeros((0, 0), np.float32)
+
+    def predict_files(self, files: Iterable[Path | str], *, batch_size: int = 16,
+                      heatmap: bool = False, progress: Callable[[int], None] | None = None,
+                      ) -> Iterator[FileResult]:
+        """Predict many files, ``batch_size`` per forward pass, in order, one result each.
+
+        A file that cannot be read (missing, empty, truncated, not an image, over the pixel
+        limit) yields a :class:`FileResult` with its ``error`` set; the others go on. Only
+        ``batch_size`` decoded images are held at a time.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        pending: list[tuple[str, DecodedImage | str]] = []  # decoded image or error
+        for file in files:
+            name = str(file)
+            try:
+                pending.append((name, self.decode(Path(file))))
+            except (PneumoscanError, OSError) as exc:
+                logger.warning("cannot predict %s", exc)
+                pending.append((name, str(exc)))
+            if sum(isinstance(item, DecodedImage) for _, item in pending) == batch_size:
+                yield from self._predict_pending(pending, heatmap, progress)
+                pending = []
+        yield from self._predict_pending(pending, heatmap, progress)
+
+    def _predict_pending(self, pending: list[tuple[str, DecodedImage | str]], heatmap: bool,
+                         progress: Callable[[int], None] | None) -> Iterator[FileResult]:
+        decoded = [item for _, item in pending if isinstance(item, DecodedImage)]
+        predictions = iter(self.predict_decoded(decoded, heatmap=heatmap))
+        if progress is not None and pending:
+            progress(len(pending))
+        for name, item in pending:
+            if isinstance(item, str):
+                yield FileResult(name, None, item)
+            else:
+                yield FileResult(name, next(predictions))
+
     def _result(self, decoded: DecodedImage, probability: float, cause_probability: float,
                 features: np.ndarray, heatmap: bool) -> Prediction:
-        scope = check_image(decoded)
-        if scope.in_scope:
-            scope = check_features(features.mean(axis=(1, 2)), self.card.scope)
+        scope = assess_scope(decoded, features.mean(axis=(1, 2)), self.card.scope)
         positive = probability >= self.card.threshold
         cause = None
         if positive:

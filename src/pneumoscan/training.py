@@ -5,6 +5,11 @@ and dropout draw from generators seeded with both, and the learning rate is a fu
 the step. So a run killed after epoch k and resumed from its checkpoint ends with the
 same weights as an uninterrupted run (on the CPU, where kernels are deterministic).
 
+Under torchrun (see ``pneumoscan.distributed``) the model is wrapped in
+DistributedDataParallel: each of N processes takes every N-th image of each batch, so
+``batch_size`` stays the global batch and the learning-rate schedule does not change. Every
+rank loads the checkpoint on resume; only rank 0 writes files and logs epochs.
+
 Checkpoints are ``checkpoint.safetensors`` (model and AdamW moments as tensors) plus
 ``checkpoint.json`` (epoch, history, best score): no pickle anywhere.
 """
@@ -29,7 +34,7 @@ import torch.nn.functional as F  # noqa: N812
 from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_auc_score
 
-from pneumoscan import __version__
+from pneumoscan import __version__, distributed
 from pneumoscan.augmentation import augment_batch
 from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
 from pneumoscan.config import TrainConfig, dump_config
@@ -40,7 +45,7 @@ from pneumoscan.inference import predict_logits
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelfile import ModelCard, save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
-from pneumoscan.preprocessing import PreprocessConfig
+from pneumoscan.preprocessing import PreprocessConfig, normalize
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +164,30 @@ def _git_commit() -> str:
         return ""
 
 
+def _device_logits(model: PneumoniaNet, pixels: np.ndarray, preprocess: PreprocessConfig,
+                   device: torch.device) -> np.ndarray:
+    """predict_logits, with each batch moved to ``device`` (mixed precision on CUDA)."""
+    if device.type == "cpu":
+        return predict_logits(model, pixels, preprocess)
+    was_training = model.training
+    model.eval()
+    outputs = []
+    with torch.inference_mode(), distributed.autocast(device):
+        for start in range(0, len(pixels), 64):
+            batch = torch.from_numpy(normalize(pixels[start:start + 64], preprocess))
+            outputs.append(model(batch.to(device)).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
+
+
 def _validate(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,
               config: TrainConfig, pos_weight: torch.Tensor,
-              cause_pos_weight: torch.Tensor) -> tuple[dict[str, float], np.ndarray]:
-    logits = predict_logits(model, val.pixels, preprocess)
+              cause_pos_weight: torch.Tensor, device: torch.device,
+              ) -> tuple[dict[str, float], np.ndarray]:
+    # Each process scores every N-th image; all of them then hold all logits and scores.
+    share = val.pixels[distributed.rank()::distributed.world_size()]
+    logits = distributed.gather_strided(_device_logits(model, share, preprocess, device),
+                                        len(val.pixels))
     with torch.no_grad():
         loss = loss_terms(torch.from_numpy(logits), torch.from_numpy(val.labels),
                           torch.from_numpy(val.causes), config, pos_weight, cause_pos_weight)
@@ -173,14 +198,18 @@ def _validate(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,
     return {"val_loss": float(loss), "val_auc": auc, "val_cause_auc": cause_auc}, logits
 
 
-def _train_epoch(model: PneumoniaNet, optimizer: torch.optim.AdamW, train: Arrays,
+def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.AdamW, train: Arrays,
                  preprocess: PreprocessConfig, config: TrainConfig, epoch: int,
                  pos_weight: torch.Tensor, cause_pos_weight: torch.Tensor,
-                 progress: ProgressCallback | None) -> float:
+                 progress: ProgressCallback | None,
+                 device: torch.device = torch.device("cpu")) -> float:
+    """One epoch; ``model`` may be DDP-wrapped. Returns the mean loss over all processes."""
+    rank, world = distributed.rank(), distributed.world_size()
     seed = _epoch_seed(config.seed, epoch)
-    torch.manual_seed(seed)  # dropout
-    generator = torch.Generator().manual_seed(seed)  # augmentation
-    order = np.random.default_rng(seed).permutation(len(train.labels))
+    torch.manual_seed(seed * world + rank)  # dropout; one process: seed itself
+    generator = torch.Generator().manual_seed(seed * world + rank)  # augmentation
+    order = np.random.default_rng(seed).permutation(len(train.labels))  # same on every rank
+    pos_weight, cause_pos_weight = pos_weight.to(device), cause_pos_weight.to(device)
     steps = len(order) // config.batch_size  # drop the last partial batch (BatchNorm)
     model.train()
     total = 0.0
@@ -188,21 +217,25 @@ def _train_epoch(model: PneumoniaNet, optimizer: torch.optim.AdamW, train: Array
         lr = learning_rate(config, epoch * steps + step, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        index = order[step * config.batch_size:(step + 1) * config.batch_size][rank::world]
         images = torch.from_numpy(train.pixels[index]).float().div_(255).unsqueeze(1)
         images = augment_batch(images, config.augment, generator)  # (B, 1, S, S) in [0, 1]
-        inputs = (images - preprocess.mean) / preprocess.std
-        logits = model(inputs)
-        loss = loss_terms(logits, torch.from_numpy(train.labels[index]),
-                          torch.from_numpy(train.causes[index]), config, pos_weight,
-                          cause_pos_weight)
+        # Back to uint8 so the augmented batch goes through the one preprocessing function.
+        augmented = images[:, 0].mul(255).round_().to(torch.uint8).numpy()
+        inputs = torch.from_numpy(normalize(augmented, preprocess)).to(device)  # (B, 1, S, S)
+        with distributed.autocast(device):
+            logits = model(inputs)
+            loss = loss_terms(logits, torch.from_numpy(train.labels[index]).to(device),
+                              torch.from_numpy(train.causes[index]).to(device), config,
+                              pos_weight, cause_pos_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += float(loss.detach())
         if progress:
             progress("advance", 1)
-    return total / max(1, steps)
+    distributed.broadcast_buffers(model)  # BatchNorm statistics: rank 0's, on every rank
+    return distributed.all_reduce_mean(total / max(1, steps))
 
 
 def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
@@ -214,7 +247,7 @@ def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
 
 def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: bool = False,
           cache_dir: Path | None = None, progress: ProgressCallback | None = None,
-          stop_after_epoch: int | None = None) -> Path:
+          stop_after_epoch: int | None = None, device: str | torch.device = "cpu") -> Path:
     """Train on ``data`` (its ``train/`` split, or the class folders directly) into ``out``.
 
     Args:
@@ -226,11 +259,21 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         cache_dir: where decoded images are cached (default: ``~/.cache/pneumoscan``).
         progress: optional progress callback (the CLI passes a rich progress bar).
         stop_after_epoch: stop (as if killed) after this many epochs; for tests of resume.
+        device: "cpu", "cuda" or "auto" (CUDA when present). Under torchrun, call this
+            inside ``pneumoscan.distributed.process_group()``, on every process.
 
     Returns:
         The output folder.
     """
     out = Path(out)
+    device = distributed.select_device(device)
+    world, main = distributed.world_size(), distributed.is_main_process()
+    if distributed.launched_by_torchrun() and world == 1:
+        raise RuntimeError("started by torchrun, but no process group: call train() inside "
+                           "pneumoscan.distributed.process_group()")
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} does not split over {world} "
+                         f"processes; choose a multiple of {world}")
     if config.threads:
         torch.set_num_threads(config.threads)
     found = discover(data).splits
@@ -246,17 +289,20 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     if not resume and (out / CHECKPOINT).is_file():
         raise FileExistsError(f"{out} already holds a checkpoint; pass --resume to continue it "
                               "or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(dump_config(config))
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(dump_config(config))
 
-    preprocess = PreprocessConfig(image_size=config.image_size)
-    train_arrays = _to_arrays(train_samples, config.image_size, cache_dir, progress)
-    val_arrays = _to_arrays(val_samples, config.image_size, cache_dir, progress)
+    preprocess = PreprocessConfig(image_size=config.image_size, equalize=config.equalize)
+    with distributed.main_process_first():  # rank 0 fills the image cache, the others read it
+        train_arrays = _to_arrays(train_samples, config.image_size, cache_dir, progress)
+        val_arrays = _to_arrays(val_samples, config.image_size, cache_dir, progress)
     pos_weight = _pos_weight(train_arrays.labels)
     cause_pos_weight = _pos_weight(train_arrays.causes[train_arrays.causes >= 0])
 
     seed_everything(config.seed)
-    model = create_model(config.arch, pretrained=config.pretrained, dropout=config.dropout)
+    model = create_model(config.arch, pretrained=config.pretrained,
+                         dropout=config.dropout).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     state: dict[str, Any] = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": [],
@@ -265,8 +311,10 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         state = _load_checkpoint(out, model, optimizer)
         logger.info("resuming after epoch %d (best AUC %.4f at epoch %d)", state["epoch"],
                     state["best_auc"], state["best_epoch"])
+    net = distributed.wrap_model(model, device)  # checkpoints keep using the bare model
 
     steps = len(train_arrays.labels) // config.batch_size
+    interrupted = False
     for epoch in range(state["epoch"], config.epochs):
         if epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0:
             logger.info("early stop: no better validation AUC for %d epochs", config.patience)
@@ -274,10 +322,10 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         started = time.perf_counter()
         if progress:
             progress("start", steps)
-        train_loss = _train_epoch(model, optimizer, train_arrays, preprocess, config, epoch,
-                                  pos_weight, cause_pos_weight, progress)
+        train_loss = _train_epoch(net, optimizer, train_arrays, preprocess, config, epoch,
+                                  pos_weight, cause_pos_weight, progress, device)
         scores, _ = _validate(model, val_arrays, preprocess, config, pos_weight,
-                              cause_pos_weight)
+                              cause_pos_weight, device)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
                **{k: round(v, 6) for k, v in scores.items()},
@@ -288,25 +336,36 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         state["epoch"] = epoch + 1
         if scores["val_auc"] > state["best_auc"]:
             state["best_auc"], state["best_epoch"] = scores["val_auc"], epoch + 1
-            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-                      str(out / BEST_WEIGHTS))
-        logger.info("epoch %d/%d  train loss %.4f  val loss %.4f  val AUC %.4f  "
-                    "cause AUC %.4f  %.0fs", epoch + 1, config.epochs, train_loss,
-                    scores["val_loss"], scores["val_auc"], scores["val_cause_auc"], seconds)
-        _save_checkpoint(out, model, optimizer, state)
-        _write_history(out, state["history"])
+            if main:
+                save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                          str(out / BEST_WEIGHTS))
+        if main:
+            logger.info("epoch %d/%d  train loss %.4f  val loss %.4f  val AUC %.4f  "
+                        "cause AUC %.4f  %.0fs", epoch + 1, config.epochs, train_loss,
+                        scores["val_loss"], scores["val_auc"], scores["val_cause_auc"],
+                        seconds)
+            _save_checkpoint(out, model, optimizer, state)
+            _write_history(out, state["history"])
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            return out
+            interrupted = True
+            break
 
-    model.load_state_dict(load_file(str(out / BEST_WEIGHTS)))
-    _finish(model, config, preprocess, val_arrays, pool, state, out)
+    if world > 1:
+        digest = distributed.check_in_sync(model)
+        if main:
+            logger.info("weights identical on all %d processes (sha256 %s)", world, digest)
+    if main and not interrupted:
+        model.load_state_dict(load_file(str(out / BEST_WEIGHTS)))
+        _finish(model, config, preprocess, val_arrays, pool, state, out, device)
+    distributed.barrier()  # the others wait until the model is written
     return out
 
 
 def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConfig,
-            val: Arrays, pool: list[Sample], state: dict[str, Any], out: Path) -> None:
+            val: Arrays, pool: list[Sample], state: dict[str, Any], out: Path,
+            device: torch.device = torch.device("cpu")) -> None:
     """Calibrate and pick the threshold on validation, then write the model and its card."""
-    logits = predict_logits(model, val.pixels, preprocess)
+    logits = _device_logits(model, val.pixels, preprocess, device)
     temperature = fit_temperature(logits[:, 0], val.labels)
     probabilities = apply_temperature(logits[:, 0], temperature)
     threshold = choose_threshold(val.labels, probabilities,
@@ -339,7 +398,8 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
                   "best_epoch": state["best_epoch"],
                   "train_minutes": round(state["train_seconds"] / 60, 1),
                   "n_train": len(pool) - len(val.samples), "n_val": len(val.samples),
-                  "parameters": count_parameters(model), "threads": torch.get_num_threads()},
+                  "parameters": count_parameters(model), "threads": torch.get_num_threads(),
+                  "processes": distributed.world_size(), "device": device.type},
         version=f"{config.arch}-{config.image_size}px-{datetime.now(UTC):%Y%m%d}",
         package_version=__version__,
         git_commit=_git_commit(),

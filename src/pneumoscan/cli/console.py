@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -49,5 +50,6 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (PneumoscanError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        # soft_wrap: one line however long the path; escape: "[x]" in a path is not markup
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(code=2) from exc

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from pneumoscan.cli.console import configure_logging, console, progress_bar, user_errors
+
+if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
+    from pneumoscan.config import TrainConfig
 
 
 def train_command(
@@ -25,18 +32,59 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache "
                                           "(default ~/.cache/pneumoscan)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or "
+                               "cuda; mixed precision on CUDA."),
+    devices: int = typer.Option(1, "--devices", min=1, help="Processes to start on this "
+                                "machine, trained as one with DistributedDataParallel (one "
+                                "per GPU; on the CPU they share the cores). Under torchrun "
+                                "leave it out: --nproc-per-node sets the count there."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train a pneumonia classifier; writes model.safetensors + model.json to --out."""
     configure_logging(verbose)
+    from pneumoscan import distributed
     from pneumoscan.config import load_config
-    from pneumoscan.training import train
 
     with user_errors():
         settings = load_config(config).with_overrides(
             epochs=epochs, arch=arch, image_size=image_size, seed=seed, pretrained=pretrained)
         if resume and (out / "config.toml").is_file() and config is None:
             settings = load_config(out / "config.toml").with_overrides(epochs=epochs)
+        if devices > 1:
+            if distributed.launched_by_torchrun():
+                raise ValueError("--devices starts its own processes; under torchrun leave it "
+                                 "out (--nproc-per-node sets the count)")
+            try:
+                distributed.launch_local(devices, _train_spawned, settings, data, out, resume,
+                                         cache_dir, device, verbose)
+            except distributed.ProcessFailedError as exc:
+                raise typer.Exit(code=exc.exit_code) from exc  # the process said why
+        else:
+            train_process(settings, data, out, resume, cache_dir, device, verbose)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun's other ranks stay quiet
+        console.print(f"[green]done:[/] model written to {out}")
+
+
+def _train_spawned(*args: Any) -> None:
+    """:func:`train_process` in a process started by ``--devices``: an exit code, no trace."""
+    try:
+        train_process(*args)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+def train_process(settings: TrainConfig, data: Path, out: Path, resume: bool,
+                  cache_dir: Path | None, device: str, verbose: bool) -> None:
+    """Train as the only process, or as one of torchrun's; rank 0 logs and shows progress."""
+    from pneumoscan import distributed
+    from pneumoscan.training import train
+
+    configure_logging(verbose)  # again: a process started by --devices begins bare
+    with user_errors(), distributed.process_group(device) as chosen:
+        if not distributed.is_main_process():
+            logging.getLogger().setLevel(logging.WARNING)  # one log: rank 0's
+            train(settings, data, out, resume=resume, cache_dir=cache_dir, device=chosen)
+            return
         with progress_bar() as bar:
             task = bar.add_task("loading", total=None)
             state = {"phase": 0}
@@ -49,5 +97,5 @@ def train_command(
                 else:
                     bar.advance(task, amount)
 
-            train(settings, data, out, resume=resume, cache_dir=cache_dir, progress=progress)
-    console.print(f"[green]done:[/] model written to {out}")
+            train(settings, data, out, resume=resume, cache_dir=cache_dir, progress=progress,
+                  device=chosen)

@@ -1,0 +1,173 @@
+"""``pneumoscan predict``: predict files or whole folders, optionally with heat-map overlays.
+
+One file: a readable summary on stdout. Folders (searched recursively) or several files: a
+progress bar, then a table, or a CSV / JSON file with ``--out``. Unreadable files become
+error rows; the exit code is 1 only when nothing at all could be predicted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from pneumoscan import DISCLAIMER
+from pneumoscan.cli.console import configure_logging, console, progress_bar, stdout, user_errors
+
+if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
+    from pneumoscan.prediction_output import OverlayNamer
+    from pneumoscan.predictor import FileResult, Predictor
+
+logger = logging.getLogger(__name__)
+
+
+def predict_command(
+    inputs: list[Path] = typer.Argument(..., help="Image files (.jpeg .jpg .png .dcm) and/or "
+                                        "folders, searched recursively."),
+    out: Path | None = typer.Option(None, "--out", help="Write one row per file to this "
+                                    ".csv or .json file."),
+    cam_dir: Path | None = typer.Option(None, "--cam-dir", help="Also write a heat-map "
+                                        "overlay PNG per image into this folder."),
+    model: Path | None = typer.Option(None, "--model", help="Model folder or .safetensors "
+                                      "file (default: the shipped model)."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch or onnx."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward "
+                                   "pass."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Predict pneumonia on chest X-rays (decision support, not a diagnosis)."""
+    configure_logging(verbose)
+    from pneumoscan.prediction_output import OverlayNamer, expand_inputs, output_format
+
+    with user_errors():
+        if out is not None:
+            output_format(out)  # a bad suffix fails before any work is done
+        files = list(expand_inputs(inputs))
+        if not files:
+            console.print("[bold red]error:[/] no .jpeg, .jpg, .png or .dcm file found in "
+                          f"{', '.join(str(p) for p in inputs)}")
+            raise typer.Exit(code=1)
+        from pneumoscan.predictor import Predictor
+
+        predictor = Predictor.load(model, backend=backend)
+        namer = None
+        if cam_dir is not None:
+            cam_dir.mkdir(parents=True, exist_ok=True)
+            namer = OverlayNamer(cam_dir)
+    single = len(files) == 1 and not inputs[0].is_dir()
+    results, overlays = _run(predictor, files, namer, batch_size, show_progress=not single)
+    if out is not None:
+        _write(results, out)
+    if single and out is None:
+        _print_summary(results[0], overlays.get(0))
+    elif out is None:
+        _print_table(results)
+    _print_footer(results, predictor.version, overlays)
+    if not any(r.ok for r in results):
+        raise typer.Exit(code=1)
+
+
+def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayNamer | None,
+         batch_size: int, *, show_progress: bool) -> tuple[list[FileResult], dict[int, Path]]:
+    """Predict every file, writing overlays as results arrive (pixels are not all kept)."""
+    from pneumoscan.heatmap import overlay_png
+    from pneumoscan.prediction_output import write_file_inside
+    from pneumoscan.predictor import FileResult
+
+    results: list[FileResult] = []
+    overlays: dict[int, Path] = {}
+    names = [name for _, name in files]
+    with progress_bar() as bar:
+        task = bar.add_task("predicting", total=len(files), visible=show_progress)
+        stream = predictor.predict_files([path for path, _ in files], batch_size=batch_size,
+                                         heatmap=namer is not None,
+                                         progress=lambda n: bar.advance(task, n))
+        for index, result in enumerate(stream):
+            prediction = result.prediction
+            if namer is not None and prediction is not None \
+                    and prediction.heatmap is not None and prediction.pixels is not None:
+                path = namer.path_for(names[index])
+                try:
+                    write_file_inside(path, overlay_png(prediction.pixels, prediction.heatmap))
+                    overlays[index] = path
+                except OSError as exc:
+                    logger.warning("could not write the overlay %s: %s", path, exc)
+            # Keep the row, drop the pixels and heat map: folders can be large.
+            if prediction is not None:
+                result = FileResult(result.file, replace(prediction, pixels=None,
+                                                         heatmap=None))
+            results.append(result)
+    return results, overlays
+
+
+def _write(results: list[FileResult], out: Path) -> None:
+    from pneumoscan.prediction_output import result_row, write_rows
+
+    write_rows([result_row(r) for r in results], out)
+    console.print(f"wrote {len(results)} row(s) to {out}")
+
+
+def _print_summary(result: FileResult, overlay: Path | None) -> None:
+    """The single-file summary: label, probability, threshold, cause, scope, model."""
+    prediction = result.prediction
+    if prediction is None:
+        console.print(f"[bold red]error:[/] {result.error}")
+        return
+    table = Table(show_header=False, box=None, pad_edge=False, title=result.file,
+                  title_justify="left", title_style="bold")
+    table.add_column(style="dim")
+    table.add_column()
+    colour = "red" if prediction.is_pneumonia else "green"
+    table.add_row("label", f"[bold {colour}]{prediction.label}[/]")
+    table.add_row("probability", f"{prediction.probability:.3f}  (P(pneumonia), calibrated)")
+    table.add_row("threshold", f"{prediction.threshold:.3f}  (the model's operating point)")
+    if prediction.cause is not None and prediction.cause_probability is not None:
+        table.add_row("cause", f"{prediction.cause}  (P(bacterial) "
+                      f"{prediction.cause_probability:.3f}; a secondary, lower-confidence "
+                      "estimate)")
+    if prediction.in_scope:
+        table.add_row("in scope", "yes")
+    else:
+        table.add_row("in scope", f"[bold yellow]NO[/]: {prediction.scope_reason}; the "
+                      "result is not meaningful for this image")
+    table.add_row("image", f"{prediction.width}x{prediction.height}")
+    table.add_row("model", prediction.model)
+    if overlay is not None:
+        table.add_row("heat map", str(overlay))
+    stdout.print(table)
+
+
+def _print_table(results: list[FileResult]) -> None:
+    table = Table(title=None, show_lines=False)
+    for column in ("file", "label", "probability", "cause", "in scope", "error"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        p = result.prediction
+        if p is None:
+            table.add_row(result.file, "", "", "", "", f"[red]{result.error}[/]")
+            continue
+        cause = "" if p.cause is None else f"{p.cause} ({p.cause_probability:.2f})"
+        scope = "yes" if p.in_scope else f"[yellow]no: {p.scope_reason}[/]"
+        table.add_row(result.file, p.label, f"{p.probability:.3f}", cause, scope, "")
+    stdout.print(table)
+
+
+def _print_footer(results: list[FileResult], version: str, overlays: dict[int, Path]) -> None:
+    predictions = [r.prediction for r in results if r.prediction is not None]
+    failed = len(results) - len(predictions)
+    out_of_scope = sum(not p.in_scope for p in predictions)
+    if len(results) > 1:
+        threshold = predictions[0].threshold if predictions else None
+        parts = [f"{len(predictions)} predicted", f"{failed} failed",
+                 f"{out_of_scope} out of scope"]
+        if overlays:
+            parts.append(f"{len(overlays)} heat map(s) written")
+        stdout.print(", ".join(parts) + f"; model {version}"
+                     + ("" if threshold is None else f", threshold {threshold:.3f}"))
+    if len(results) > 1 and any(p.cause is not None for p in predictions):
+        stdout.print("cause (bacterial/viral) is a secondary, lower-confidence estimate.")
+    stdout.print(f"[italic]{DISCLAIMER}[/]")

@@ -1,0 +1,89 @@
+"""Typed request and response bodies of the JSON API (what /docs shows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pneumoscan import DISCLAIMER
+
+
+class PredictionResponse(BaseModel):
+    """One image's result."""
+
+    label: str = Field(description="A class name from the model card, e.g. PNEUMONIA.")
+    probability: float = Field(description="Calibrated probability of pneumonia, 0..1.")
+    threshold: float = Field(description="The model's operating threshold on `probability`.")
+    in_scope: bool = Field(description="False: not plausibly a frontal chest radiograph; "
+                                       "the result is not meaningful.")
+    scope_reason: str = Field(description="Why the image is out of scope; empty when in scope.")
+    cause: str | None = Field(None, description="Secondary, lower-confidence estimate "
+                              "(bacterial or viral), only when the label is pneumonia.")
+    cause_probability: float | None = Field(None, description="P(bacterial | pneumonia), only "
+                                            "when the label is pneumonia.")
+    model: str = Field(description="Model version.")
+    width: int = Field(description="Width of the decoded image, pixels.")
+    height: int = Field(description="Height of the decoded image, pixels.")
+    heatmap_png: str | None = Field(None, description="Base64 PNG of the radiograph with the "
+                                    "class activation map blended on top (heatmap=true).")
+    image_png: str | None = Field(None, description="Base64 PNG of the decoded radiograph as "
+                                  "the model read it (image=true; useful for DICOM).")
+    elapsed_ms: float = Field(description="Server time for this request, queueing included.")
+    disclaimer: str = DISCLAIMER
+
+
+class BatchItem(BaseModel):
+    """One file of a batch: a result, or the error that file alone caused."""
+
+    filename: str
+    status: int = Field(description="The HTTP status this file would get on its own.")
+    result: PredictionResponse | None = None
+    detail: str | None = Field(None, description="What was wrong with the file.")
+
+
+class BatchResponse(BaseModel):
+    items: list[BatchItem]
+    elapsed_ms: float
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx answer: one sentence a person can act on."""
+
+    detail: str
+
+
+class HealthResponse(BaseModel):
+    status: str = "ok"
+    model: str
+    backend: str
+    max_upload_bytes: int
+    max_batch_files: int
+
+
+class ModelInfo(BaseModel):
+    """The model card's facts (the input-scope statistics are summarised, not sent)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+    version: str
+    arch: str
+    class_names: list[str]
+    cause_names: list[str]
+    threshold: float
+    threshold_rule: str
+    preprocessing: dict[str, Any]
+    validation: dict[str, Any]
+    backend: str
+    scope_check: bool = Field(description="True when the card holds the training-feature "
+                              "statistics used to flag unfamiliar images.")
+    disclaimer: str = DISCLAIMER
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "The upload is larger than the limit."},
+    415: {"model": ErrorResponse, "description": "Not a JPEG, PNG or DICOM file."},
+    422: {"model": ErrorResponse, "description": "Empty, truncated, undecodable or too many "
+          "pixels; or the request is malformed."},
+}

@@ -1,0 +1,192 @@
+"""``pneumoscan predict``: one file, folders with a broken file, CSV / JSON, overlays, exit
+codes and path safety, with the tiny random model (fast; no accuracy asserted)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pneumoscan import DISCLAIMER
+from pneumoscan.cli.main import app
+from pneumoscan.prediction_output import ROW_FIELDS
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def scans(tmp_path: Path, shared_normal_images: list[Path],
+          shared_pneumonia_images: list[Path]) -> Path:
+    """A folder of 4 good images in two levels, one truncated JPEG and a text file."""
+    root = tmp_path / "scans"
+    (root / "ward b").mkdir(parents=True)
+    shutil.copy(shared_normal_images[0], root / "n1.jpeg")
+    shutil.copy(shared_normal_images[1], root / "ward b" / "n2.jpeg")
+    shutil.copy(shared_pneumonia_images[0], root / "p1.jpeg")
+    Image.open(shared_pneumonia_images[1]).convert("L").save(root / "ward b" / "p2.png")
+    (root / "broken.jpeg").write_bytes(shared_normal_images[2].read_bytes()[:1200])
+    (root / "notes.txt").write_text("not an image; skipped")
+    return root
+
+
+def _invoke(runner: CliRunner, *args: str | Path):  # noqa: ANN202 - click's Result
+    # PyTorch explicitly: ONNX parity has its own tests, and these must not depend on it.
+    return runner.invoke(app, ["predict", *map(str, args), "--backend", "torch"])
+
+
+def test_single_file_summary(runner: CliRunner, tiny_model_dir: Path,
+                             shared_normal_images: list[Path]) -> None:
+    result = _invoke(runner, shared_normal_images[0], "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())  # undo rich's line wrapping
+    for expected in ("label", "probability", "threshold 0.500", "in scope",
+                     "tiny-test-model", "224x224"):
+        assert expected in out
+    assert any(label in out for label in ("NORMAL", "PNEUMONIA"))
+    assert " ".join(DISCLAIMER.split()) in out
+
+
+def test_single_file_shows_cause_only_when_pneumonia(runner: CliRunner, tiny_model_dir: Path,
+                                                     tmp_path: Path,
+                                                     shared_normal_images: list[Path]) -> None:
+    positive = tmp_path / "always_positive"
+    shutil.copytree(tiny_model_dir, positive)
+    card = json.loads((positive / "model.json").read_text())
+    (positive / "model.json").write_text(json.dumps({**card, "threshold": 0.0}))
+    result = _invoke(runner, shared_normal_images[0], "--model", positive)
+    out = " ".join(result.stdout.split())
+    assert "PNEUMONIA" in out and "P(bacterial)" in out and "lower-confidence" in out
+    negative = tmp_path / "never_positive"
+    shutil.copytree(tiny_model_dir, negative)
+    (negative / "model.json").write_text(json.dumps({**card, "threshold": 1.01}))
+    out = " ".join(_invoke(runner, shared_normal_images[0], "--model", negative).stdout.split())
+    assert "NORMAL" in out and "P(bacterial)" not in out
+
+
+def test_folder_to_csv_with_a_broken_file(runner: CliRunner, tiny_model_dir: Path,
+                                          scans: Path, tmp_path: Path) -> None:
+    out_csv = tmp_path / "results.csv"
+    result = _invoke(runner, scans, "--out", out_csv, "--model", tiny_model_dir,
+                     "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    with out_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(ROW_FIELDS)
+    files = [Path(r["file"]).relative_to(scans).as_posix() for r in rows]
+    assert files == ["broken.jpeg", "n1.jpeg", "p1.jpeg", "ward b/n2.jpeg", "ward b/p2.png"]
+    broken = rows[0]
+    assert broken["probability"] == "" and "truncated" in broken["error"]
+    for row in rows[1:]:
+        assert row["error"] == ""
+        assert 0.0 <= float(row["probability"]) <= 1.0
+        assert row["threshold"] == "0.5" and row["model"] == "tiny-test-model"
+        assert row["in_scope"] in ("True", "False")
+    assert "4 predicted, 1 failed" in " ".join(result.stdout.split())
+
+
+def test_folder_to_json(runner: CliRunner, tiny_model_dir: Path, scans: Path,
+                        tmp_path: Path) -> None:
+    out_json = tmp_path / "nested" / "results.json"
+    result = _invoke(runner, scans, "--out", out_json, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out_json.read_text())
+    assert isinstance(rows, list) and len(rows) == 5
+    assert all(list(row) == list(ROW_FIELDS) for row in rows)
+    assert rows[0]["probability"] is None and rows[0]["error"]
+    assert all(isinstance(r["probability"], float) for r in rows[1:])
+    assert all(isinstance(r["in_scope"], bool) for r in rows[1:])
+
+
+def test_folder_without_out_prints_a_table(runner: CliRunner, tiny_model_dir: Path,
+                                           scans: Path) -> None:
+    result = _invoke(runner, scans, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert "n1.jpeg" in result.stdout and "truncated" in result.stdout
+
+
+def test_exit_code_1_when_nothing_predicts(runner: CliRunner, tiny_model_dir: Path,
+                                           tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "text.jpeg").write_text("hello")
+    out_csv = tmp_path / "r.csv"
+    result = _invoke(runner, bad, "--out", out_csv, "--model", tiny_model_dir)
+    assert result.exit_code == 1
+    with out_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 and all(r["error"] for r in rows)
+    single = _invoke(runner, bad / "empty.png", "--model", tiny_model_dir)
+    assert single.exit_code == 1 and "empty" in single.output
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    assert _invoke(runner, empty_dir, "--model", tiny_model_dir).exit_code == 1
+
+
+def test_usage_errors_exit_2(runner: CliRunner, tiny_model_dir: Path, scans: Path,
+                             tmp_path: Path) -> None:
+    assert _invoke(runner, tmp_path / "missing.png", "--model", tiny_model_dir).exit_code == 2
+    wrong = _invoke(runner, scans, "--out", tmp_path / "r.xlsx", "--model", tiny_model_dir)
+    assert wrong.exit_code == 2 and ".csv or .json" in " ".join(wrong.output.split())
+    assert _invoke(runner, scans, "--model", tmp_path / "no_model").exit_code == 2
+    assert _invoke(runner, scans, "--batch-size", "0").exit_code == 2
+
+
+def test_cam_dir_overlays_at_original_aspect(runner: CliRunner, tiny_model_dir: Path,
+                                             tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 150), np.uint8)).save(
+        folder / "tall.png")
+    Image.fromarray(np.full((100, 100), 90, np.uint8)).save(folder / "sub" / "tall.png")
+    cams = tmp_path / "heatmaps"
+    result = _invoke(runner, folder, "--cam-dir", cams, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in cams.iterdir())
+    assert written == ["sub__tall.png.png", "tall.png.png"]
+    assert Image.open(cams / "tall.png.png").size == (150, 300)
+    assert Image.open(cams / "tall.png.png").mode == "RGB"
+
+
+def test_cam_dir_cannot_be_escaped_by_file_names(runner: CliRunner, tiny_model_dir: Path,
+                                                 tmp_path: Path,
+                                                 shared_normal_images: list[Path]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    # Names a file system allows that would be dangerous if used as paths carelessly.
+    for name in ("..jpeg", "...png", "-rf.jpeg", "$(id).png", "a b;c.png", "..%2f..%2fx.png"):
+        shutil.copy(shared_normal_images[0], folder / name)
+    cams = tmp_path / "outer" / "cams"
+    # Given one by one: a folder scan would skip the hidden ones (names starting with ".").
+    result = _invoke(runner, *sorted(folder.iterdir()), "--cam-dir", cams,
+                     "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.parent for p in (tmp_path / "outer").rglob("*.png")) == [cams] * 6
+    assert not any(p.name.startswith(".") for p in cams.iterdir())
+    assert {p.name for p in tmp_path.iterdir()} == {"in", "outer"}
+
+
+def test_dicom_with_overlay_and_no_patient_tags(runner: CliRunner, tiny_model_dir: Path,
+                                                dicom_dir: Path, tmp_path: Path) -> None:
+    import pydicom
+
+    path = dicom_dir / "cr_nema_pa_monochrome1_jpegls.dcm"
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    secrets = [str(header.get(t, "")) for t in ("PatientName", "PatientID", "PatientBirthDate")]
+    cams = tmp_path / "cams"
+    result = _invoke(runner, path, "--cam-dir", cams, "--model", tiny_model_dir, "-v")
+    assert result.exit_code == 0, result.output
+    # 1841 wide x 1955 high, shrunk so the longer side is 1024: the same aspect ratio.
+    assert Image.open(cams / f"{path.name}.png").size == (round(1024 * 1841 / 1955), 1024)
+    for secret in secrets:
+        if len(secret) >= 4:
+            assert secret not in result.output

@@ -1,0 +1,361 @@
+"""Route tests on a fake predictor: every status code, with real files."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pneumoscan import DISCLAIMER
+from pneumoscan.server import ServerSettings, create_app
+from pneumoscan.server.routes import get_predictor
+from pneumoscan.server.settings import MEGABYTE
+
+from .conftest import ClientFactory, FakePredictor
+
+PREDICT = "/api/v1/predict"
+BATCH = "/api/v1/predict/batch"
+
+
+def post_file(client: TestClient, content: bytes, name: str = "xray.jpeg",
+              url: str = PREDICT, **kwargs: object) -> httpx.Response:
+    return client.post(url, files={"file": (name, content, "application/octet-stream")},
+                       **kwargs)  # type: ignore[arg-type]
+
+
+def decode_png(b64: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(b64)))
+    assert image.format == "PNG"
+    return image
+
+
+# --- pages and metadata -------------------------------------------------------------------
+
+def test_health_names_model_and_limits(client: TestClient) -> None:
+    response = client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "model": "fake-1", "backend": "fake",
+                               "max_upload_bytes": 25 * MEGABYTE, "max_batch_files": 16}
+
+
+def test_model_card_facts_without_scope_arrays_or_nan(client: TestClient) -> None:
+    card = client.get("/api/v1/model").json()
+    assert card["version"] == "fake-1"
+    assert card["threshold"] == 0.5
+    assert card["class_names"] == ["NORMAL", "PNEUMONIA"]
+    assert card["scope_check"] is True
+    assert "scope" not in card
+    assert card["validation"] == {"auc": 0.9, "brier": None}  # NaN cannot travel as JSON
+    assert card["disclaimer"] == DISCLAIMER
+
+
+def test_upload_page_is_self_contained(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "Decision support, not a diagnosis" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        response = client.get(asset)
+        assert response.status_code == 200
+        # No CDN: nothing the page loads may come from another host.
+        assert not re.search(r"https?://", response.text), asset
+    assert not re.search(r"(src|href)=\"https?://", page.text)
+
+
+def test_docs_served_from_packaged_assets(client: TestClient) -> None:
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {PREDICT, BATCH, "/api/v1/health", "/api/v1/model"} <= set(paths)
+    assert {"200", "413", "415", "422"} <= set(paths[PREDICT]["post"]["responses"])
+
+
+# --- 200 ------------------------------------------------------------------------------------
+
+def test_predict_jpeg_returns_every_field(client: TestClient, xray_jpeg: bytes) -> None:
+    response = post_file(client, xray_jpeg)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["label"] == "PNEUMONIA"
+    assert body["probability"] == pytest.approx(0.8)
+    assert body["threshold"] == 0.5
+    assert body["in_scope"] is True and body["scope_reason"] == ""
+    assert body["cause"] == "bacterial" and body["cause_probability"] == pytest.approx(0.7)
+    assert body["model"] == "fake-1"
+    assert (body["width"], body["height"]) == (224, 224)
+    assert body["heatmap_png"] is None and body["image_png"] is None  # not asked for
+    assert body["elapsed_ms"] >= 0
+    assert body["disclaimer"] == DISCLAIMER
+
+
+@pytest.mark.parametrize("how", ["query", "form"])
+def test_heatmap_png_on_request_keeps_aspect(client: TestClient, xray_png: bytes,
+                                             how: str) -> None:
+    if how == "query":
+        response = post_file(client, xray_png, "x.png", url=PREDICT + "?heatmap=true")
+    else:
+        response = post_file(client, xray_png, "x.png", data={"heatmap": "true"})
+    assert response.status_code == 200
+    overlay = decode_png(response.json()["heatmap_png"])
+    assert overlay.size == (300, 200) and overlay.mode == "RGB"
+
+
+def test_decoded_image_png_for_dicom(client: TestClient, dicom_path: Path) -> None:
+    response = post_file(client, dicom_path.read_bytes(), "scan.dcm",
+                         url=PREDICT + "?image=true")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["width"], body["height"]) == (256, 256)
+    assert decode_png(body["image_png"]).size == (256, 256)
+
+
+def test_cause_only_when_pneumonia(make_client: ClientFactory, xray_jpeg: bytes) -> None:
+    client = make_client(predictor=FakePredictor(probability=0.2))
+    body = post_file(client, xray_jpeg).json()
+    assert body["label"] == "NORMAL"
+    assert body["cause"] is None and body["cause_probability"] is None
+
+
+def test_out_of_scope_colour_picture(client: TestClient) -> None:
+    picture = Image.new("RGB", (120, 80), (200, 30, 30))
+    picture.paste((20, 20, 220), (0, 0, 60, 80))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    body = post_file(client, buffer.getvalue(), "flag.png").json()
+    assert body["in_scope"] is False
+    assert "colour" in body["scope_reason"]
+
+
+# --- 413 ------------------------------------------------------------------------------------
+
+def test_413_declared_length_over_limit(client: TestClient) -> None:
+    response = post_file(client, b"\xff\xd8\xff" + bytes(26 * MEGABYTE), "big.jpg")
+    assert response.status_code == 413
+    assert "limit is 25 MB" in response.json()["detail"]
+    assert client.get("/api/v1/health").status_code == 200
+
+
+def test_413_file_over_limit_inside_the_body(make_client: ClientFactory,
+                                            xray_jpeg: bytes) -> None:
+    # The body passes the framing allowance; the file itself is over the per-file limit.
+    client = make_client(ServerSettings(max_upload_bytes=1000))
+    response = post_file(client, xray_jpeg)
+    assert response.status_code == 413
+    assert "per file" in response.json()["detail"]
+
+
+def test_413_chunked_upload_without_length(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
+        for _ in range(30):
+            yield bytes(MEGABYTE)
+
+    response = client.post(PREDICT, content=chunks(),
+                           headers={"content-type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413
+
+
+# --- 415 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,data", [
+    ("notes.txt", b"Patient presented with cough and fever.\n" * 20),
+    ("report.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n"),
+])
+def test_415_not_an_image(client: TestClient, name: str, data: bytes) -> None:
+    response = post_file(client, data, name)
+    assert response.status_code == 415
+    assert response.json()["detail"] == ("not a supported file: send a chest X-ray as JPEG, "
+                                         "PNG or DICOM")
+
+
+def test_415_unsupported_image_format(client: TestClient, gif_bytes: bytes) -> None:
+    response = post_file(client, gif_bytes, "anim.gif")
+    assert response.status_code == 415
+    assert "JPEG, PNG or DICOM" in response.json()["detail"]
+
+
+# --- 422 ------------------------------------------------------------------------------------
+
+def test_422_zero_bytes(client: TestClient) -> None:
+    response = post_file(client, b"", "empty.jpeg")
+    assert response.status_code == 422
+    assert response.json()["detail"] == "the file is empty (0 bytes)"
+
+
+@pytest.mark.parametrize("keep", [40, 0.5])
+def test_422_truncated_jpeg(client: TestClient, xray_jpeg: bytes, keep: float) -> None:
+    cut = int(keep) if keep >= 1 else int(len(xray_jpeg) * keep)
+    response = post_file(client, xray_jpeg[:cut])
+    assert response.status_code == 422
+    assert "truncated or corrupt" in response.json()["detail"]
+
+
+def test_422_png_cut_inside_its_header(client: TestClient, xray_png: bytes) -> None:
+    response = post_file(client, xray_png[:30], "cut.png")
+    assert response.status_code == 422
+    assert response.json()["detail"] == ("the file starts like a PNG but cannot be read: it "
+                                         "is truncated or corrupt")
+
+
+def test_422_truncated_dicom(client: TestClient, dicom_path: Path) -> None:
+    data = dicom_path.read_bytes()
+    response = post_file(client, data[: len(data) // 2], "cut.dcm")
+    assert response.status_code == 422
+    assert "DICOM" in response.json()["detail"]
+
+
+def test_422_over_the_pixel_limit(client: TestClient, huge_png: bytes) -> None:
+    response = post_file(client, huge_png, "huge.png")
+    assert response.status_code == 422
+    assert "64,000,000 pixels is over the limit of 50,000,000" in response.json()["detail"]
+
+
+def test_422_pixel_limit_from_settings(make_client: ClientFactory, xray_jpeg: bytes) -> None:
+    client = make_client(ServerSettings(max_pixels=10_000))
+    response = post_file(client, xray_jpeg)
+    assert response.status_code == 422
+    assert "over the limit of 10,000" in response.json()["detail"]
+
+
+def test_422_missing_file_field(client: TestClient) -> None:
+    response = client.post(PREDICT, data={"note": "no file here"})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("no file received")
+
+
+def test_422_bad_query_value(client: TestClient, xray_jpeg: bytes) -> None:
+    response = post_file(client, xray_jpeg, url=PREDICT + "?heatmap=perhaps")
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("query.heatmap:")
+
+
+# --- batch ----------------------------------------------------------------------------------
+
+def test_batch_reports_each_file(client: TestClient, xray_jpeg: bytes, dicom_path: Path,
+                                 gif_bytes: bytes) -> None:
+    files = [("files", ("a.jpeg", xray_jpeg)), ("files", ("b.gif", gif_bytes)),
+             ("files", ("c.dcm", dicom_path.read_bytes())), ("files", ("d.jpeg", b""))]
+    response = client.post(BATCH + "?heatmap=true", files=files)
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert [(i["filename"], i["status"]) for i in items] == [
+        ("a.jpeg", 200), ("b.gif", 415), ("c.dcm", 200), ("d.jpeg", 422)]
+    assert items[0]["result"]["label"] == "PNEUMONIA"
+    assert items[0]["result"]["heatmap_png"]
+    assert items[1]["result"] is None and "JPEG, PNG or DICOM" in items[1]["detail"]
+    assert client.fake.batches == [2]  # type: ignore[attr-defined]  # one forward pass
+
+
+def test_batch_file_over_limit_is_413_alone(make_client: ClientFactory, xray_jpeg: bytes,
+                                           xray_png: bytes) -> None:
+    client = make_client(ServerSettings(max_upload_bytes=len(xray_png) + 10))
+    files = [("files", ("small.png", xray_png)), ("files", ("big.jpeg", xray_jpeg * 3))]
+    items = client.post(BATCH, files=files).json()["items"]
+    assert [i["status"] for i in items] == [200, 413]
+
+
+def test_batch_too_many_files(make_client: ClientFactory, xray_png: bytes) -> None:
+    client = make_client(ServerSettings(max_batch_files=2))
+    response = client.post(BATCH, files=[("files", (f"{i}.png", xray_png)) for i in range(3)])
+    assert response.status_code == 422
+    assert response.json()["detail"] == "3 files sent; a batch takes at most 2"
+
+
+def test_batch_without_files(client: TestClient) -> None:
+    response = client.post(BATCH, data={"x": "1"})
+    assert response.status_code == 422
+    assert "field named 'files'" in response.json()["detail"]
+
+
+# --- safety ---------------------------------------------------------------------------------
+
+def test_keeps_serving_after_bad_files(client: TestClient, xray_jpeg: bytes,
+                                       gif_bytes: bytes) -> None:
+    for data in (b"", gif_bytes, xray_jpeg[:100], b"\x00" * 5000, b"DICM" * 100):
+        assert post_file(client, data).status_code in (415, 422)
+    assert post_file(client, xray_jpeg).status_code == 200
+
+
+def test_server_fault_is_json_500_and_service_goes_on(make_client: ClientFactory,
+                                                      xray_jpeg: bytes) -> None:
+    class BrokenPredictor(FakePredictor):
+        def predict_decoded(self, images, *, heatmap=True):  # type: ignore[no-untyped-def]
+            raise RuntimeError("backend crashed")
+
+    client = make_client(predictor=BrokenPredictor(), raise_server_exceptions=False)
+    response = post_file(client, xray_jpeg)
+    assert response.status_code == 500
+    assert "keeps running" in response.json()["detail"]
+    assert client.get("/api/v1/health").status_code == 200
+
+
+def test_no_image_content_names_or_patient_tags_in_logs(
+        client: TestClient, dicom_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import pydicom
+
+    path = dicom_dir / "cr_siim_pa_jpeg_baseline.dcm"
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    secrets = {str(header.PatientName), str(header.PatientID), "Jane_Doe_1970"}
+    with caplog.at_level(logging.DEBUG):
+        assert post_file(client, path.read_bytes(), "Jane_Doe_1970.dcm").status_code == 200
+        assert post_file(client, b"Jane_Doe_1970 junk", "Jane_Doe_1970.txt").status_code == 415
+    text = caplog.text + "".join(repr(r.args) for r in caplog.records)
+    assert not [secret for secret in secrets if secret in text]
+
+
+def test_uploads_leave_no_files_behind(client: TestClient, xray_jpeg: bytes) -> None:
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.iterdir())
+    big_enough_to_spool = xray_jpeg + bytes(2 * MEGABYTE)  # past the 1 MB in-memory spool
+    post_file(client, big_enough_to_spool)
+    assert set(temp.iterdir()) - before == set()
+
+
+def test_cors_off_by_default(client: TestClient) -> None:
+    response = client.get("/api/v1/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_when_configured(make_client: ClientFactory) -> None:
+    client = make_client(ServerSettings(cors_origins=["https://pacs.example"]))
+    response = client.get("/api/v1/health", headers={"Origin": "https://pacs.example"})
+    assert response.headers["access-control-allow-origin"] == "https://pacs.example"
+
+
+def test_inference_concurrency_is_bounded(xray_png: bytes) -> None:
+    fake = FakePredictor(delay_s=0.05)
+    app = create_app(ServerSettings(max_concurrency=2))
+    app.dependency_overrides[get_predictor] = lambda: fake
+
+    async def fire() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = await asyncio.gather(*[
+                client.post(PREDICT, files={"file": ("x.png", xray_png)}) for _ in range(8)])
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(fire()) == [200] * 8
+    assert fake.most_running == 2  # 8 requests, never more than 2 predicting at once
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMOSCAN_PORT", "9100")
+    monkeypatch.setenv("PNEUMOSCAN_BACKEND", "torch")
+    monkeypatch.setenv("PNEUMOSCAN_MAX_UPLOAD_BYTES", "1000")
+    monkeypatch.setenv("PNEUMOSCAN_CORS_ORIGINS", '["http://a.example"]')
+    settings = ServerSettings()
+    assert (settings.port, settings.backend, settings.max_upload_bytes) == (9100, "torch", 1000)
+    assert settings.cors_origins == ["http://a.example"]
+    assert settings.host == "127.0.0.1"  # loopback unless asked

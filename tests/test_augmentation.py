@@ -1,0 +1,62 @@
+"""Batched augmentation: shapes, ranges, the identity at zero strength, seeded determinism."""
+
+from __future__ import annotations
+
+import torch
+
+from pneumoscan.augmentation import AugmentConfig, augment_batch
+
+OFF = AugmentConfig(rotate_degrees=0, scale=0, aspect=0, translate=0, brightness=0,
+                    contrast=0, gamma=0, blur_sharpen=0, noise=0)
+
+
+def _batch(n: int = 6, size: int = 24) -> torch.Tensor:
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def test_output_shape_and_range() -> None:
+    images = _batch()
+    out = augment_batch(images, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 1
+    assert not torch.allclose(out, images, atol=1e-3)
+
+
+def test_zero_strength_is_the_identity() -> None:
+    images = _batch()
+    out = augment_batch(images, OFF, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, images.clamp_min(1e-6), atol=1e-5, rtol=0)
+
+
+def test_same_seed_same_batch_other_seed_other_batch() -> None:
+    images = _batch()
+    first = augment_batch(images, AugmentConfig(), torch.Generator().manual_seed(7))
+    again = augment_batch(images, AugmentConfig(), torch.Generator().manual_seed(7))
+    other = augment_batch(images, AugmentConfig(), torch.Generator().manual_seed(8))
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+
+
+def test_brightness_alone_shifts_by_at_most_its_range() -> None:
+    images = torch.full((16, 1, 8, 8), 0.5)
+    config = AugmentConfig(**{**OFF.__dict__, "brightness": 0.1})
+    out = augment_batch(images, config, torch.Generator().manual_seed(0))
+    shift = out.mean(dim=(1, 2, 3)) - 0.5
+    assert shift.abs().max() <= 0.1 + 1e-6
+    assert shift.std() > 0.02  # images get different shifts
+    assert torch.allclose(out, out[:, :, :1, :1].expand_as(out))  # uniform within an image
+
+
+def test_no_horizontal_flip_unless_asked() -> None:
+    images = torch.zeros(8, 1, 16, 16)
+    images[..., :8] = 1.0  # left half bright
+    kept = augment_batch(images, OFF, torch.Generator().manual_seed(0))
+    assert torch.all(kept[..., :8].mean(dim=(1, 2, 3)) > 0.99)
+    flipping = AugmentConfig(**{**OFF.__dict__, "hflip": True})
+    out = augment_batch(images, flipping, torch.Generator().manual_seed(0))
+    mirrored = [bool(torch.allclose(o, torch.flip(i, dims=[2]), atol=1e-5))
+                for o, i in zip(out, images, strict=True)]
+    unchanged = [bool(torch.allclose(o, i.clamp_min(1e-6), atol=1e-5))
+                 for o, i in zip(out, images, strict=True)]
+    assert all(m != u for m, u in zip(mirrored, unchanged, strict=True))  # one or the other
+    assert any(mirrored) and any(unchanged)

@@ -1,0 +1,63 @@
+"""Temperature scaling and the operating-threshold rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
+
+
+def test_apply_temperature_values() -> None:
+    out = apply_temperature(np.array([0.0, 2.0, -2.0]), 2.0)
+    np.testing.assert_allclose(out, [0.5, 0.7310585786, 0.2689414214], rtol=1e-9)
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 2.5])
+def test_fit_temperature_recovers_a_known_temperature(true_temperature: float) -> None:
+    rng = np.random.default_rng(0)
+    calibrated = rng.normal(0.0, 2.0, 20_000)  # the logits that are true probabilities
+    labels = (rng.random(calibrated.size) < 1 / (1 + np.exp(-calibrated))).astype(int)
+    logits = calibrated * true_temperature  # over- (T > 1) or under-confident (T < 1)
+    fitted = fit_temperature(logits, labels)
+    assert fitted == pytest.approx(true_temperature, rel=0.06)
+
+
+def test_fit_temperature_stays_in_its_bounds() -> None:
+    # labels independent of the logits: the best temperature is as large as allowed
+    logits = np.array([-3.0, 3.0, -3.0, 3.0])
+    labels = np.array([1, 0, 0, 1])
+    assert fit_temperature(logits, labels) == pytest.approx(20.0, rel=1e-3)
+
+
+def test_choose_threshold_median_of_the_perfect_plateau() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    probs = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    # every t in 0.41 .. 0.60 gives sensitivity = specificity = 1: the median is 0.505
+    assert choose_threshold(labels, probs) == pytest.approx(0.505)
+
+
+def test_choose_threshold_respects_the_sensitivity_floor() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
+    probs = np.array([0.1, 0.2, 0.4, 0.5, 0.3, 0.6, 0.7, 0.8, 0.9])
+    # sensitivity >= 0.95 needs all five positives, so t <= 0.30; there the best Youden J
+    # is 0.5 (specificity 1/2) for t in 0.21 .. 0.30 -> median 0.255
+    assert choose_threshold(labels, probs) == pytest.approx(0.255)
+    # allowing 0.8 sensitivity: J = 0.8 for t in 0.51 .. 0.60 -> median 0.555
+    assert choose_threshold(labels, probs, min_sensitivity=0.8) == pytest.approx(0.555)
+
+
+def test_choose_threshold_plateau_widens_the_choice() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
+    probs = np.array([0.1, 0.2, 0.4, 0.5, 0.3, 0.6, 0.7, 0.8, 0.9])
+    # a plateau of 0.26 also admits t in 0.41 .. 0.50 (J = 0.55) next to 0.51 .. 0.60 (0.8)
+    assert choose_threshold(labels, probs, min_sensitivity=0.8, plateau=0.26) == \
+        pytest.approx(0.505)
+    # 0.3 reaches J = 0.5 too: t in 0.21 .. 0.30 joins, and the median of 30 moves to 0.455
+    assert choose_threshold(labels, probs, min_sensitivity=0.8, plateau=0.3) == \
+        pytest.approx(0.455)
+
+
+def test_choose_threshold_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="both classes"):
+        choose_threshold(np.array([1, 1]), np.array([0.2, 0.9]))

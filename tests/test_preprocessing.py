@@ -1,0 +1,63 @@
+"""The one preprocessing function: squash-resize and normalise, parameters from the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pneumoscan.preprocessing import PreprocessConfig, normalize, preprocess, resize
+
+
+def test_resize_squashes_to_a_square_uint8() -> None:
+    wide = np.zeros((30, 90), np.uint8)
+    wide[:, 45:] = 200  # right half bright
+    out = resize(wide, 16)
+    assert out.shape == (16, 16) and out.dtype == np.uint8
+    assert out[:, :7].max() == 0 and out[:, 9:].min() == 200  # the halves stay halves
+
+
+def test_resize_leaves_the_right_size_alone() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    assert resize(pixels, 8) is pixels
+
+
+def test_resize_is_nearly_resolution_independent() -> None:
+    """An 8x larger copy of an image and the image itself give nearly the same input."""
+    yy, xx = np.mgrid[0:64, 0:64] / 64
+    small = (127 + 100 * np.sin(6 * xx) * np.cos(4 * yy)).astype(np.uint8)
+    large = np.kron(small, np.ones((8, 8), np.uint8))  # (512, 512)
+    difference = resize(large, 32).astype(int) - resize(small, 32).astype(int)
+    assert np.abs(difference).mean() < 1.5
+
+
+def test_normalize_maps_gray_levels_to_standard_scores() -> None:
+    config = PreprocessConfig(image_size=2)
+    pixels = np.array([[0, 255], [115, 51]], np.uint8)
+    out = normalize(pixels, config)
+    assert out.shape == (1, 2, 2) and out.dtype == np.float32
+    expected = (np.array([[0, 255], [115, 51]]) / 255 - 0.449) / 0.226
+    np.testing.assert_allclose(out[0], expected, rtol=1e-6)
+    assert out[0, 0, 0] == pytest.approx(-1.98673, abs=1e-5)  # -0.449 / 0.226
+    assert out[0, 0, 1] == pytest.approx(2.43805, abs=1e-5)  # 0.551 / 0.226
+
+
+def test_normalize_keeps_the_batch_axis() -> None:
+    batch = np.zeros((5, 4, 4), np.uint8)
+    assert normalize(batch, PreprocessConfig(image_size=4)).shape == (5, 1, 4, 4)
+
+
+def test_preprocess_is_resize_then_normalize() -> None:
+    config = PreprocessConfig(image_size=12, mean=0.5, std=0.25)
+    pixels = np.random.default_rng(1).integers(0, 256, (40, 30), dtype=np.uint8)
+    out = preprocess(pixels, config)
+    assert out.shape == (1, 12, 12)
+    np.testing.assert_array_equal(out, normalize(resize(pixels, 12), config))
+
+
+def test_config_round_trip_and_validation() -> None:
+    config = PreprocessConfig(image_size=96, mean=0.5, std=0.2)
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    assert PreprocessConfig.from_dict({"image_size": 64, "unknown": 1}) == \
+        PreprocessConfig(image_size=64)
+    with pytest.raises(ValueError, match="'crop'"):
+        PreprocessConfig.from_dict({"resize": "crop"})
