@@ -53,6 +53,12 @@ def test_overrides_skip_none() -> None:
 
 
 def test_shipped_default_config_loads() -> None:
-    config = load_config(REPO / "configs" / "default.toml")
+    path = REPO / "configs" / "default.toml"
+    config = load_config(path)
+    written = tomllib.loads(path.read_text())
+    for key, value in written.items():
+        if key != "augment":
+            assert getattr(config, key) == value, key
+    for key, value in written.get("augment", {}).items():
+        assert getattr(config.augment, key) == value, key
     assert config.arch == "efficientnet_lite0" and config.pretrained
-    assert config.image_size == 224 and not config.augment.hflip

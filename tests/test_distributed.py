@@ -33,7 +33,8 @@ epochs = 2
 batch_size = 4
 patience = 10
 """
-TIMEOUT = 180  # seconds per launch; a 2-epoch run takes ~10 s on an idle 2-core machine
+TIMEOUT = 600  # seconds per launch, against hangs only: ~30 s on an idle 2-core machine,
+#               but minutes when a training job shares those cores
 DIGEST = re.compile(r"weights identical on all 2 processes \(sha256 ([0-9a-f]{64})\)")
 
 
@@ -174,7 +175,7 @@ def _prediction_rows(predictor: Any, calls: list[str]) -> Callable[[list[Path]],
 
 
 def _prediction_inputs(images: Path) -> list[Path]:
-    return sorted(images.rglob("*.jpeg")) + [images / "broken.png"]
+    return [*sorted(images.rglob("*.jpeg")), images / "broken.png"]
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

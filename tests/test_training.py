@@ -17,6 +17,7 @@ from conftest import make_synthetic_dataset
 from pneumoscan import __version__
 from pneumoscan.config import TrainConfig, load_config
 from pneumoscan.dataset import Sample, discover, fingerprint
+from pneumoscan.errors import DataLayoutError
 from pneumoscan.image_cache import load_resized
 from pneumoscan.modelfile import load_model, read_card
 from pneumoscan.training import HISTORY_COLUMNS, learning_rate, loss_terms, train
@@ -118,6 +119,16 @@ def test_resume_without_a_checkpoint(data_root: Path, cache_dir: Path, tmp_path:
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(CONFIG, data_root, tmp_path / "fresh", cache_dir=cache_dir, resume=True)
     assert not (tmp_path / "fresh").exists()
+
+
+def test_one_class_is_refused_before_any_work(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "data", n_patients=8, images_per_patient=1)
+    for image in (root / "train" / "PNEUMONIA").iterdir():
+        image.unlink()
+    (root / "train" / "PNEUMONIA").rmdir()
+    with pytest.raises(DataLayoutError, match="no PNEUMONIA/ images"):
+        train(CONFIG, root, tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
 def test_learning_rate_warms_up_then_decays_to_zero() -> None:

@@ -85,12 +85,18 @@ class TorchBackend:
 def available_backends() -> list[str]:
     """Names of the backends whose libraries are installed, fastest first."""
     names = []
-    if importlib.util.find_spec("onnxruntime") is not None and \
-            importlib.util.find_spec("pneumoscan.onnx_backend") is not None:
+    if _installed("onnxruntime") and _installed("pneumoscan.onnx_backend"):
         names.append("onnx")
-    if importlib.util.find_spec("torch") is not None:
+    if _installed("torch"):
         names.append("torch")
     return names
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as absent
+        return False
 
 
 def create_backend(name: str, model_path: Path | str | None, *,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,7 +54,7 @@ class ParityReport:
     max_abs_diff_logits: float
     max_rel_diff_features: float  # max |difference| / max |torch feature|
     same_labels: int  # images given the same label (and cause, when pneumonia) by both
-    source: str  # "images" (real X-rays) or "synthetic"
+    source: str  # "X-ray" (real images) or "random" (synthetic inputs)
 
     @property
     def passed(self) -> bool:
@@ -101,9 +100,7 @@ def export_onnx(model_path: Path | str | None = None, out: Path | str | None = N
     out = Path(out) if out is not None else onnx_path_for(model_path)
     model, card = load_model(model_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
-    os.close(handle)
-    temporary = Path(temporary_name)
+    temporary = out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx")  # same file system
     try:
         _trace_to_onnx(model, card.preprocessing.image_size, temporary, opset)
         graph = onnx.load(str(temporary))
@@ -116,7 +113,7 @@ def export_onnx(model_path: Path | str | None = None, out: Path | str | None = N
         temporary.replace(out)
     finally:
         temporary.unlink(missing_ok=True)
-    logger.info("wrote %s (%.1f MB); %s", out, out.stat().st_size / 1e6, report.describe())
+    logger.debug("wrote %s (%.1f MB); %s", out, out.stat().st_size / 1e6, report.describe())
     return out, report
 
 
@@ -211,7 +208,7 @@ def compare_with_torch(model_path: Path | str | None, onnx_path: Path | str,
                            float(np.abs(onnx_features - torch_features).max()) / scale)
         same += int((decide(torch_logits, card) == decide(onnx_logits, card)).all(axis=1).sum())
     return ParityReport(len(inputs), logit_diff, feature_diff, same,
-                        "images" if images else "synthetic")
+                        "X-ray" if images else "random")
 
 
 def decide(logits: np.ndarray, card: ModelCard) -> np.ndarray:

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 #: Writes rows to a path in the output's format (pass the CLI's own writer to match it).
-RowWriter = Callable[[list[Row], Path], None]
+RowWriter = Callable[[list[Row], Path], object]
 KEY = "file"  # the column that names each row's input
 FORMATS = (".csv", ".json", ".jsonl")
 

@@ -38,7 +38,14 @@ from pneumoscan import __version__, distributed
 from pneumoscan.augmentation import augment_batch
 from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
 from pneumoscan.config import TrainConfig, dump_config
-from pneumoscan.dataset import Sample, describe, discover, fingerprint, split_by_patient
+from pneumoscan.dataset import (
+    CLASS_NAMES,
+    Sample,
+    describe,
+    discover,
+    fingerprint,
+    split_by_patient,
+)
 from pneumoscan.errors import DataLayoutError
 from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import predict_logits
@@ -280,6 +287,10 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     pool = found.get("train") or found.get("all")
     if not pool:
         raise DataLayoutError(f"{data}: no train/ split to train on")
+    absent = [name for k, name in enumerate(CLASS_NAMES) if all(s.label != k for s in pool)]
+    if absent:  # fail now, not after an epoch with an AUC that cannot be computed
+        raise DataLayoutError(f"{data}: no {'/, '.join(absent)}/ images to train on; training "
+                              "needs both NORMAL/ and PNEUMONIA/")
     train_samples, val_samples = split_by_patient(pool, config.val_fraction, config.seed)
     logger.info("train: %s", describe(train_samples))
     logger.info("validation (patient-level, %.0f%%): %s", config.val_fraction * 100,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -30,7 +31,7 @@ def serve_command(
 
     from pneumoscan.server.settings import ServerSettings
 
-    options = {"host": host, "port": port, "model": model, "backend": backend,
+    options: dict[str, Any] = {"host": host, "port": port, "model": model, "backend": backend,
                "workers": workers}
     with user_errors():
         settings = ServerSettings(**{k: v for k, v in options.items() if v is not None})

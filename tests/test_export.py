@@ -1,0 +1,164 @@
+"""ONNX export: a checked graph beside the model, a dynamic batch axis, both outputs, and
+numeric parity with PyTorch on real X-rays (the shipped model on its validation split)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import onnx
+import onnxruntime as ort
+
+from pneumoscan import export as export_module
+from pneumoscan.export import (
+    LOGIT_TOLERANCE,
+    OnnxParityError,
+    compare_with_torch,
+    decide,
+    export_onnx,
+    find_images,
+)
+from pneumoscan.modelfile import ModelCard, default_model_path, read_card
+from pneumoscan.onnx_backend import WEIGHTS_DIGEST_KEY, weights_digest
+from pneumoscan.preprocessing import PreprocessConfig
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny model with its ONNX export beside it (the session's tiny model
+    stays without one, so other tests' ``auto`` backend is unchanged)."""
+    folder = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    export_onnx(folder)
+    return folder
+
+
+def test_export_writes_a_checked_graph_beside_the_weights(exported: Path) -> None:
+    path = exported / "model.onnx"
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph, full_check=True)
+    metadata = {p.key: p.value for p in graph.metadata_props}
+    assert metadata[WEIGHTS_DIGEST_KEY] == weights_digest(exported / "model.safetensors")
+    assert metadata["pneumoscan.arch"] == "simple_cnn"
+    assert metadata["pneumoscan.image_size"] == "64"
+    assert [i.name for i in graph.graph.input] == ["image"]
+    assert [o.name for o in graph.graph.output] == ["logits", "features"]
+    assert not [p for p in exported.iterdir() if p.name.endswith(".tmp.onnx")]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 32])
+def test_export_has_a_dynamic_batch_axis_and_the_feature_map(exported: Path,
+                                                             batch: int) -> None:
+    session = ort.InferenceSession(str(exported / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 1, 64, 64]
+    x = np.random.default_rng(batch).standard_normal((batch, 1, 64, 64), np.float32)
+    logits, features = session.run(None, {"image": x})
+    assert logits.shape == (batch, 2)
+    assert features.shape == (batch, 256, 2, 2)  # simple_cnn: 256 channels, stride 32
+    # The head is average pooling + linear, so the logits follow from the features alone.
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(exported / "model.safetensors"))
+    pooled = features.mean(axis=(2, 3))  # (B, C)
+    expected = pooled @ weights["head.weight"].T + weights["head.bias"]
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+def test_parity_with_torch_on_real_images(exported: Path, shared_normal_images: list[Path],
+                                          shared_pneumonia_images: list[Path]) -> None:
+    images = shared_normal_images + shared_pneumonia_images
+    report = compare_with_torch(exported, exported / "model.onnx", images)
+    assert report.source == "X-ray"
+    assert report.n_images == len(images) == 8
+    assert report.max_abs_diff_logits <= LOGIT_TOLERANCE
+    assert report.max_rel_diff_features <= 1e-4
+    assert report.same_labels == 8
+    assert report.passed
+
+
+def test_export_checks_real_images_and_writes_elsewhere(
+        tiny_model_dir: Path, tmp_path: Path, shared_normal_images: list[Path]) -> None:
+    out = tmp_path / "elsewhere" / "tiny.onnx"
+    path, report = export_onnx(tiny_model_dir, out, check_images=shared_normal_images)
+    assert path == out and out.is_file()
+    assert report.source == "X-ray" and report.n_images == 4 and report.passed
+    assert not (tiny_model_dir / "model.onnx").exists()
+
+
+def test_export_refuses_a_graph_that_differs(tiny_model_dir: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # A negative tolerance cannot be met: the export must fail and leave no file behind
+    # (neither the target nor its temporary).
+    monkeypatch.setattr(export_module, "LOGIT_TOLERANCE", -1.0)
+    with pytest.raises(OnnxParityError, match="differs from PyTorch"):
+        export_onnx(tiny_model_dir, tmp_path / "model.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_decide_matches_the_predictors_rule() -> None:
+    card = ModelCard(arch="x", preprocessing=PreprocessConfig(), threshold=0.5,
+                     temperature=2.0)
+    logits = np.array([[0.1, 3.0],   # P = sigmoid(0.05) > 0.5: pneumonia, bacterial
+                       [-0.1, 3.0],  # normal: the cause is not reported (0)
+                       [4.0, -1.0]], np.float32)  # pneumonia, viral
+    np.testing.assert_array_equal(decide(logits, card), [[1, 1], [0, 0], [1, 0]])
+
+
+def test_find_images_spreads_over_the_listing(tmp_path: Path) -> None:
+    for folder in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / folder).mkdir()
+        for i in range(5):
+            (tmp_path / folder / f"{i}.jpeg").write_bytes(b"x")
+    (tmp_path / "NORMAL" / "notes.txt").write_text("not an image")
+    found = find_images(tmp_path, 4)
+    assert [p.parent.name for p in found] == ["NORMAL", "NORMAL", "PNEUMONIA", "PNEUMONIA"]
+    assert len(find_images(tmp_path, 100)) == 10
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        find_images(tmp_path / "missing", 4)
+
+
+def test_export_command(tiny_model_dir: Path, tmp_path: Path,
+                        shared_normal_images: list[Path]) -> None:
+    from typer.testing import CliRunner
+
+    from pneumoscan.cli.main import app
+
+    out = tmp_path / "cli.onnx"
+    result = CliRunner().invoke(app, ["export", "--format", "onnx", "--model",
+                                      str(tiny_model_dir), "--out", str(out), "--check-data",
+                                      str(shared_normal_images[0].parent), "--check-images",
+                                      "4"])
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+    assert "4 X-ray inputs" in result.output
+    refused = CliRunner().invoke(app, ["export", "--format", "tflite", "--model",
+                                       str(tiny_model_dir), "--out", str(out)])
+    assert refused.exit_code == 2
+    assert "only 'onnx'" in refused.output
+
+
+@pytest.mark.slow
+def test_shipped_onnx_matches_torch_on_every_validation_image(chest_xray_dir: Path) -> None:
+    """The shipped ``default.onnx``: max |logit diff| <= 1e-4 and the same label as PyTorch
+    on every image of the shipped model's patient-level validation split."""
+    from pneumoscan.dataset import discover, split_by_patient
+
+    weights = default_model_path()
+    if not weights.is_file() or not weights.with_suffix(".onnx").is_file():
+        pytest.skip(f"no shipped model and ONNX export at {weights.with_suffix('.*')}")
+    config = read_card(None).training.get("config", {})
+    pool = discover(chest_xray_dir).splits["train"]
+    _, validation = split_by_patient(pool, config.get("val_fraction", 0.15),
+                                     config.get("seed", 0))
+    report = compare_with_torch(None, weights.with_suffix(".onnx"),
+                                [s.path for s in validation])
+    assert report.n_images == len(validation) > 500
+    assert report.max_abs_diff_logits <= LOGIT_TOLERANCE, report.describe()
+    assert report.same_labels == report.n_images, report.describe()
