@@ -335,7 +335,62 @@ def _http_latencies(predictor: Any, uploads: dict[str, bytes],
     return result
 
 
+def worker_ablation(args: argparse.Namespace) -> dict[str, Any]:
+    """What each setting buys: the model with one setting changed at a time, interleaved
+    over three rounds so a passing disturbance hits every variant alike."""
+    import onnxruntime as ort
+    import torch
+
+    from pneumoscan.modelfile import load_model
+
+    torch.set_num_threads(args.threads)
+    inputs = load_inputs(args)
+    plain, _ = load_model(args.model)
+    channels_last, _ = load_model(args.model)
+    channels_last.to(memory_format=torch.channels_last)
+
+    def torch_run(model: Any, context: Callable[[], Any]) -> Callable[[np.ndarray], object]:
+        def run(batch: np.ndarray) -> object:
+            with context():
+                return model.forward_with_features(torch.from_numpy(batch))
+        return run
+
+    def onnx_run(level: Any, threads: int) -> Callable[[np.ndarray], object]:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(args.onnx, options, providers=["CPUExecutionProvider"])
+        return lambda batch: session.run(None, {"image": batch})
+
+    level = ort.GraphOptimizationLevel
+    variants = {
+        "torch, no_grad, NCHW": torch_run(plain, torch.no_grad),
+        "torch, inference_mode, NCHW": torch_run(plain, torch.inference_mode),
+        "torch, inference_mode, channels-last (torch backend)":
+            torch_run(channels_last, torch.inference_mode),
+        "onnx, basic graph optimisations": onnx_run(level.ORT_ENABLE_BASIC, args.threads),
+        "onnx, all graph optimisations (onnx backend)": onnx_run(level.ORT_ENABLE_ALL,
+                                                                 args.threads),
+        "onnx, all, 1 thread": onnx_run(level.ORT_ENABLE_ALL, 1),
+    }
+    singles = [inputs[i:i + 1] for i in range(len(inputs))]
+    latencies: dict[str, list[float]] = {name: [] for name in variants}
+    batches: dict[str, list[float]] = {name: [] for name in variants}
+    for run in variants.values():  # warm-up
+        run(singles[0])
+        run(inputs)
+    for _ in range(3):
+        for name, run in variants.items():
+            for i in range(max(3, args.singles // 3)):
+                latencies[name] += time_calls(lambda run=run, i=i: run(singles[i % 32]), 1)
+            batches[name] += time_calls(lambda run=run: run(inputs), max(1, args.batches // 3))
+    return {name: {"latency_p50_ms": percentile_ms(latencies[name], 50),
+                   "batch32_images_per_s": len(inputs) / float(np.median(batches[name]))}
+            for name in variants}
+
+
 WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "ablation": worker_ablation,
     "prepare": worker_prepare,
     "torch": worker_torch,
     "onnx": worker_onnx,
@@ -370,12 +425,16 @@ def run_worker(name: str, args: argparse.Namespace, **extra: str) -> dict[str, A
 
 
 def describe_machine(threads: int) -> dict[str, Any]:
-    cpu = "unknown"
+    cpu, flags = "unknown", []
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = [f for f in line.split(":", 1)[1].split()
+                         if f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+                                  "amx_tile")]
                 break
     memory_gib = float("nan")
     meminfo = Path("/proc/meminfo")
@@ -390,9 +449,9 @@ def describe_machine(threads: int) -> dict[str, Any]:
             versions[package] = None
     from pneumoscan.backends import default_threads
 
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": default_threads(),
-            "threads": threads, "memory_gib": memory_gib, "os": platform.platform(),
-            "python": platform.python_version(), "versions": versions,
+    return {"cpu": cpu, "cpu_flags": flags, "logical_cpus": os.cpu_count(),
+            "usable_cpus": default_threads(), "threads": threads, "memory_gib": memory_gib,
+            "os": platform.platform(), "python": platform.python_version(), "versions": versions,
             "load_average_before": list(os.getloadavg())}
 
 
@@ -456,6 +515,11 @@ def format_table(report: dict[str, Any]) -> str:
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {key} | {value if value is not None else 'n/a'} |"
               for key, value in report["ratios"].items()]
+    if "ablation" in results:
+        lines += ["", "| the model, one setting changed | latency p50 (ms) | "
+                  "images/s, batch 32 |", "|---|---:|---:|"]
+        lines += [f"| {name} | {v['latency_p50_ms']:.1f} | {v['batch32_images_per_s']:.1f} |"
+                  for name, v in results["ablation"].items()]
     lines += ["", f"ONNX parity on {parity['n_images']} real X-rays: max |logit diff| "
               f"{parity['max_abs_diff_logits']:.1e}, same labels {parity['same_labels']}/"
               f"{parity['n_images']}."]
@@ -500,6 +564,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     parser.add_argument("--parity-images", type=int, default=64,
                         help="real X-rays to compare ONNX with PyTorch on")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also time each setting of the model separately (slower)")
     parser.add_argument("--quick", action="store_true",
                         help="few repeats: checks that the script works, figures are rough")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -535,6 +601,8 @@ def main(argv: list[str] | None = None) -> None:
                    "resnet50": run_worker("resnet50", args),
                    "decode": run_worker("decode", args),
                    "end_to_end": run_worker("end_to_end", args, onnx=onnx)}
+        if args.ablation:
+            results["ablation"] = run_worker("ablation", args, onnx=onnx)
     machine["load_average_after"] = list(os.getloadavg())
     report = {"model": str(args.model), "machine": machine,
               "settings": {k: getattr(args, k) for k in
@@ -546,8 +614,9 @@ def main(argv: list[str] | None = None) -> None:
         report["warning"] = (f"the machine was busy (load average "
                              f"{machine['load_average_before'][0]:.1f} on "
                              f"{machine['usable_cpus']} CPUs): figures are disturbed")
-    print(f"\n{machine['cpu']}, {machine['usable_cpus']} usable CPUs, "
-          f"{machine['memory_gib']} GiB, {machine['os']}\n")
+    print(f"\n{machine['cpu']} ({' '.join(machine['cpu_flags'])}), {machine['usable_cpus']} "
+          f"usable CPUs, {machine['memory_gib']} GiB, {machine['os']}, load average "
+          f"{machine['load_average_before'][0]:.1f}\n")
     print(format_table(report))
     print()
     print("\n".join(check_targets(report)))

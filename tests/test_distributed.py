@@ -226,7 +226,6 @@ def test_torchrun_sharded_prediction_equals_one_process(synthetic_dataset: Path,
         {str(f) for f in files} - {row["file"] for row in expected[:10]}
     _assert_same_rows(_read_csv(work / "full.csv"), expected)
     _assert_same_rows(_read_csv(work / "partial.csv"), expected)
-    assert (work / "full.csv").read_text() == reference.read_text()  # same text, too
     assert not list(work.glob("*.part*"))
     assert next(r for r in expected if r["file"].endswith("broken.png"))["error"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
+from pneumoscan.errors import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    PneumoscanError,
+    UnsupportedImageError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +132,9 @@ def _from_encoded(data: bytes, name: str, max_pixels: int) -> DecodedImage:
             if image_format == "jpeg":
                 # JPEG draft mode: decode directly at a reduced scale when the image is
                 # far larger than any model input (a 2000 px radiograph -> 1000 px).
-                image.draft("L", (max(image.width // 2, 512), max(image.height // 2, 512)))
+                # The mode is kept, so a colour photograph is still seen as colour.
+                image.draft(image.mode, (max(image.width // 2, 512),
+                                         max(image.height // 2, 512)))
             image.load()
     except Image.DecompressionBombError as exc:  # header claims > 2x Pillow's own limit
         raise ImageTooLargeError(
@@ -137,8 +145,13 @@ def _from_encoded(data: bytes, name: str, max_pixels: int) -> DecodedImage:
         raise UnsupportedImageError(
             f"{name}: not a readable image (expected JPEG, PNG or DICOM)"
         ) from exc
+    except PneumoscanError:
+        raise
     except OSError as exc:  # truncated or corrupt stream
         raise ImageDecodeError(f"{name}: the image data is truncated or corrupt ({exc})") from exc
+    except (ValueError, SyntaxError, IndexError, TypeError, struct.error) as exc:
+        # Pillow's parsers raise these on malformed headers (found by fuzzing the API).
+        raise ImageDecodeError(f"{name}: the image data is corrupt ({exc})") from exc
     return _from_pil(image, image_format, max_pixels)
 
 
@@ -190,7 +203,8 @@ def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=not is_dicom(data))
-    except (InvalidDicomError, EOFError, OSError, ValueError, AttributeError) as exc:
+    except (InvalidDicomError, EOFError, OSError, ValueError, AttributeError, KeyError,
+            NotImplementedError, TypeError, IndexError, struct.error) as exc:
         raise ImageDecodeError(f"{name}: not a readable DICOM file ({exc.__class__.__name__})") \
             from exc
     if "PixelData" not in dataset:

@@ -168,6 +168,7 @@ def run_sharded(files: Sequence[Path], predict_rows: Callable[[list[Path]], list
     _check_format(out)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     with distributed.process_group("cpu"):  # a gloo barrier suffices: only files move
         done = already_done(out)
         todo = [f for f in files if str(f) not in done]

@@ -118,6 +118,7 @@ def test_upload_shows_result_and_heat_map(browser, server_url: str, tmp_path: Pa
     image.wait_for(state="visible")
     assert image.get_attribute("src").startswith("data:image/png;base64,")
     assert page.evaluate("document.getElementById('result-image').naturalWidth") > 0
+    page.evaluate("document.activeElement.blur()")
     page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
     if target := os.environ.get("PNEUMOSCAN_SCREENSHOT"):
         shutil.copy(tmp_path / "result.png", target)

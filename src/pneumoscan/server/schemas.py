@@ -18,17 +18,20 @@ class PredictionResponse(BaseModel):
     in_scope: bool = Field(description="False: not plausibly a frontal chest radiograph; "
                                        "the result is not meaningful.")
     scope_reason: str = Field(description="Why the image is out of scope; empty when in scope.")
-    cause: str | None = Field(None, description="Secondary, lower-confidence estimate "
-                              "(bacterial or viral), only when the label is pneumonia.")
-    cause_probability: float | None = Field(None, description="P(bacterial | pneumonia), only "
-                                            "when the label is pneumonia.")
+    cause: str | None = Field(
+        default=None, description="Secondary, lower-confidence estimate (bacterial or viral), "
+        "only when the label is pneumonia.")
+    cause_probability: float | None = Field(
+        default=None, description="P(bacterial | pneumonia), only when the label is pneumonia.")
     model: str = Field(description="Model version.")
     width: int = Field(description="Width of the decoded image, pixels.")
     height: int = Field(description="Height of the decoded image, pixels.")
-    heatmap_png: str | None = Field(None, description="Base64 PNG of the radiograph with the "
-                                    "class activation map blended on top (heatmap=true).")
-    image_png: str | None = Field(None, description="Base64 PNG of the decoded radiograph as "
-                                  "the model read it (image=true; useful for DICOM).")
+    heatmap_png: str | None = Field(
+        default=None, description="Base64 PNG of the radiograph with the class activation map "
+        "blended on top (heatmap=true).")
+    image_png: str | None = Field(
+        default=None, description="Base64 PNG of the decoded radiograph as the model read it "
+        "(image=true; useful for DICOM).")
     elapsed_ms: float = Field(description="Server time for this request, queueing included.")
     disclaimer: str = DISCLAIMER
 
@@ -39,7 +42,7 @@ class BatchItem(BaseModel):
     filename: str
     status: int = Field(description="The HTTP status this file would get on its own.")
     result: PredictionResponse | None = None
-    detail: str | None = Field(None, description="What was wrong with the file.")
+    detail: str | None = Field(default=None, description="What was wrong with the file.")
 
 
 class BatchResponse(BaseModel):
