@@ -384,9 +384,10 @@ def worker_ablation(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(max(3, args.singles // 3)):
                 latencies[name] += time_calls(lambda run=run, i=i: run(singles[i % 32]), 1)
             batches[name] += time_calls(lambda run=run: run(inputs), max(1, args.batches // 3))
-    return {name: {"latency_p50_ms": percentile_ms(latencies[name], 50),
-                   "batch32_images_per_s": len(inputs) / float(np.median(batches[name]))}
-            for name in variants}
+    return {"variants": {
+        name: {"latency_p50_ms": percentile_ms(latencies[name], 50),
+               "batch32_images_per_s": len(inputs) / float(np.median(batches[name]))}
+        for name in variants}}
 
 
 WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -519,7 +520,7 @@ def format_table(report: dict[str, Any]) -> str:
         lines += ["", "| the model, one setting changed | latency p50 (ms) | "
                   "images/s, batch 32 |", "|---|---:|---:|"]
         lines += [f"| {name} | {v['latency_p50_ms']:.1f} | {v['batch32_images_per_s']:.1f} |"
-                  for name, v in results["ablation"].items()]
+                  for name, v in results["ablation"]["variants"].items()]
     lines += ["", f"ONNX parity on {parity['n_images']} real X-rays: max |logit diff| "
               f"{parity['max_abs_diff_logits']:.1e}, same labels {parity['same_labels']}/"
               f"{parity['n_images']}."]
@@ -614,6 +615,9 @@ def main(argv: list[str] | None = None) -> None:
         report["warning"] = (f"the machine was busy (load average "
                              f"{machine['load_average_before'][0]:.1f} on "
                              f"{machine['usable_cpus']} CPUs): figures are disturbed")
+    if args.json:  # first, so the figures survive a failure below
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\n{machine['cpu']} ({' '.join(machine['cpu_flags'])}), {machine['usable_cpus']} "
           f"usable CPUs, {machine['memory_gib']} GiB, {machine['os']}, load average "
           f"{machine['load_average_before'][0]:.1f}\n")
@@ -623,8 +627,6 @@ def main(argv: list[str] | None = None) -> None:
     if "warning" in report:
         print(f"\nwarning: {report['warning']}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.json}")
 
 

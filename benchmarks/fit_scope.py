@@ -8,6 +8,11 @@ The training split is rebuilt exactly as training made it (``split_by_patient`` 
 seed and val_fraction in the model's ``training.config``), so the validation images stay
 unseen and ``benchmarks/scope_rates.py`` can measure the false-flag rate on them. Only the
 ``scope`` entry of model.json changes; every other key is kept as it was.
+
+The statistics are fitted on the training images plus one randomly transformed copy of
+each, with a wider zoom than training used: real radiographs vary more than one centre's
+(adult chests are collimated tighter than these children's, which show arms and neck),
+and a scope check that flags every adult radiograph would be worse than none.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from pneumoscan.dataset import Sample, discover, split_by_patient
 from pneumoscan.image_cache import load_resized
 from pneumoscan.modelfile import ModelCard, resolve_model_paths
 from pneumoscan.predictor import Predictor
-from pneumoscan.scope import TRAINING_EXCEED_FRACTION, fit_scope_statistics
+from pneumoscan.scope import TRAINING_EXCEED_FRACTION, fit_scope_statistics, thumbnail
+
+#: How the extra fitting copies are transformed: training's ranges with a wider zoom.
+SCOPE_AUGMENT = {"scale": 0.3, "aspect": 0.15, "translate": 0.08}
 
 logger = logging.getLogger("fit_scope")
 
@@ -41,14 +49,35 @@ def training_split(card: ModelCard, data: Path) -> tuple[list[Sample], list[Samp
     return split_by_patient(pool, float(config["val_fraction"]), int(config["seed"]))
 
 
-def training_features(predictor: Predictor, samples: list[Sample],
-                      cache_dir: Path | None = None) -> np.ndarray:
-    """Pooled features ``(N, C)`` of the readable images among ``samples``."""
+def augmented_copies(resized: np.ndarray, seed: int = 0) -> np.ndarray:
+    """One randomly transformed copy ``(N, S, S)`` uint8 of each image (SCOPE_AUGMENT)."""
+    import torch
+
+    from pneumoscan.augmentation import AugmentConfig, augment_batch
+
+    generator = torch.Generator().manual_seed(seed)
+    config = AugmentConfig(**SCOPE_AUGMENT)
+    copies = []
+    for start in range(0, len(resized), 256):
+        batch = torch.from_numpy(resized[start:start + 256]).float().div_(255).unsqueeze(1)
+        batch = augment_batch(batch, config, generator)  # (B, 1, S, S) in [0, 1]
+        copies.append(batch[:, 0].mul(255).round_().to(torch.uint8).numpy())
+    return np.concatenate(copies) if copies else resized[:0]
+
+
+def fitting_set(predictor: Predictor, samples: list[Sample], cache_dir: Path | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features ``(2N, C)`` and thumbnails ``(2N, T)`` of the readable training
+    images and their augmented copies."""
     resized, bad = load_resized(samples, predictor.card.preprocessing.image_size,
                                 cache_dir=cache_dir)
     if bad:
         logger.warning("%d unreadable training image(s) left out", len(bad))
-    return predictor.pooled_features(resized)
+    images = np.concatenate([resized, augmented_copies(resized)])
+    logger.info("computing features of %d images (training + augmented copies)", len(images))
+    features = predictor.pooled_features(images)
+    thumbnails = np.stack([thumbnail(image) for image in images])
+    return features, thumbnails
 
 
 def write_scope(model: Path, statistics: dict[str, object]) -> Path:
@@ -75,11 +104,15 @@ def main(argv: list[str] | None = None) -> None:
 
     predictor = Predictor.load(args.model, backend="torch")
     train, _ = training_split(predictor.card, args.data)
-    features = training_features(predictor, train, args.cache_dir)
-    statistics = fit_scope_statistics(features, exceed_fraction=args.exceed_fraction)
+    features, thumbnails = fitting_set(predictor, train, args.cache_dir)
+    statistics = fit_scope_statistics(features, thumbnails,
+                                      exceed_fraction=args.exceed_fraction)
     path = write_scope(args.model, statistics)
-    print(f"fitted on {statistics['n_images']} training images, {statistics['n_components']} "
-          f"components, cut-off {statistics['max_distance']:.2f}; wrote {path}")
+    layout = statistics["thumbnail"]
+    print(f"fitted on {statistics['n_images']} images (training + augmented copies): "
+          f"features {statistics['n_components']} components, cut-off "
+          f"{statistics['max_distance']:.2f}; layout {layout['n_components']} components, "
+          f"cut-off {layout['max_distance']:.2f}; wrote {path}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -106,8 +107,16 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
            "COLUMNS": "400"}  # rich must not wrap the digest across lines
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node", "2", *args]
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)
+    # A session of its own, so that a hang kills the workers too, not just torchrun.
+    with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as launch:
+        try:
+            stdout, stderr = launch.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(launch.pid, signal.SIGKILL)
+            stdout, stderr = launch.communicate()
+            pytest.fail(f"torchrun still running after {TIMEOUT} s: {stderr[-3000:]}")
+    done = subprocess.CompletedProcess(command, launch.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
@@ -253,11 +262,12 @@ def _worker(mode: str, *args: str) -> None:
         predictor = Predictor.load(model, backend="torch")
         files = _prediction_inputs(images)
         calls: dict[str, list[str]] = {}
-        for name, out in (("full", "full.csv"), ("rerun", "full.csv"),
-                          ("partial", "partial.csv")):
-            calls[name] = []
-            run_sharded(files, _prediction_rows(predictor, calls[name]), work / out,
-                        chunk_size=8)
+        with distributed.process_group("cpu"):
+            for name, out in (("full", "full.csv"), ("rerun", "full.csv"),
+                              ("partial", "partial.csv")):
+                calls[name] = []
+                run_sharded(files, _prediction_rows(predictor, calls[name]), work / out,
+                            chunk_size=8)
         rank = os.environ["RANK"]
         (work / f"calls{rank}.json").write_text(json.dumps(calls))
     else:

@@ -81,7 +81,9 @@ def process_group(device: str | torch.device = "auto") -> Iterator[torch.device]
     """Join torchrun's process group for the duration; yield this process's device.
 
     A no-op (beyond choosing the device) for a single process, or when a caller already
-    joined: the group is left only by whoever created it.
+    joined: the group is left only by whoever created it. Join once per process, at its
+    entry point: joining anew after leaving can hang, as the rendezvous store still holds
+    the first group's keys.
     """
     chosen = select_device(device)
     created = launched_by_torchrun() and not dist.is_initialized()

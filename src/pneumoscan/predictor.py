@@ -25,8 +25,8 @@ from pneumoscan.errors import PneumoscanError
 from pneumoscan.heatmap import class_activation_map
 from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage, ImageSource, decode_image
 from pneumoscan.modelfile import ModelCard, read_card, resolve_model_paths
-from pneumoscan.preprocessing import normalize, preprocess
-from pneumoscan.scope import assess_scope
+from pneumoscan.preprocessing import normalize, resize
+from pneumoscan.scope import ScopeResult, assess_scope
 
 logger = logging.getLogger(__name__)
 
@@ -118,14 +118,19 @@ class Predictor:
         """Predict a batch of decoded images in one forward pass."""
         if not images:
             return []
-        batch = np.stack([preprocess(d.pixels, self.card.preprocessing) for d in images])
-        logits, features = self.backend.run(batch)  # (B, 2), (B, C, h, w)
+        config = self.card.preprocessing
+        # preprocess() in two halves: the resized image also feeds the scope check.
+        resized = np.stack([resize(d.pixels, config.image_size) for d in images])  # (B, S, S)
+        logits, features = self.backend.run(normalize(resized, config))  # (B, 2), (B, C, h, w)
         probability = apply_temperature(logits[:, 0], self.card.temperature)
         cause_probability = apply_temperature(logits[:, 1], self.card.cause_temperature)
         results = []
         for i, decoded in enumerate(images):
+            scope = assess_scope(decoded, features[i].mean(axis=(1, 2)), self.card.scope,
+                                 resized[i])
             results.append(self._result(decoded, float(probability[i]),
-                                        float(cause_probability[i]), features[i], heatmap))
+                                        float(cause_probability[i]), features[i], scope,
+                                        heatmap))
         return results
 
     def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
@@ -180,8 +185,7 @@ class Predictor:
                 yield FileResult(name, next(predictions))
 
     def _result(self, decoded: DecodedImage, probability: float, cause_probability: float,
-                features: np.ndarray, heatmap: bool) -> Prediction:
-        scope = assess_scope(decoded, features.mean(axis=(1, 2)), self.card.scope)
+                features: np.ndarray, scope: ScopeResult, heatmap: bool) -> Prediction:
         positive = probability >= self.card.threshold
         cause = None
         if positive:

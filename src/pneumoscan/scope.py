@@ -5,11 +5,14 @@ carries ``in_scope`` and a reason. Checks, cheapest first:
 
 1. DICOM header: modality (CT, MR, US... are not radiographs), body part, lateral view;
 2. image statistics: colour, size, aspect ratio, near-uniform pixels, too few grey levels
-   (drawings, documents, binary masks), mostly white (documents);
+   (drawings, documents, binary masks), mostly white (documents), mostly black (the
+   surround of CT / MR slices and ultrasound sectors);
 3. when the model card holds training statistics (``card.scope``, fitted by
-   :func:`fit_scope_statistics`): the distance of the image's pooled features from the
-   training images' features, as a Mahalanobis distance in a PCA subspace plus the
-   residual outside it.
+   :func:`fit_scope_statistics`, see ``benchmarks/fit_scope.py``), two distances to the
+   training images, each a Mahalanobis distance in a PCA subspace plus the residual
+   outside it: of the image's layout (a 24 x 24 equalised thumbnail: where the dark lungs
+   and bright mediastinum are, model-independent) and of the model's pooled features
+   (how the model itself sees the image).
 
 The thresholds of 2. sit far outside what the 5,216 training radiographs show (noted
 beside each), so they flag only what is plainly not a radiograph; 3. catches the rest.
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.imaging import DecodedImage
+from pneumoscan.preprocessing import equalize_histogram, resize
 
 #: Smallest side accepted: below this there is too little anatomy to judge.
 MIN_SIDE = 64
@@ -34,6 +38,9 @@ MIN_STD = 12.0
 MIN_GREY_LEVELS = 32
 #: Largest share of pixels at 245 or brighter (training maximum: 0.12); documents are white.
 MAX_WHITE_FRACTION = 0.4
+#: Largest share of pixels at 25 or darker (training maximum: 0.38); the black surround of
+#: CT and MR slices and ultrasound sectors covers more.
+MAX_BLACK_FRACTION = 0.55
 #: DICOM modalities that produce projection radiographs ("OT"/"SC": digitised film).
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG", "OT", "SC", ""})
 #: DICOM body parts accepted ("" is common: many chest files leave it empty).
@@ -41,8 +48,11 @@ CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS", "PORT CHEST", 
                               "CHEST_AP", "RIB", "RIBS", ""})
 #: DICOM view positions that are not frontal.
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"})
-#: Default share of training images allowed beyond the fitted feature-distance cut-off.
+#: Default share of training images allowed beyond the fitted distance cut-offs.
 TRAINING_EXCEED_FRACTION = 0.005
+#: Side of the layout thumbnail, pixels, and the PCA components kept for it.
+THUMBNAIL_SIDE = 24
+THUMBNAIL_COMPONENTS = 16
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,9 @@ def check_image(decoded: DecodedImage) -> ScopeResult:
                                   "not a radiograph")
     if float(np.mean(sample >= 245)) > MAX_WHITE_FRACTION:
         return ScopeResult(False, "mostly white: looks like a document, not a radiograph")
+    if float(np.mean(sample <= 25)) > MAX_BLACK_FRACTION:
+        return ScopeResult(False, "mostly black: looks like a CT or MR slice or an "
+                                  "ultrasound, not a radiograph")
     return IN_SCOPE
 
 
@@ -105,17 +118,31 @@ def _subsample(pixels: np.ndarray, side: int = 512) -> np.ndarray:
     return pixels[::step, ::step]
 
 
-def feature_distance(pooled: np.ndarray, statistics: dict[str, Any]) -> float:
-    """Distance of pooled features ``(C,)`` from the training features in ``statistics``.
+def thumbnail(resized: np.ndarray) -> np.ndarray:
+    """The image's layout: ``(THUMBNAIL_SIDE**2,)`` floats in [0, 1], histogram-equalised.
+
+    Taken from the model input ``(S, S)`` uint8 (the squashed image), so it sees what the
+    model sees; equalisation makes it blind to exposure and contrast, which vary between
+    machines, and leaves the arrangement of dark lungs and bright mediastinum.
+    """
+    small = resize(resized, THUMBNAIL_SIDE)
+    return equalize_histogram(small).astype(np.float32).ravel() / 255.0
+
+
+def pca_distance(vector: np.ndarray, statistics: dict[str, Any]) -> float:
+    """Distance of ``vector`` ``(C,)`` from the fitted distribution in ``statistics``.
 
     ``sqrt(sum_k p_k**2 / var_k + |r|**2 / residual_variance)``: the Mahalanobis distance
-    of the projection ``p`` on the training PCA components, plus the squared norm of the
-    residual ``r`` outside them, scaled by its training mean.
+    of the projection ``p`` on the fitted PCA components, plus the squared norm of the
+    residual ``r`` outside them, scaled so its fitting-set mean equals the component count.
     """
     mean = np.asarray(statistics["mean"], dtype=np.float64)
     components = np.asarray(statistics["components"], dtype=np.float64)  # (k, C)
     variances = np.asarray(statistics["variances"], dtype=np.float64)  # (k,)
-    centred = pooled.astype(np.float64) - mean
+    if len(mean) != vector.shape[-1]:
+        raise ValueError(f"scope statistics have {len(mean)} dimensions, the input "
+                         f"{vector.shape[-1]}; refit them with benchmarks/fit_scope.py")
+    centred = vector.astype(np.float64) - mean
     projected = components @ centred
     residual = centred - components.T @ projected
     return float(np.sqrt(np.sum(projected**2 / variances)
@@ -131,66 +158,102 @@ def check_features(pooled: np.ndarray, statistics: dict[str, Any]) -> ScopeResul
     """
     if not statistics:
         return IN_SCOPE
-    if len(statistics["mean"]) != pooled.shape[-1]:
-        raise ValueError(f"scope statistics have {len(statistics['mean'])} features, the "
-                         f"model {pooled.shape[-1]}; refit them with benchmarks/fit_scope.py")
-    distance = feature_distance(pooled, statistics)
+    distance = pca_distance(pooled, statistics)
     limit = float(statistics["max_distance"])
     if distance > limit:
-        return ScopeResult(False, "unlike the training radiographs (feature distance "
-                                  f"{distance:.1f} > {limit:.1f})")
+        return ScopeResult(False, "unlike the training radiographs to the model (feature "
+                                  f"distance {distance:.1f} > {limit:.1f})")
     return IN_SCOPE
 
 
-def assess_scope(decoded: DecodedImage, pooled: np.ndarray,
-                 statistics: dict[str, Any]) -> ScopeResult:
-    """All checks: header and image statistics first, then the feature distance."""
-    result = check_image(decoded)
-    return check_features(pooled, statistics) if result.in_scope else result
+def check_thumbnail(resized: np.ndarray, statistics: dict[str, Any]) -> ScopeResult:
+    """Compare the image's layout (:func:`thumbnail`) with the training radiographs'.
 
-
-def fit_scope_statistics(pooled_features: np.ndarray, *, max_components: int = 32,
-                         explained: float = 0.95,
-                         exceed_fraction: float = TRAINING_EXCEED_FRACTION,
-                         ) -> dict[str, Any]:
-    """Fit the feature-distance statistics on the training images' pooled features.
-
-    Args:
-        pooled_features: ``(N, C)`` globally pooled last feature maps of training images.
-        max_components: most PCA components kept.
-        explained: keep the fewest components explaining this share of the variance.
-        exceed_fraction: the cut-off ``max_distance`` is the ``1 - exceed_fraction``
-            quantile of the training images' own distances, so about that share of them
-            would be flagged.
-
-    Returns:
-        The ``scope`` entry of a model card: ``mean``, ``components``, ``variances``,
-        ``residual_variance``, ``max_distance`` and how they were fitted (``n_images``,
-        ``n_components``, ``exceed_fraction``).
+    ``statistics`` is ``card.scope["thumbnail"]``; absent or empty passes everything.
     """
-    features = np.asarray(pooled_features, dtype=np.float64)
-    if features.ndim != 2 or len(features) < 10:
-        raise ValueError(f"need (N >= 10, C) pooled features, got shape {features.shape}")
-    mean = features.mean(axis=0)
-    centred = features - mean
+    if not statistics:
+        return IN_SCOPE
+    distance = pca_distance(thumbnail(resized), statistics)
+    limit = float(statistics["max_distance"])
+    if distance > limit:
+        return ScopeResult(False, "its layout does not look like a frontal chest radiograph "
+                                  f"(thumbnail distance {distance:.1f} > {limit:.1f})")
+    return IN_SCOPE
+
+
+def assess_scope(decoded: DecodedImage, pooled: np.ndarray, statistics: dict[str, Any],
+                 resized: np.ndarray | None = None) -> ScopeResult:
+    """All checks, cheapest first: header and image statistics, then the image's layout
+    (when ``resized``, the ``(S, S)`` model input, is given), then the feature distance."""
+    result = check_image(decoded)
+    if result.in_scope and resized is not None:
+        result = check_thumbnail(resized, statistics.get("thumbnail", {}))
+    if result.in_scope:
+        result = check_features(pooled, statistics)
+    return result
+
+
+def fit_distance_statistics(vectors: np.ndarray, *, max_components: int = 32,
+                            explained: float = 0.99, exceed_fraction: float = 0.0025,
+                            ) -> dict[str, Any]:
+    """PCA statistics of ``vectors`` ``(N, C)`` and the cut-off for :func:`pca_distance`.
+
+    Keeps the fewest components explaining ``explained`` of the variance (at most
+    ``max_components``); ``max_distance`` is the ``1 - exceed_fraction`` quantile of the
+    fitting vectors' own distances.
+    """
+    data = np.asarray(vectors, dtype=np.float64)
+    if data.ndim != 2 or len(data) < 10:
+        raise ValueError(f"need (N >= 10, C) vectors to fit scope statistics, got shape "
+                         f"{data.shape}")
+    mean = data.mean(axis=0)
+    centred = data - mean
     _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-    variance = singular**2 / (len(features) - 1)
+    variance = singular**2 / (len(data) - 1)
     share = np.cumsum(variance) / max(float(variance.sum()), 1e-12)
     k = int(min(max_components, np.searchsorted(share, explained) + 1, len(variance) - 1))
     components, variances = vt[:k], np.maximum(variance[:k], 1e-12)
     residual = centred - (centred @ components.T) @ components
-    # Scaled so the residual term weighs like one more Mahalanobis dimension per component:
-    # its training mean equals k, that of the projected part.
+    # The residual term weighs like the k projected dimensions together: its mean is k.
     residual_variance = max(float(np.mean(np.sum(residual**2, axis=1))) / k, 1e-12)
     statistics: dict[str, Any] = {
         "mean": _rounded(mean), "components": [_rounded(c) for c in components],
         "variances": _rounded(variances), "residual_variance": residual_variance,
     }
-    distances = np.array([feature_distance(f, statistics) for f in features])
-    statistics.update(
-        max_distance=float(np.quantile(distances, 1.0 - exceed_fraction)),
-        n_images=len(features), n_components=k, exceed_fraction=exceed_fraction,
-    )
+    distances = np.array([pca_distance(v, statistics) for v in data])
+    statistics.update(max_distance=float(np.quantile(distances, 1.0 - exceed_fraction)),
+                      n_images=len(data), n_components=k, exceed_fraction=exceed_fraction)
+    return statistics
+
+
+def fit_scope_statistics(pooled_features: np.ndarray, thumbnails: np.ndarray | None = None,
+                         *, exceed_fraction: float = TRAINING_EXCEED_FRACTION,
+                         max_components: int = 32) -> dict[str, Any]:
+    """Fit the ``scope`` entry of a model card on training images.
+
+    Args:
+        pooled_features: ``(N, C)`` globally pooled last feature maps of training images
+            (their augmented copies may be included: real radiographs vary more than one
+            centre's training set).
+        thumbnails: optional ``(M, THUMBNAIL_SIDE**2)`` :func:`thumbnail` vectors of the
+            same images, for the layout check.
+        exceed_fraction: share of the fitting images that may fall beyond the cut-offs,
+            split evenly between the two checks when both are fitted.
+        max_components: most PCA components kept for the features.
+
+    Returns:
+        The feature statistics (``mean``, ``components``, ``variances``,
+        ``residual_variance``, ``max_distance``, ``n_images``, ``n_components``,
+        ``exceed_fraction``), plus a ``thumbnail`` entry of the same form when
+        ``thumbnails`` are given.
+    """
+    share = exceed_fraction / (2 if thumbnails is not None else 1)
+    statistics = fit_distance_statistics(pooled_features, max_components=max_components,
+                                         exceed_fraction=share)
+    if thumbnails is not None:
+        statistics["thumbnail"] = fit_distance_statistics(
+            thumbnails, max_components=THUMBNAIL_COMPONENTS, explained=0.999,
+            exceed_fraction=share)
     return statistics
 
 

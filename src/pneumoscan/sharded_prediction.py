@@ -155,8 +155,9 @@ def run_sharded(files: Sequence[Path], predict_rows: Callable[[list[Path]], list
                 ) -> ShardedRun:
     """Predict ``files`` into ``out``, split over torchrun's processes, skipping done ones.
 
-    Every process calls this with the same arguments. Returns once ``out`` holds every
-    file's row, on every process.
+    Every process calls this with the same arguments, inside
+    :func:`pneumoscan.distributed.process_group` under torchrun (gloo suffices: only files
+    move). Returns once ``out`` holds every file's row, on every process.
 
     Args:
         files: the inputs; each row's ``"file"`` must be ``str(path)`` of one of them.
@@ -168,20 +169,22 @@ def run_sharded(files: Sequence[Path], predict_rows: Callable[[list[Path]], list
     _check_format(out)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if distributed.launched_by_torchrun() and distributed.world_size() == 1:
+        raise RuntimeError("started by torchrun, but no process group: call run_sharded() "
+                           "inside pneumoscan.distributed.process_group()")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with distributed.process_group("cpu"):  # a gloo barrier suffices: only files move
-        done = already_done(out)
-        todo = [f for f in files if str(f) not in done]
-        distributed.barrier()  # everyone has read the parts before anyone appends to them
-        mine = shard(todo, distributed.rank(), distributed.world_size())
-        part = part_path(out, distributed.rank())
-        for start in range(0, len(mine), chunk_size):
-            rows = predict_rows(mine[start:start + chunk_size])
-            if any(KEY not in row for row in rows):
-                raise ValueError(f"predict_rows returned a row without a {KEY!r} key")
-            _append_rows(rows, part)
-        distributed.barrier()
-        if distributed.is_main_process():
-            merge_shards(part_paths(out), out, write=write)
-        distributed.barrier()  # nobody returns before the output is complete
+    done = already_done(out)
+    todo = [f for f in files if str(f) not in done]
+    distributed.barrier()  # everyone has read the parts before anyone appends to them
+    mine = shard(todo, distributed.rank(), distributed.world_size())
+    part = part_path(out, distributed.rank())
+    for start in range(0, len(mine), chunk_size):
+        rows = predict_rows(mine[start:start + chunk_size])
+        if any(KEY not in row for row in rows):
+            raise ValueError(f"predict_rows returned a row without a {KEY!r} key")
+        _append_rows(rows, part)
+    distributed.barrier()
+    if distributed.is_main_process():
+        merge_shards(part_paths(out), out, write=write)
+    distributed.barrier()  # nobody returns before the output is complete
     return ShardedRun(total=len(files), skipped=len(files) - len(todo), predicted=len(mine))
