@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -273,8 +274,7 @@ def worker_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
     for name, data in uploads.items():
         for _ in range(args.warmup):
             predictor.predict(data, heatmap=False)
-        times = time_calls(lambda data=data: predictor.predict(data, heatmap=False),
-                           args.singles)
+        times = time_calls(partial(predictor.predict, data, heatmap=False), args.singles)
         result[f"predictor_{name}_p50_ms"] = percentile_ms(times, 50)
     try:
         result.update(_http_latencies(predictor, uploads, args))
@@ -382,8 +382,8 @@ def worker_ablation(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(3):
         for name, run in variants.items():
             for i in range(max(3, args.singles // 3)):
-                latencies[name] += time_calls(lambda run=run, i=i: run(singles[i % 32]), 1)
-            batches[name] += time_calls(lambda run=run: run(inputs), max(1, args.batches // 3))
+                latencies[name] += time_calls(partial(run, singles[i % len(singles)]), 1)
+            batches[name] += time_calls(partial(run, inputs), max(1, args.batches // 3))
     return {"variants": {
         name: {"latency_p50_ms": percentile_ms(latencies[name], 50),
                "batch32_images_per_s": len(inputs) / float(np.median(batches[name]))}
@@ -442,7 +442,7 @@ def describe_machine(threads: int) -> dict[str, Any]:
     if meminfo.is_file():
         total_kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
         memory_gib = round(total_kib / 1024**2, 1)
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("torch", "onnxruntime", "timm", "numpy", "pillow"):
         try:
             versions[package] = metadata.version(package)

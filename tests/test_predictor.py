@@ -254,3 +254,31 @@ def test_original_and_224_px_copies_agree(trained: Predictor, dicom_dir: Path,
         p_large = trained.predict(buffer.getvalue(), heatmap=False).probability
         p_small = trained.predict(small, heatmap=False).probability
         assert abs(p_large - p_small) <= 0.05, (p_large, p_small)
+
+
+def test_corrupted_files_never_stop_a_batch(tiny: Predictor, tmp_path: Path, dicom_dir: Path,
+                                            shared_normal_images: list[Path]) -> None:
+    """Truncations and flipped bytes of a JPEG, a PNG and a DICOM: each file gives a
+    prediction or an error row, never an exception, and never a silently grey image."""
+    png = tmp_path / "source.png"
+    Image.open(shared_normal_images[0]).convert("L").save(png)
+    rng = np.random.default_rng(0)
+    files = []
+    for source in (shared_normal_images[0], png, dicom_dir / "cr_ap_256px_monochrome1.dcm"):
+        data = source.read_bytes()
+        for i, cut in enumerate((10, 133, len(data) // 3, len(data) - 7)):
+            path = tmp_path / f"cut{i}_{source.name}"
+            path.write_bytes(data[:cut])
+            files.append(path)
+        for i in range(4):
+            flipped = bytearray(data)
+            for position in rng.integers(0, min(len(data), 2000), size=8):
+                flipped[position] ^= 0xFF
+            path = tmp_path / f"flip{i}_{source.name}"
+            path.write_bytes(bytes(flipped))
+            files.append(path)
+    results = list(tiny.predict_files(files, batch_size=5))
+    assert len(results) == len(files)
+    assert all(r.ok != bool(r.error) for r in results)
+    truncated = [r for r in results if Path(r.file).name.startswith("cut")]
+    assert sum(not r.ok for r in truncated) >= 9  # short cuts cannot decode

@@ -167,6 +167,11 @@ class Predictor:
             except (PneumoscanError, OSError) as exc:
                 logger.warning("cannot predict %s", exc)
                 pending.append((name, str(exc)))
+            except Exception as exc:  # one odd file must not end a folder run:
+                # decoders raise many types on corrupt data (Pillow even SyntaxError).
+                message = f"{name}: cannot read the image ({exc.__class__.__name__}: {exc})"
+                logger.warning("cannot predict %s", message)
+                pending.append((name, message))
             if sum(isinstance(item, DecodedImage) for _, item in pending) == batch_size:
                 yield from self._predict_pending(pending, heatmap, progress)
                 pending = []

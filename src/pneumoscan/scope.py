@@ -20,6 +20,7 @@ beside each), so they flag only what is plainly not a radiograph; 3. catches the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,15 +73,23 @@ def check_dicom_header(decoded: DecodedImage) -> ScopeResult:
         return IN_SCOPE
     modality = decoded.dicom.modality.strip().upper()
     if modality not in RADIOGRAPH_MODALITIES:
-        return ScopeResult(False, f"DICOM modality {modality} is not a projection radiograph")
+        return ScopeResult(False, f"DICOM modality {_quoted(modality)} is not a projection "
+                                  "radiograph")
     body = decoded.dicom.body_part.strip().upper()
     if body not in CHEST_BODY_PARTS:
-        return ScopeResult(False, f"DICOM body part {body} is not the chest")
+        return ScopeResult(False, f"DICOM body part {_quoted(body)} is not the chest")
     view = decoded.dicom.view_position.strip().upper()
     if view in LATERAL_VIEWS:
         return ScopeResult(False, f"DICOM view {view} is lateral; the model reads frontal "
                                   "(PA or AP) views")
     return IN_SCOPE
+
+
+def _quoted(value: str) -> str:
+    """A header code fit to show: a DICOM code string (``CS``: at most 16 capitals, digits,
+    spaces, underscores), else a placeholder, so a malformed header cannot smuggle free
+    text (possibly patient data) into a result."""
+    return value if re.fullmatch(r"[A-Z0-9 _]{1,16}", value) else "(not a valid code)"
 
 
 def check_image(decoded: DecodedImage) -> ScopeResult:

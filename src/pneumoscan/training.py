@@ -411,7 +411,8 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
                   "n_train": len(pool) - len(val.samples), "n_val": len(val.samples),
                   "parameters": count_parameters(model), "threads": torch.get_num_threads(),
                   "processes": distributed.world_size(), "device": device.type},
-        version=f"{config.arch}-{config.image_size}px-{datetime.now(UTC):%Y%m%d}",
+        version=(f"{config.arch}-{config.image_size}px{'-eq' if config.equalize else ''}"
+                 f"-{datetime.now(UTC):%Y%m%d}"),
         package_version=__version__,
         git_commit=_git_commit(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -190,3 +190,52 @@ def test_dicom_with_overlay_and_no_patient_tags(runner: CliRunner, tiny_model_di
     for secret in secrets:
         if len(secret) >= 4:
             assert secret not in result.output
+
+
+def _write_dicom(path: Path, pixels: np.ndarray, **tags: str) -> Path:
+    """An uncompressed 8-bit MONOCHROME2 CR DICOM with extra header ``tags``."""
+    from pydicom import config
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.Modality = "CR"
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+    dataset.PixelRepresentation = 0
+    dataset.PixelData = pixels.tobytes()
+    before = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.IGNORE  # malformed on purpose
+    try:
+        for key, value in tags.items():
+            setattr(dataset, key, value)
+        dataset.save_as(path, enforce_file_format=True)
+    finally:
+        config.settings.writing_validation_mode = before
+    return path
+
+
+def test_malformed_header_values_are_never_shown(runner: CliRunner, tiny_model_dir: Path,
+                                                 tmp_path: Path,
+                                                 shared_normal_images: list[Path]) -> None:
+    """A header whose values break the DICOM rules (pydicom then quotes them in warnings)
+    and carry patient data: neither the terminal nor the rows repeat them."""
+    pixels = np.asarray(Image.open(shared_normal_images[0]).convert("L"))
+    secret_name, secret_id = "Doe^Jane Secretname", "PID-99887766"
+    path = _write_dicom(tmp_path / "odd.dcm", pixels, PatientName=secret_name,
+                        PatientID=secret_id,
+                        BodyPartExamined=f"CHEST {secret_id} Secretname",
+                        ViewPosition=f"PA {secret_id}")
+    out_json = tmp_path / "rows.json"
+    result = _invoke(runner, path, "--model", tiny_model_dir, "-v", "--out", out_json)
+    assert result.exit_code == 0, result.output
+    text = result.output + out_json.read_text()
+    assert "not the chest" in text  # the body part was read, and judged
+    for secret in ("Secretname", secret_id, "Doe"):
+        assert secret not in text

@@ -8,6 +8,7 @@ error rows; the exit code is 1 only when nothing at all could be predicted.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ def predict_command(
 ) -> None:
     """Predict pneumonia on chest X-rays (decision support, not a diagnosis)."""
     configure_logging(verbose)
+    _silence_dicom_header_messages()
     from pneumoscan.prediction_output import OverlayNamer, expand_inputs, output_format
 
     with user_errors():
@@ -69,6 +71,13 @@ def predict_command(
     _print_footer(results, predictor.version, overlays)
     if not any(r.ok for r in results):
         raise typer.Exit(code=1)
+
+
+def _silence_dicom_header_messages() -> None:
+    """Keep pydicom's own warnings off the terminal: on malformed headers they quote the
+    offending values, which can be patient data. Errors still reach the output rows."""
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
 def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayNamer | None,
