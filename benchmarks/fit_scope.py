@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,12 @@ from pneumoscan.dataset import Sample, discover, split_by_patient
 from pneumoscan.image_cache import load_resized
 from pneumoscan.modelfile import ModelCard, resolve_model_paths
 from pneumoscan.predictor import Predictor
-from pneumoscan.scope import TRAINING_EXCEED_FRACTION, fit_scope_statistics, thumbnail
-
-#: How the extra fitting copies are transformed: training's ranges with a wider zoom.
-SCOPE_AUGMENT = {"scale": 0.3, "aspect": 0.15, "translate": 0.08}
+from pneumoscan.scope import (
+    FEATURE_MARGIN,
+    TRAINING_EXCEED_FRACTION,
+    fit_scope_statistics,
+    thumbnail,
+)
 
 logger = logging.getLogger("fit_scope")
 
@@ -50,13 +53,14 @@ def training_split(card: ModelCard, data: Path) -> tuple[list[Sample], list[Samp
 
 
 def augmented_copies(resized: np.ndarray, seed: int = 0) -> np.ndarray:
-    """One randomly transformed copy ``(N, S, S)`` uint8 of each image (SCOPE_AUGMENT)."""
+    """One randomly transformed copy ``(N, S, S)`` uint8 of each image."""
     import torch
 
     from pneumoscan.augmentation import AugmentConfig, augment_batch
 
     generator = torch.Generator().manual_seed(seed)
-    config = AugmentConfig(**SCOPE_AUGMENT)
+    # Training's ranges, with a wider zoom and shift.
+    config = replace(AugmentConfig(), scale=0.3, aspect=0.15, translate=0.08)
     copies = []
     for start in range(0, len(resized), 256):
         batch = torch.from_numpy(resized[start:start + 256]).float().div_(255).unsqueeze(1)
@@ -98,7 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="decoded-image cache (default: the training cache)")
     parser.add_argument("--exceed-fraction", type=float, default=TRAINING_EXCEED_FRACTION,
-                        help="share of training images allowed beyond the cut-off")
+                        help="share of training images allowed beyond the cut-offs")
+    parser.add_argument("--feature-margin", type=float, default=FEATURE_MARGIN,
+                        help="feature cut-off over its training quantile")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -106,12 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     train, _ = training_split(predictor.card, args.data)
     features, thumbnails = fitting_set(predictor, train, args.cache_dir)
     statistics = fit_scope_statistics(features, thumbnails,
-                                      exceed_fraction=args.exceed_fraction)
+                                      exceed_fraction=args.exceed_fraction,
+                                      feature_margin=args.feature_margin)
     path = write_scope(args.model, statistics)
     layout = statistics["thumbnail"]
     print(f"fitted on {statistics['n_images']} images (training + augmented copies): "
           f"features {statistics['n_components']} components, cut-off "
-          f"{statistics['max_distance']:.2f}; layout {layout['n_components']} components, "
+          f"{statistics['max_distance']:.2f} ({statistics['margin']} x the training "
+          f"quantile); layout {layout['n_components']} components, "
           f"cut-off {layout['max_distance']:.2f}; wrote {path}")
 
 

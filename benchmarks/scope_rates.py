@@ -21,6 +21,7 @@ import argparse
 import gzip
 import logging
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,25 +52,22 @@ def non_xray_images(chest_xray: Path | None = None) -> Iterator[tuple[str, Image
 
     for name in SKIMAGE_IMAGES:
         yield from _guarded(f"skimage:{name}", getattr(skimage.data, name))
-    yield from _guarded("skimage:brain[5] (MR head)", lambda: skimage.data.brain()[5])
     yield from _guarded("skimage:lfw_subset[0] (25 px face)",
                         lambda: skimage.data.lfw_subset()[0])
-    from matplotlib import cbook
 
     for name in MATPLOTLIB_IMAGES:
-        yield from _guarded(f"matplotlib:{name}",
-                            lambda n=name: Path(cbook.get_sample_data(n, asfileobj=False)))
+        yield from _guarded(f"matplotlib:{name}", partial(_matplotlib_sample, name))
     yield from _guarded("matplotlib:s1045.ima (MR head)", _matplotlib_mr_head)
     from pydicom.data import get_testdata_file
 
     for name in PYDICOM_FILES:
-        path = get_testdata_file(name)
-        if path is None:
+        found = get_testdata_file(name)
+        if not isinstance(found, str):
             continue
-        yield f"pydicom:{name}", Path(path)
+        yield f"pydicom:{name}", Path(found)
         # The same pixels without the header: only the image itself can tell.
         yield from _guarded(f"pydicom:{name} pixels only",
-                            lambda p=path: decode_image(Path(p)).pixels.copy())
+                            partial(_pixels_only, Path(found)))
     rng = np.random.default_rng(0)
     yield "synthetic: white page", np.full((1000, 800), 250, np.uint8)
     yield "synthetic: black frame", np.zeros((1000, 1000), np.uint8)
@@ -90,6 +88,16 @@ def _guarded(name: str, make: Callable[[], ImageSource]) -> Iterator[tuple[str, 
         yield name, make()
     except Exception as exc:  # a sample that needs a download, or a missing package
         logger.warning("left out %s: %s", name, exc)
+
+
+def _matplotlib_sample(name: str) -> Path:
+    from matplotlib import cbook
+
+    return Path(cbook.get_sample_data(name, asfileobj=False))
+
+
+def _pixels_only(path: Path) -> np.ndarray:
+    return decode_image(path).pixels.copy()
 
 
 def _matplotlib_mr_head() -> np.ndarray:

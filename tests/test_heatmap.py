@@ -18,7 +18,7 @@ def test_cam_is_weighted_sum_clipped_and_scaled() -> None:
     features[1] = [[0, 1, 0], [3, 0, 0]]
     cam = class_activation_map(features, np.array([1.0, -1.0]))
     # w . F = [[1, 1, 0], [-3, 0, 4]] -> clip at 0 -> divide by the peak 4
-    np.testing.assert_allclose(cam, [[0.25, 0.25, 0], [0, 0, 1]])
+    np.testing.assert_allclose(cam, np.array([[0.25, 0.25, 0.0], [0.0, 0.0, 1.0]]))
     assert cam.dtype == np.float32
 
 
@@ -54,7 +54,7 @@ def test_predicted_heatmap_shape_and_range(tiny_model_dir: Path) -> None:
     assert result.heatmap is not None
     assert result.heatmap.shape == (2, 2)  # 64 px input / 32 (simple_cnn's stride)
     assert result.heatmap.dtype == np.float32
-    assert 0.0 <= float(result.heatmap.min()) and float(result.heatmap.max()) <= 1.0
+    assert float(result.heatmap.min()) >= 0.0 and float(result.heatmap.max()) <= 1.0
     assert float(result.heatmap.max()) in (0.0, 1.0)  # scaled by its peak
     # The JSON-friendly copy: nested lists of rounded floats, same shape.
     as_lists = result.to_dict(heatmap=True)["heatmap"]

@@ -256,6 +256,7 @@ def test_original_and_224_px_copies_agree(trained: Predictor, dicom_dir: Path,
         assert abs(p_large - p_small) <= 0.05, (p_large, p_small)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:pydicom.*")  # malformed on purpose
 def test_corrupted_files_never_stop_a_batch(tiny: Predictor, tmp_path: Path, dicom_dir: Path,
                                             shared_normal_images: list[Path]) -> None:
     """Truncations and flipped bytes of a JPEG, a PNG and a DICOM: each file gives a

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from pneumoscan import DISCLAIMER
 from pneumoscan.cli.main import app
@@ -38,7 +38,7 @@ def scans(tmp_path: Path, shared_normal_images: list[Path],
     return root
 
 
-def _invoke(runner: CliRunner, *args: str | Path):  # noqa: ANN202 - click's Result
+def _invoke(runner: CliRunner, *args: str | Path) -> Result:
     # PyTorch explicitly: ONNX parity has its own tests, and these must not depend on it.
     return runner.invoke(app, ["predict", *map(str, args), "--backend", "torch"])
 
@@ -196,10 +196,10 @@ def _write_dicom(path: Path, pixels: np.ndarray, **tags: str) -> Path:
     """An uncompressed 8-bit MONOCHROME2 CR DICOM with extra header ``tags``."""
     from pydicom import config
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.1")  # CR image storage
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     dataset = Dataset()
@@ -221,6 +221,7 @@ def _write_dicom(path: Path, pixels: np.ndarray, **tags: str) -> Path:
     return path
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:pydicom.*")  # malformed on purpose
 def test_malformed_header_values_are_never_shown(runner: CliRunner, tiny_model_dir: Path,
                                                  tmp_path: Path,
                                                  shared_normal_images: list[Path]) -> None:
@@ -239,3 +240,19 @@ def test_malformed_header_values_are_never_shown(runner: CliRunner, tiny_model_d
     assert "not the chest" in text  # the body part was read, and judged
     for secret in ("Secretname", secret_id, "Doe"):
         assert secret not in text
+
+
+def test_markup_like_file_names_are_shown_literally(runner: CliRunner, tiny_model_dir: Path,
+                                                    tmp_path: Path,
+                                                    shared_normal_images: list[Path]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = folder / "[bold red]x[blink].jpeg"
+    shutil.copy(shared_normal_images[0], odd)
+    (folder / "[reverse]broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    table = _invoke(runner, folder, "--model", tiny_model_dir)
+    assert table.exit_code == 0, table.output
+    assert "[reverse]broken" in "".join(table.stdout.split())
+    single = _invoke(runner, odd, "--model", tiny_model_dir)
+    assert single.exit_code == 0, single.output
+    assert "[bold red]x[blink].jpeg" in single.stdout

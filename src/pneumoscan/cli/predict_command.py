@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pneumoscan import DISCLAIMER
@@ -27,8 +28,9 @@ logger = logging.getLogger(__name__)
 
 
 def predict_command(
-    inputs: list[Path] = typer.Argument(..., help="Image files (.jpeg .jpg .png .dcm) and/or "
-                                        "folders, searched recursively."),
+    inputs: list[Path] = typer.Argument(..., metavar="PATH", help="Image files (.jpeg "
+                                        ".jpg .png .dcm) and/or folders, searched "
+                                        "recursively."),
     out: Path | None = typer.Option(None, "--out", help="Write one row per file to this "
                                     ".csv or .json file."),
     cam_dir: Path | None = typer.Option(None, "--cam-dir", help="Also write a heat-map "
@@ -51,7 +53,7 @@ def predict_command(
         files = list(expand_inputs(inputs))
         if not files:
             console.print("[bold red]error:[/] no .jpeg, .jpg, .png or .dcm file found in "
-                          f"{', '.join(str(p) for p in inputs)}")
+                          f"{escape(', '.join(str(p) for p in inputs))}")
             raise typer.Exit(code=1)
         from pneumoscan.predictor import Predictor
 
@@ -116,17 +118,23 @@ def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayName
 def _write(results: list[FileResult], out: Path) -> None:
     from pneumoscan.prediction_output import result_row, write_rows
 
-    write_rows([result_row(r) for r in results], out)
-    console.print(f"wrote {len(results)} row(s) to {out}")
+    try:
+        write_rows([result_row(r) for r in results], out)
+    except OSError as exc:
+        console.print(f"[bold red]error:[/] could not write {escape(str(out))}: "
+                      f"{escape(str(exc.strerror or exc))}")
+        raise typer.Exit(code=1) from exc
+    console.print(f"wrote {len(results)} row(s) to {escape(str(out))}")
 
 
 def _print_summary(result: FileResult, overlay: Path | None) -> None:
     """The single-file summary: label, probability, threshold, cause, scope, model."""
     prediction = result.prediction
     if prediction is None:
-        console.print(f"[bold red]error:[/] {result.error}")
+        console.print(f"[bold red]error:[/] {escape(result.error)}")
         return
-    table = Table(show_header=False, box=None, pad_edge=False, title=result.file,
+    # File names, reasons and errors are data, not markup: escape() keeps "[x]" literal.
+    table = Table(show_header=False, box=None, pad_edge=False, title=escape(result.file),
                   title_justify="left", title_style="bold")
     table.add_column(style="dim")
     table.add_column()
@@ -141,12 +149,12 @@ def _print_summary(result: FileResult, overlay: Path | None) -> None:
     if prediction.in_scope:
         table.add_row("in scope", "yes")
     else:
-        table.add_row("in scope", f"[bold yellow]NO[/]: {prediction.scope_reason}; the "
+        table.add_row("in scope", f"[bold yellow]NO[/]: {escape(prediction.scope_reason)}; the "
                       "result is not meaningful for this image")
     table.add_row("image", f"{prediction.width}x{prediction.height}")
-    table.add_row("model", prediction.model)
+    table.add_row("model", escape(prediction.model))
     if overlay is not None:
-        table.add_row("heat map", str(overlay))
+        table.add_row("heat map", escape(str(overlay)))
     stdout.print(table)
 
 
@@ -156,12 +164,13 @@ def _print_table(results: list[FileResult]) -> None:
         table.add_column(column, overflow="fold")
     for result in results:
         p = result.prediction
+        name = escape(result.file)
         if p is None:
-            table.add_row(result.file, "", "", "", "", f"[red]{result.error}[/]")
+            table.add_row(name, "", "", "", "", f"[red]{escape(result.error)}[/]")
             continue
         cause = "" if p.cause is None else f"{p.cause} ({p.cause_probability:.2f})"
-        scope = "yes" if p.in_scope else f"[yellow]no: {p.scope_reason}[/]"
-        table.add_row(result.file, p.label, f"{p.probability:.3f}", cause, scope, "")
+        scope = "yes" if p.in_scope else f"[yellow]no: {escape(p.scope_reason)}[/]"
+        table.add_row(name, p.label, f"{p.probability:.3f}", cause, scope, "")
     stdout.print(table)
 
 
@@ -175,7 +184,7 @@ def _print_footer(results: list[FileResult], version: str, overlays: dict[int, P
                  f"{out_of_scope} out of scope"]
         if overlays:
             parts.append(f"{len(overlays)} heat map(s) written")
-        stdout.print(", ".join(parts) + f"; model {version}"
+        stdout.print(", ".join(parts) + f"; model {escape(version)}"
                      + ("" if threshold is None else f", threshold {threshold:.3f}"))
     if len(results) > 1 and any(p.cause is not None for p in predictions):
         stdout.print("cause (bacterial/viral) is a secondary, lower-confidence estimate.")
