@@ -58,6 +58,11 @@ def predict_command(
         from pneumoscan.predictor import Predictor
 
         predictor = Predictor.load(model, backend=backend)
+        from pneumoscan import distributed
+
+        if distributed.launched_by_torchrun():
+            _run_as_shard(predictor, files, out, cam_dir, batch_size)
+            return
         namer = None
         if cam_dir is not None:
             cam_dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +78,29 @@ def predict_command(
     _print_footer(results, predictor.version, overlays)
     if not any(r.ok for r in results):
         raise typer.Exit(code=1)
+
+
+def _run_as_shard(predictor: Predictor, files: list[tuple[Path, Path]], out: Path | None,
+                  cam_dir: Path | None, batch_size: int) -> None:
+    """Under torchrun: predict this process's share of ``files`` and merge into ``out``.
+
+    Files already in ``out`` are skipped, so a re-run resumes (see docs/scaling.md).
+    """
+    if out is None:
+        raise ValueError("under torchrun, pass --out: the processes merge into one file")
+    if cam_dir is not None:
+        raise ValueError("--cam-dir is not supported under torchrun; run it in one process")
+    from pneumoscan import distributed
+    from pneumoscan.prediction_output import result_row, write_rows
+    from pneumoscan.sharded_prediction import run_sharded
+
+    def predict_rows(paths: list[Path]) -> list[dict[str, object]]:
+        return [result_row(r) for r in predictor.predict_files(paths, batch_size=batch_size)]
+
+    with distributed.process_group("cpu"):
+        run_sharded([path for path, _ in files], predict_rows, out, write=write_rows)
+        if distributed.is_main_process():
+            console.print(f"merged the shards into {escape(str(out))}")
 
 
 def _silence_dicom_header_messages() -> None:
