@@ -89,6 +89,8 @@ class Predictor:
         self.card = card
         self.head_weight = head_weight  # (2, C): row 0 pneumonia, row 1 bacterial
         self.max_pixels = max_pixels
+        # The card stores the scope statistics as JSON lists; convert them once, not per image.
+        self._scope = _lists_to_arrays(card.scope)
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, backend: str = "auto",
@@ -126,7 +128,7 @@ class Predictor:
         cause_probability = apply_temperature(logits[:, 1], self.card.cause_temperature)
         results = []
         for i, decoded in enumerate(images):
-            scope = assess_scope(decoded, features[i].mean(axis=(1, 2)), self.card.scope,
+            scope = assess_scope(decoded, features[i].mean(axis=(1, 2)), self._scope,
                                  resized[i])
             results.append(self._result(decoded, float(probability[i]),
                                         float(cause_probability[i]), features[i], scope,
@@ -211,3 +213,12 @@ class Predictor:
             height=height,
             pixels=decoded.pixels,
         )
+
+
+def _lists_to_arrays(value: Any) -> Any:
+    """Numeric lists (nested in dicts) as float64 arrays; everything else unchanged."""
+    if isinstance(value, dict):
+        return {k: _lists_to_arrays(v) for k, v in value.items()}
+    if isinstance(value, list) and value and not isinstance(value[0], str):
+        return np.asarray(value, dtype=np.float64)
+    return value
