@@ -97,3 +97,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     card = ModelCard(arch="simple_cnn", preprocessing=PreprocessConfig(image_size=64),
                      threshold=0.5, version="tiny-test-model")
     return save_model(model, card, tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def exported_tiny_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny model with its ONNX export beside it (``model.onnx``).
+
+    The session's ``tiny_model_dir`` stays without one, so other tests' ``auto`` backend
+    is unchanged.
+    """
+    import shutil
+
+    pytest.importorskip("onnx")
+    from pneumoscan.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    export_onnx(folder)
+    return folder

@@ -3,7 +3,6 @@ numeric parity with PyTorch on real X-rays (the shipped model on its validation 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +28,9 @@ from pneumoscan.onnx_backend import WEIGHTS_DIGEST_KEY, weights_digest
 from pneumoscan.preprocessing import PreprocessConfig
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny model with its ONNX export beside it (the session's tiny model
-    stays without one, so other tests' ``auto`` backend is unchanged)."""
-    folder = tmp_path_factory.mktemp("exported") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    export_onnx(folder)
-    return folder
+@pytest.fixture
+def exported(exported_tiny_model: Path) -> Path:
+    return exported_tiny_model
 
 
 def test_export_writes_a_checked_graph_beside_the_weights(exported: Path) -> None:

@@ -27,16 +27,9 @@ from pneumoscan.onnx_backend import OnnxBackend, onnx_path_for
 from pneumoscan.predictor import Predictor
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny model with ``model.onnx`` beside it."""
-    pytest.importorskip("onnx")
-    from pneumoscan.export import export_onnx
-
-    folder = tmp_path_factory.mktemp("onnx_backend") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    export_onnx(folder)
-    return folder
+@pytest.fixture
+def exported(exported_tiny_model: Path) -> Path:
+    return exported_tiny_model
 
 
 @pytest.fixture
