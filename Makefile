@@ -39,6 +39,7 @@ browser:
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
 
 test: install-dev browser lint
 	$(BIN)/pytest

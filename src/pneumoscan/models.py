@@ -67,7 +67,8 @@ class PneumoniaNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map ``(B, C, h, w)``: what CAM and the scope check read."""
-        return self.backbone.forward_features(x)
+        features: torch.Tensor = self.backbone.forward_features(x)  # type: ignore[operator]
+        return features
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         pooled = features.mean(dim=(2, 3))  # (B, C)
@@ -109,7 +110,7 @@ def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2) -
             raise ValueError(f"no offline ImageNet weights for {arch!r}; pretrained weights "
                              f"ship only for {PRETRAINED_FROM_PACKAGE}")
         _load_efficientnet_lite0_imagenet(backbone)
-    return PneumoniaNet(backbone, int(backbone.num_features), dropout)
+    return PneumoniaNet(backbone, int(backbone.num_features), dropout)  # type: ignore[arg-type]
 
 
 def _load_efficientnet_lite0_imagenet(backbone: nn.Module) -> None:

@@ -72,7 +72,7 @@ def plot_reliability(labels: np.ndarray, probabilities: np.ndarray, path: Path) 
 def plot_score_histogram(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
                          class_names: list[str], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(0, 1, 26)
+    bins = np.linspace(0, 1, 26).tolist()
     for value, colour in ((0, "tab:blue"), (1, "tab:red")):
         ax.hist(probabilities[labels == value], bins=bins, alpha=0.6, color=colour,
                 label=class_names[value])

@@ -59,6 +59,16 @@ def test_model_card_facts_without_scope_arrays_or_nan(client: TestClient) -> Non
     assert card["disclaimer"] == DISCLAIMER
 
 
+def test_openapi_documents_both_ways_to_send_an_image(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    content = paths[PREDICT]["post"]["requestBody"]["content"]
+    assert content["multipart/form-data"]["schema"]["required"] == ["file"]
+    assert {"image/jpeg", "image/png", "application/dicom"} <= set(content)
+    batch = paths[BATCH]["post"]["requestBody"]["content"]
+    assert set(batch) == {"multipart/form-data"}
+    assert {p["name"] for p in paths[PREDICT]["post"]["parameters"]} == {"heatmap", "image"}
+
+
 def test_upload_page_is_self_contained(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200
@@ -112,6 +122,26 @@ def test_heatmap_png_on_request_keeps_aspect(client: TestClient, xray_png: bytes
     assert overlay.size == (300, 200) and overlay.mode == "RGB"
 
 
+@pytest.mark.parametrize("content_type", ["image/jpeg", "application/octet-stream",
+                                          "application/x-www-form-urlencoded"])
+def test_raw_body_gives_the_same_result_as_a_form(client: TestClient, xray_jpeg: bytes,
+                                                  content_type: str) -> None:
+    raw = client.post(PREDICT + "?heatmap=true", content=xray_jpeg,
+                      headers={"content-type": content_type})
+    form = post_file(client, xray_jpeg, url=PREDICT + "?heatmap=true")
+    assert raw.status_code == form.status_code == 200
+    different = {"elapsed_ms"}
+    assert {k: v for k, v in raw.json().items() if k not in different} == \
+        {k: v for k, v in form.json().items() if k not in different}
+
+
+def test_raw_dicom_body(client: TestClient, dicom_path: Path) -> None:
+    response = client.post(PREDICT, content=dicom_path.read_bytes(),
+                           headers={"content-type": "application/dicom"})
+    assert response.status_code == 200
+    assert (response.json()["width"], response.json()["height"]) == (256, 256)
+
+
 def test_decoded_image_png_for_dicom(client: TestClient, dicom_path: Path) -> None:
     response = post_file(client, dicom_path.read_bytes(), "scan.dcm",
                          url=PREDICT + "?image=true")
@@ -152,6 +182,14 @@ def test_413_file_over_limit_inside_the_body(make_client: ClientFactory,
     # The body passes the framing allowance; the file itself is over the per-file limit.
     client = make_client(ServerSettings(max_upload_bytes=1000))
     response = post_file(client, xray_jpeg)
+    assert response.status_code == 413
+    assert "per file" in response.json()["detail"]
+
+
+def test_413_raw_body_over_the_per_file_limit(make_client: ClientFactory,
+                                              xray_jpeg: bytes) -> None:
+    client = make_client(ServerSettings(max_upload_bytes=1000))
+    response = client.post(PREDICT, content=xray_jpeg, headers={"content-type": "image/jpeg"})
     assert response.status_code == 413
     assert "per file" in response.json()["detail"]
 
@@ -230,9 +268,37 @@ def test_422_pixel_limit_from_settings(make_client: ClientFactory, xray_jpeg: by
 
 
 def test_422_missing_file_field(client: TestClient) -> None:
-    response = client.post(PREDICT, data={"note": "no file here"})
+    response = client.post(PREDICT, files={"note": (None, "no file here")})  # a form, no file
     assert response.status_code == 422
     assert response.json()["detail"].startswith("no file received")
+    assert "field named 'file'" in response.json()["detail"]
+
+
+def test_a_form_without_a_file_is_read_as_the_image_and_refused(client: TestClient) -> None:
+    # Anything that is not multipart is taken as the image itself; the bytes decide.
+    response = client.post(PREDICT, data={"note": "no file here"})
+    assert response.status_code == 415
+    assert "JPEG, PNG or DICOM" in response.json()["detail"]
+
+
+def test_422_empty_raw_body(client: TestClient) -> None:
+    response = client.post(PREDICT, content=b"", headers={"content-type": "image/jpeg"})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("no file received")
+
+
+def test_422_two_files_to_the_single_image_endpoint(client: TestClient,
+                                                    xray_jpeg: bytes) -> None:
+    files = [("file", ("a.jpeg", xray_jpeg)), ("file", ("b.jpeg", xray_jpeg))]
+    response = client.post(PREDICT, files=files)
+    assert response.status_code == 422
+    assert "use /predict/batch" in response.json()["detail"]
+
+
+def test_422_heatmap_form_field_not_a_boolean(client: TestClient, xray_jpeg: bytes) -> None:
+    response = post_file(client, xray_jpeg, data={"heatmap": "perhaps"})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("form.heatmap:")
 
 
 def test_422_bad_query_value(client: TestClient, xray_jpeg: bytes) -> None:
@@ -315,11 +381,20 @@ def test_no_image_content_names_or_patient_tags_in_logs(
     assert not [secret for secret in secrets if secret in text]
 
 
-def test_uploads_leave_no_files_behind(client: TestClient, xray_jpeg: bytes) -> None:
+@pytest.mark.parametrize("url", [PREDICT, BATCH])
+def test_uploads_never_touch_the_disk(client: TestClient, xray_jpeg: bytes, url: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_disk(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an upload was spooled to a temporary file")
+
+    # A SpooledTemporaryFile rolls over to disk through tempfile.TemporaryFile.
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_disk)
     temp = Path(tempfile.gettempdir())
     before = set(temp.iterdir())
-    big_enough_to_spool = xray_jpeg + bytes(2 * MEGABYTE)  # past the 1 MB in-memory spool
-    post_file(client, big_enough_to_spool)
+    big = xray_jpeg + bytes(3 * MEGABYTE)  # past Starlette's 1 MB in-memory spool
+    field = "file" if url == PREDICT else "files"
+    response = client.post(url, files=[(field, ("big.jpeg", big))])
+    assert response.status_code == 200
     assert set(temp.iterdir()) - before == set()
 
 

@@ -80,7 +80,7 @@ def predict_command(
         raise typer.Exit(code=1)
 
 
-def _run_as_shard(predictor: Predictor, files: list[tuple[Path, Path]], out: Path | None,
+def _run_as_shard(predictor: Predictor, files: list[tuple[Path, str]], out: Path | None,
                   cam_dir: Path | None, batch_size: int) -> None:
     """Under torchrun: predict this process's share of ``files`` and merge into ``out``.
 

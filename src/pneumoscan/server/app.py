@@ -1,7 +1,8 @@
 """``create_app(settings)``: the FastAPI application behind ``pneumoscan serve``.
 
-The model is loaded once, in the lifespan handler, never at import. Route tests replace it
-through ``app.dependency_overrides[get_predictor]``, in which case nothing is loaded.
+The model is loaded once, in the lifespan handler, never at import (or handed over already
+loaded: ``create_app(settings, predictor=...)``). Route tests replace it through
+``app.dependency_overrides[get_predictor]``, in which case nothing is loaded.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumoscan import DISCLAIMER, __version__
 from pneumoscan.predictor import Predictor
-from pneumoscan.server.routes import get_predictor, router, too_large_detail
+from pneumoscan.server.routes import get_predictor, router
 from pneumoscan.server.settings import ServerSettings
+from pneumoscan.server.uploads import too_large_detail
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +39,17 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    """Build the application; the model named in ``settings`` is loaded at start-up."""
+def create_app(settings: ServerSettings | None = None, *,
+               predictor: Predictor | None = None) -> FastAPI:
+    """Build the application. The model named in ``settings`` is loaded at start-up, unless
+    a loaded ``predictor`` is given (to serve a model already in memory)."""
     settings = settings or ServerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if get_predictor not in app.dependency_overrides:
+        if predictor is not None:
+            app.state.predictor = predictor
+        elif get_predictor not in app.dependency_overrides:
             app.state.predictor = await run_in_threadpool(load_predictor, settings)
         # Created on the serving loop (a semaphore binds to the loop that first waits on it).
         app.state.limiter = asyncio.Semaphore(settings.max_concurrency)

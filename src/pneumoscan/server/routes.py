@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
@@ -33,7 +33,8 @@ from pneumoscan.server.schemas import (
     ModelInfo,
     PredictionResponse,
 )
-from pneumoscan.server.settings import MEGABYTE, ServerSettings
+from pneumoscan.server.settings import ServerSettings
+from pneumoscan.server.uploads import RAW_IMAGE_TYPES, receive_upload, too_large_detail
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class UploadRejectedError(Exception):
         self.detail = detail
 
 
-def get_predictor(request: Request) -> Predictor:
+async def get_predictor(request: Request) -> Predictor:
     """The predictor loaded at start-up (tests override this dependency)."""
     predictor: Predictor | None = getattr(request.app.state, "predictor", None)
     if predictor is None:
@@ -60,36 +61,60 @@ def get_predictor(request: Request) -> Predictor:
     return predictor
 
 
-def get_settings(request: Request) -> ServerSettings:
+async def get_settings(request: Request) -> ServerSettings:
     settings: ServerSettings = request.app.state.settings
     return settings
 
 
-def get_limiter(request: Request) -> asyncio.Semaphore:
+async def get_limiter(request: Request) -> asyncio.Semaphore:
     limiter: asyncio.Semaphore = request.app.state.limiter
     return limiter
 
 
+#: The request body ``/predict`` takes, for the OpenAPI page (the route reads the body
+#: itself, see :mod:`pneumoscan.server.uploads`).
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+PREDICT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "A chest X-ray: JPEG, PNG or DICOM."},
+            "heatmap": {"type": "boolean",
+                        "description": "Same as the heatmap query parameter."}}}},
+    **{content_type: _BINARY for content_type in RAW_IMAGE_TYPES}}}}
+BATCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["files"], "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                      "description": "Up to max_batch_files X-rays."},
+            "heatmap": {"type": "boolean",
+                        "description": "Same as the heatmap query parameter."}}}}}}}
+
+
 @router.post("/predict", response_model=PredictionResponse, responses=ERROR_RESPONSES,
-             summary="Predict pneumonia on one chest X-ray")
+             summary="Predict pneumonia on one chest X-ray", openapi_extra=PREDICT_BODY)
 async def predict(
-    file: UploadFile = File(..., description="A chest X-ray: JPEG, PNG or DICOM."),
+    request: Request,
     heatmap: bool = Query(False, description="Also return the heat-map overlay as a PNG."),
     image: bool = Query(False, description="Also return the decoded image as a PNG."),
-    heatmap_field: bool | None = Form(None, alias="heatmap",
-                                      description="Same as the heatmap query parameter."),
     predictor: Predictor = Depends(get_predictor),
     settings: ServerSettings = Depends(get_settings),
     limiter: asyncio.Semaphore = Depends(get_limiter),
 ) -> dict[str, Any]:
     """Label, calibrated probability, threshold, input-scope check and, when asked, the heat
-    map. Decision support only, not a diagnosis."""
+    map. Send the X-ray as multipart/form-data (field ``file``) or as the body itself.
+    Decision support only, not a diagnosis."""
     started = time.perf_counter()
-    want_heatmap = heatmap or bool(heatmap_field)
     async with limiter:
-        data = await read_upload(file, settings.max_upload_bytes)
+        upload = await receive_upload(request, settings, file_field="file", max_files=1,
+                                      raw_allowed=True)
+        received = upload.files[0]
+        if received.too_large:
+            raise HTTPException(413, too_large_detail(received.size, settings.max_upload_bytes))
+        want_heatmap = heatmap or bool(upload.heatmap)
         try:
-            result = await run_in_threadpool(predict_bytes, predictor, data, want_heatmap, image)
+            result = await run_in_threadpool(predict_bytes, predictor, received.data,
+                                             want_heatmap, image)
         except UploadRejectedError as exc:
             logger.info("rejected an upload: %d", exc.status)
             raise HTTPException(exc.status, exc.detail) from None
@@ -98,13 +123,11 @@ async def predict(
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=ERROR_RESPONSES,
-             summary="Predict several chest X-rays in one request")
+             summary="Predict several chest X-rays in one request", openapi_extra=BATCH_BODY)
 async def predict_batch(
-    files: list[UploadFile] = File(..., description="Up to max_batch_files X-rays."),
+    request: Request,
     heatmap: bool = Query(False, description="Also return each heat-map overlay as a PNG."),
     image: bool = Query(False, description="Also return each decoded image as a PNG."),
-    heatmap_field: bool | None = Form(None, alias="heatmap",
-                                      description="Same as the heatmap query parameter."),
     predictor: Predictor = Depends(get_predictor),
     settings: ServerSettings = Depends(get_settings),
     limiter: asyncio.Semaphore = Depends(get_limiter),
@@ -112,27 +135,22 @@ async def predict_batch(
     """One result per file, in order; a bad file gets its own status and detail without
     failing the others."""
     started = time.perf_counter()
-    want_heatmap = heatmap or bool(heatmap_field)
-    if len(files) > settings.max_batch_files:
-        raise HTTPException(422, f"{len(files)} files sent; a batch takes at most "
-                                 f"{settings.max_batch_files}")
     async with limiter:
-        blobs: list[bytes | UploadRejectedError] = []
-        for upload in files:
-            try:
-                blobs.append(await read_upload(upload, settings.max_upload_bytes))
-            except HTTPException as exc:
-                blobs.append(UploadRejectedError(exc.status_code, str(exc.detail)))
-        outcomes = await run_in_threadpool(predict_many, predictor, blobs, want_heatmap,
-                                            image)
+        upload = await receive_upload(request, settings, file_field="files",
+                                      max_files=settings.max_batch_files, raw_allowed=False)
+        blobs: list[bytes | UploadRejectedError] = [
+            UploadRejectedError(413, too_large_detail(f.size, settings.max_upload_bytes))
+            if f.too_large else f.data for f in upload.files]
+        outcomes = await run_in_threadpool(predict_many, predictor, blobs,
+                                            heatmap or bool(upload.heatmap), image)
     items = []
-    for upload, outcome in zip(files, outcomes, strict=True):
-        name = upload.filename or ""
+    for received, outcome in zip(upload.files, outcomes, strict=True):
         if isinstance(outcome, UploadRejectedError):
-            items.append(BatchItem(filename=name, status=outcome.status, detail=outcome.detail))
+            items.append(BatchItem(filename=received.filename, status=outcome.status,
+                                   detail=outcome.detail))
         else:
             outcome["elapsed_ms"] = _elapsed_ms(started)
-            items.append(BatchItem(filename=name, status=200,
+            items.append(BatchItem(filename=received.filename, status=200,
                                    result=PredictionResponse(**outcome)))
     return {"items": items, "elapsed_ms": _elapsed_ms(started)}
 
@@ -152,22 +170,6 @@ def model_info(predictor: Predictor = Depends(get_predictor)) -> dict[str, Any]:
     card.update(version=predictor.version, backend=_backend_name(predictor),
                 scope_check=bool(scope))
     return _finite(card)  # model.json may hold NaN, which JSON cannot carry
-
-
-async def read_upload(upload: UploadFile, limit: int) -> bytes:
-    """The upload's bytes, refusing more than ``limit`` with 413 before reading them all."""
-    if upload.size is not None and upload.size > limit:
-        raise HTTPException(413, too_large_detail(upload.size, limit))
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(413, too_large_detail(None, limit))
-    return data
-
-
-def too_large_detail(size: int | None, limit: int) -> str:
-    sent = f"the upload is {size / MEGABYTE:.1f} MB; " if size else "the upload is too large; "
-    return (f"{sent}the limit is {limit / MEGABYTE:.0f} MB per file. Send a smaller export "
-            "of the image (a JPEG or PNG of the radiograph is enough).")
 
 
 def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
