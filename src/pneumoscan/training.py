@@ -10,14 +10,12 @@ DistributedDataParallel: each of N processes takes every N-th image of each batc
 ``batch_size`` stays the global batch and the learning-rate schedule does not change. Every
 rank loads the checkpoint on resume; only rank 0 writes files and logs epochs.
 
-Checkpoints are ``checkpoint.safetensors`` (model and AdamW moments as tensors) plus
-``checkpoint.json`` (epoch, history, best score): no pickle anywhere.
+Checkpoints (:mod:`pneumoscan.checkpoint`) are safetensors plus JSON: no pickle anywhere.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import subprocess
@@ -37,6 +35,7 @@ from sklearn.metrics import roc_auc_score
 from pneumoscan import __version__, distributed
 from pneumoscan.augmentation import augment_batch
 from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
+from pneumoscan.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pneumoscan.config import TrainConfig, dump_config
 from pneumoscan.dataset import (
     CLASS_NAMES,
@@ -56,8 +55,6 @@ from pneumoscan.preprocessing import PreprocessConfig, normalize
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.safetensors"
-CHECKPOINT_STATE = "checkpoint.json"
 BEST_WEIGHTS = "best.safetensors"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "val_cause_auc", "lr",
                    "seconds")
@@ -132,34 +129,6 @@ def _pos_weight(targets: np.ndarray) -> torch.Tensor:
     positives = int((targets == 1).sum())
     negatives = int((targets == 0).sum())
     return torch.tensor(negatives / max(1, positives), dtype=torch.float32)
-
-
-def _save_checkpoint(out: Path, model: PneumoniaNet, optimizer: torch.optim.AdamW,
-                     state: dict[str, Any]) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    for index, param_state in optimizer.state_dict()["state"].items():
-        for key, value in param_state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().contiguous()
-    tmp = out / (CHECKPOINT + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(out / CHECKPOINT)  # atomic: a kill mid-write leaves the old checkpoint
-    (out / (CHECKPOINT_STATE + ".tmp")).write_text(json.dumps(state, indent=2))
-    (out / (CHECKPOINT_STATE + ".tmp")).replace(out / CHECKPOINT_STATE)
-
-
-def _load_checkpoint(out: Path, model: PneumoniaNet,
-                     optimizer: torch.optim.AdamW) -> dict[str, Any]:
-    tensors = load_file(str(out / CHECKPOINT))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    optim_state = optimizer.state_dict()
-    per_param: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            per_param.setdefault(int(index), {})[name] = value
-    optim_state["state"] = per_param
-    optimizer.load_state_dict(optim_state)
-    return json.loads((out / CHECKPOINT_STATE).read_text())
 
 
 def _git_commit() -> str:
@@ -319,7 +288,7 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     state: dict[str, Any] = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": [],
                              "train_seconds": 0.0}
     if resume:
-        state = _load_checkpoint(out, model, optimizer)
+        state = load_checkpoint(out, model, optimizer)
         logger.info("resuming after epoch %d (best AUC %.4f at epoch %d)", state["epoch"],
                     state["best_auc"], state["best_epoch"])
     net = distributed.wrap_model(model, device)  # checkpoints keep using the bare model
@@ -355,7 +324,7 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
                         "cause AUC %.4f  %.0fs", epoch + 1, config.epochs, train_loss,
                         scores["val_loss"], scores["val_auc"], scores["val_cause_auc"],
                         seconds)
-            _save_checkpoint(out, model, optimizer, state)
+            save_checkpoint(out, model, optimizer, state)
             _write_history(out, state["history"])
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             interrupted = True
