@@ -8,10 +8,10 @@ import torch
 from safetensors import safe_open
 
 from pneumoscan.checkpoint import CHECKPOINT, CHECKPOINT_STATE, load_checkpoint, save_checkpoint
-from pneumoscan.models import create_model
+from pneumoscan.models import PneumoniaNet, create_model
 
 
-def _trained_a_step(seed: int) -> tuple[torch.nn.Module, torch.optim.AdamW]:
+def _trained_a_step(seed: int) -> tuple[PneumoniaNet, torch.optim.AdamW]:
     torch.manual_seed(seed)
     model = create_model("simple_cnn")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -23,10 +23,10 @@ def _trained_a_step(seed: int) -> tuple[torch.nn.Module, torch.optim.AdamW]:
 
 def test_round_trip_restores_weights_and_optimizer_moments(tmp_path: Path) -> None:
     model, optimizer = _trained_a_step(seed=0)
-    save_checkpoint(tmp_path, model, optimizer, {"epoch": 3, "best_auc": 0.9})  # type: ignore[arg-type]
+    save_checkpoint(tmp_path, model, optimizer, {"epoch": 3, "best_auc": 0.9})
 
     fresh, fresh_optimizer = _trained_a_step(seed=1)  # different weights and moments
-    state = load_checkpoint(tmp_path, fresh, fresh_optimizer)  # type: ignore[arg-type]
+    state = load_checkpoint(tmp_path, fresh, fresh_optimizer)
 
     assert state == {"epoch": 3, "best_auc": 0.9}
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(),
@@ -42,7 +42,7 @@ def test_round_trip_restores_weights_and_optimizer_moments(tmp_path: Path) -> No
 
 def test_files_are_safetensors_and_json_with_no_leftovers(tmp_path: Path) -> None:
     model, optimizer = _trained_a_step(seed=0)
-    save_checkpoint(tmp_path, model, optimizer, {"epoch": 1})  # type: ignore[arg-type]
+    save_checkpoint(tmp_path, model, optimizer, {"epoch": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CHECKPOINT, CHECKPOINT_STATE])
     with safe_open(str(tmp_path / CHECKPOINT), framework="pt") as f:
         keys = list(f.keys())
