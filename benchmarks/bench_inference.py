@@ -18,7 +18,8 @@ What is measured, each engine in its own fresh process (so peak memory is its ow
   2000 x 1600 JPEG), with Pillow's JPEG draft mode (what pneumoscan does) and without;
 - the end-to-end ``POST /api/v1/predict`` latency over loopback HTTP (uvicorn in-process,
   ONNX backend), the image sent as a multipart form and as the raw body, against the bare
-  model latency at batch 1.
+  model latency at batch 1; and, for scale, a POST to a route of the same server that
+  only reads the body (what the HTTP layer costs with no work behind it).
 
 Model inputs are real shared X-rays through pneumoscan's own ``preprocess``. Before timing,
 the ONNX graph is compared with PyTorch on those images (max |logit diff| and labels). The
@@ -316,10 +317,16 @@ def _serve(predictor: Any) -> Iterator[dict[str, Callable[[bytes], None]]]:
     import threading
 
     import uvicorn
+    from fastapi.responses import JSONResponse
 
     from pneumoscan.server import ServerSettings, create_app
 
     app = create_app(ServerSettings(backend="onnx"), predictor=predictor)
+
+    async def read_only(request: Any) -> JSONResponse:  # the HTTP layer's own cost
+        return JSONResponse({"bytes": len(await request.body())})
+
+    app.add_route("/benchmark/read-only", read_only, methods=["POST"])  # a plain route
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -332,12 +339,12 @@ def _serve(predictor: Any) -> Iterator[dict[str, Callable[[bytes], None]]]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     boundary = "pneumoscan-benchmark"
 
-    def send(body: bytes, content_type: str) -> None:
-        connection.request("POST", "/api/v1/predict", body, {"Content-Type": content_type})
+    def send(body: bytes, content_type: str, path: str = "/api/v1/predict") -> None:
+        connection.request("POST", path, body, {"Content-Type": content_type})
         response = connection.getresponse()
         payload = response.read()
         if response.status != 200:
-            raise RuntimeError(f"POST /api/v1/predict: {response.status} {payload!r}")
+            raise RuntimeError(f"POST {path}: {response.status} {payload!r}")
 
     def multipart(data: bytes) -> None:
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
@@ -346,7 +353,9 @@ def _serve(predictor: Any) -> Iterator[dict[str, Callable[[bytes], None]]]:
         send(body, f"multipart/form-data; boundary={boundary}")
 
     try:
-        yield {"http": multipart, "http_raw": partial(send, content_type="image/jpeg")}
+        yield {"http": multipart, "http_raw": partial(send, content_type="image/jpeg"),
+               "http_floor": partial(send, content_type="image/jpeg",
+                                     path="/benchmark/read-only")}
     finally:
         connection.close()
         server.should_exit = True
@@ -522,6 +531,8 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, float | None]:
                                                      model_p50),
         "http_raw_vs_model_p50_batch1": ratio(e2e.get("http_raw_shared_jpeg_p50_ms"),
                                               model_p50),
+        "http_floor_vs_model_p50_batch1": ratio(e2e.get("http_floor_shared_jpeg_p50_ms"),
+                                                model_p50),
     }
 
 
@@ -556,7 +567,9 @@ def format_table(report: dict[str, Any]) -> str:
                         ("large_jpeg", f"{decode['width']} px JPEG")):
         for step, what in (("predictor", "Predictor.predict"),
                            ("http", "POST /api/v1/predict, multipart form (loopback HTTP)"),
-                           ("http_raw", "POST /api/v1/predict, image as the body")):
+                           ("http_raw", "POST /api/v1/predict, image as the body"),
+                           ("http_floor", "POST to a route that only reads the body "
+                                          "(the HTTP layer alone)")):
             if f"{step}_{name}_p50_ms" in e2e:
                 lines.append(f"| {what}, {label} (ONNX) | {e2e[f'{step}_{name}_p50_ms']:.1f} "
                              f"| {e2e[f'{step}_{name}_p95_ms']:.1f} |")
