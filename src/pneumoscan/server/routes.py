@@ -14,6 +14,7 @@ import base64
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,30 @@ async def get_limiter(request: Request) -> asyncio.Semaphore:
     return limiter
 
 
+@dataclass(frozen=True)
+class PredictionContext:
+    """What both prediction routes need: the model, the limits, the inference slots and
+    the options asked for in the query string."""
+
+    predictor: Predictor
+    settings: ServerSettings
+    limiter: asyncio.Semaphore
+    heatmap: bool
+    image: bool
+
+
+async def get_context(
+    heatmap: bool = Query(False, description="Also return the heat-map overlay of each "
+                                             "image as a PNG (or send a form field "
+                                             "heatmap=true)."),
+    image: bool = Query(False, description="Also return each decoded image as a PNG."),
+    predictor: Predictor = Depends(get_predictor),
+    settings: ServerSettings = Depends(get_settings),
+    limiter: asyncio.Semaphore = Depends(get_limiter),
+) -> PredictionContext:
+    return PredictionContext(predictor, settings, limiter, heatmap, image)
+
+
 #: The request body ``/predict`` takes, for the OpenAPI page (the route reads the body
 #: itself, see :mod:`pneumoscan.server.uploads`).
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -93,28 +118,23 @@ BATCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
 
 @router.post("/predict", response_model=PredictionResponse, responses=ERROR_RESPONSES,
              summary="Predict pneumonia on one chest X-ray", openapi_extra=PREDICT_BODY)
-async def predict(
-    request: Request,
-    heatmap: bool = Query(False, description="Also return the heat-map overlay as a PNG."),
-    image: bool = Query(False, description="Also return the decoded image as a PNG."),
-    predictor: Predictor = Depends(get_predictor),
-    settings: ServerSettings = Depends(get_settings),
-    limiter: asyncio.Semaphore = Depends(get_limiter),
-) -> dict[str, Any]:
+async def predict(request: Request,
+                  context: PredictionContext = Depends(get_context)) -> dict[str, Any]:
     """Label, calibrated probability, threshold, input-scope check and, when asked, the heat
     map. Send the X-ray as multipart/form-data (field ``file``) or as the body itself.
     Decision support only, not a diagnosis."""
     started = time.perf_counter()
-    async with limiter:
+    settings = context.settings
+    async with context.limiter:
         upload = await receive_upload(request, settings, file_field="file", max_files=1,
                                       raw_allowed=True)
         received = upload.files[0]
         if received.too_large:
             raise HTTPException(413, too_large_detail(received.size, settings.max_upload_bytes))
-        want_heatmap = heatmap or bool(upload.heatmap)
         try:
-            result = await run_in_threadpool(predict_bytes, predictor, received.data,
-                                             want_heatmap, image)
+            result = await run_in_threadpool(predict_bytes, context.predictor, received.data,
+                                             context.heatmap or bool(upload.heatmap),
+                                             context.image)
         except UploadRejectedError as exc:
             logger.info("rejected an upload: %d", exc.status)
             raise HTTPException(exc.status, exc.detail) from None
@@ -124,25 +144,21 @@ async def predict(
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=ERROR_RESPONSES,
              summary="Predict several chest X-rays in one request", openapi_extra=BATCH_BODY)
-async def predict_batch(
-    request: Request,
-    heatmap: bool = Query(False, description="Also return each heat-map overlay as a PNG."),
-    image: bool = Query(False, description="Also return each decoded image as a PNG."),
-    predictor: Predictor = Depends(get_predictor),
-    settings: ServerSettings = Depends(get_settings),
-    limiter: asyncio.Semaphore = Depends(get_limiter),
-) -> dict[str, Any]:
+async def predict_batch(request: Request,
+                        context: PredictionContext = Depends(get_context)) -> dict[str, Any]:
     """One result per file, in order; a bad file gets its own status and detail without
     failing the others."""
     started = time.perf_counter()
-    async with limiter:
+    settings = context.settings
+    async with context.limiter:
         upload = await receive_upload(request, settings, file_field="files",
                                       max_files=settings.max_batch_files, raw_allowed=False)
         blobs: list[bytes | UploadRejectedError] = [
             UploadRejectedError(413, too_large_detail(f.size, settings.max_upload_bytes))
             if f.too_large else f.data for f in upload.files]
-        outcomes = await run_in_threadpool(predict_many, predictor, blobs,
-                                            heatmap or bool(upload.heatmap), image)
+        outcomes = await run_in_threadpool(predict_many, context.predictor, blobs,
+                                            context.heatmap or bool(upload.heatmap),
+                                            context.image)
     items = []
     for received, outcome in zip(upload.files, outcomes, strict=True):
         if isinstance(outcome, UploadRejectedError):
