@@ -102,3 +102,21 @@ def test_malformed_requests_never_give_500(client: TestClient, seeds: list[bytes
         assert_client_error_or_ok(response)
 
     check()
+
+
+def test_broken_raw_bodies_never_give_500(client: TestClient, seeds: list[bytes]) -> None:
+    content_types = st.sampled_from(["image/jpeg", "image/png", "application/dicom",
+                                     "application/octet-stream", "text/plain",
+                                     "multipart/form-data", "multipart/form-data; boundary=x",
+                                     "application/x-www-form-urlencoded", ""])
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(data=broken_files(seeds), content_type=content_types, batch=st.booleans())
+    def check(data: bytes, content_type: str, batch: bool) -> None:
+        url = "/api/v1/predict/batch" if batch else "/api/v1/predict"
+        response = client.post(url, content=data, headers={"content-type": content_type})
+        assert_client_error_or_ok(response)
+
+    check()
+    assert client.get("/api/v1/health").status_code == 200
