@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pneumoscan.augmentation import AugmentConfig, augment_batch
+from pneumoscan.augmentation import AugmentConfig, augment_batch, gaussian_blur
 
 OFF = AugmentConfig(rotate_degrees=0, scale=0, aspect=0, translate=0, brightness=0,
                     contrast=0, gamma=0, blur_sharpen=0, noise=0)
@@ -60,3 +60,25 @@ def test_no_horizontal_flip_unless_asked() -> None:
                  for o, i in zip(out, images, strict=True)]
     assert all(m != u for m, u in zip(mirrored, unchanged, strict=True))  # one or the other
     assert any(mirrored) and any(unchanged)
+
+
+def test_gaussian_blur_per_image_sigma() -> None:
+    images = _batch(n=3, size=32)
+    out = gaussian_blur(images, torch.tensor([0.0, 1.0, 2.5]))
+    assert out.shape == images.shape
+    torch.testing.assert_close(out[0], images[0])  # sigma 0: unchanged
+
+    def roughness(x: torch.Tensor) -> float:
+        return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean())
+
+    assert roughness(images[1]) > roughness(out[1]) > roughness(out[2].unsqueeze(0))
+    torch.testing.assert_close(out.mean(dim=(1, 2, 3)), images.mean(dim=(1, 2, 3)),
+                               atol=0.02, rtol=0)  # blurring keeps the mean
+
+
+def test_blur_sigma_blurs_only_when_asked() -> None:
+    images = _batch()
+    blurring = AugmentConfig(**{**OFF.__dict__, "blur_sigma": 2.0})
+    out = augment_batch(images, blurring, torch.Generator().manual_seed(0))
+    sharp = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+    assert (out[..., 1:, :] - out[..., :-1, :]).abs().mean() < sharp

@@ -32,6 +32,8 @@ class AugmentConfig:
     contrast: float = 0.25  # multiplicative about the image mean, 1 ± this
     gamma: float = 0.30  # exponent exp(uniform ±this)
     blur_sharpen: float = 0.5  # mix with a blurred copy, weight uniform in ±this
+    blur_sigma: float = 0.0  # Gaussian blur, sigma uniform in [0, this] pixels of the input:
+    # a softer or lower-resolution original (in this data, normals are sharper on average)
     noise: float = 0.02  # Gaussian noise std, uniform in [0, this]
     hflip: bool = False
 
@@ -72,7 +74,28 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
         blurred = F.avg_pool2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         weight = _uniform(n, config.blur_sharpen, generator).view(n, 1, 1, 1)
         out = out + weight * (blurred - out)  # weight > 0 blurs, < 0 sharpens
+    if config.blur_sigma > 0:
+        out = gaussian_blur(out, torch.rand(n, generator=generator) * config.blur_sigma)
     if config.noise > 0:
         sigma = (torch.rand(n, generator=generator) * config.noise).view(n, 1, 1, 1)
         out = out + sigma * torch.randn(out.shape, generator=generator)
     return out.clamp(0, 1)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image of ``(B, 1, H, W)`` with its own Gaussian, ``sigma`` ``(B,)`` pixels.
+
+    Separable, as two grouped convolutions (one kernel per image); sigma 0 leaves an image
+    unchanged. Edges are replicated.
+    """
+    n, _, height, width = images.shape
+    radius = max(1, math.ceil(3 * float(sigma.max())))
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (offsets[None] / sigma.clamp_min(1e-3)[:, None].to(images.dtype))
+                       ** 2)  # (B, 2r+1)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    x = F.pad(images.reshape(1, n, height, width), (radius, radius, radius, radius),
+              mode="replicate")
+    x = F.conv2d(x, kernel.view(n, 1, 1, -1), groups=n)  # along rows
+    x = F.conv2d(x, kernel.view(n, 1, -1, 1), groups=n)  # along columns
+    return x.view(n, 1, height, width)
