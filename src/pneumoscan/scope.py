@@ -58,6 +58,7 @@ TRAINING_EXCEED_FRACTION = 0.005
 #: features caught in benchmarks/scope_rates.py (a chest CT slice) lies at 1.25 times.
 #: A judgement call on few adult images: refit and re-measure with each new model.
 FEATURE_MARGIN = 1.2
+#: The 256 grey values, for statistics taken from a histogram.
 GREY_LEVELS = np.arange(256, dtype=np.float64)
 #: Side of the layout thumbnail, pixels, and the PCA components kept for it.
 THUMBNAIL_SIDE = 24
