@@ -434,3 +434,16 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.port, settings.backend, settings.max_upload_bytes) == (9100, "torch", 1000)
     assert settings.cors_origins == ["http://a.example"]
     assert settings.host == "127.0.0.1"  # loopback unless asked
+
+
+def test_serves_a_predictor_handed_over_without_loading_a_model(xray_jpeg: bytes) -> None:
+    fake = FakePredictor(probability=0.1)
+    # A model path that does not exist: it must not be touched.
+    app = create_app(ServerSettings(model=Path("/nonexistent/model.safetensors")),
+                     predictor=fake)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        response = client.post(PREDICT, content=xray_jpeg,
+                               headers={"content-type": "image/jpeg"})
+        assert response.status_code == 200
+        assert response.json()["label"] == "NORMAL"
+        assert client.get("/api/v1/health").json()["model"] == "fake-1"
