@@ -137,6 +137,22 @@ def test_grayscale_jpeg_saved_as_rgb_is_not_colour(tmp_path: Path) -> None:
     assert np.abs(decoded.pixels.astype(int) - gray).mean() < 2
 
 
+@pytest.mark.parametrize("mode", ["RGB", "CMYK"])
+def test_colour_jpeg_is_flagged_and_turned_gray(mode: str) -> None:
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((96, 128, 3), np.uint8)
+    rgb[..., 0] = np.linspace(30, 220, 128, dtype=np.uint8)  # a red ramp over a blue field
+    rgb[..., 2] = 180
+    rgb = np.clip(rgb + rng.integers(0, 10, rgb.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).convert(mode).save(buffer, format="JPEG", quality=90)
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.source_format == "jpeg" and decoded.was_color
+    assert decoded.pixels.shape == (96, 128) and decoded.pixels.dtype == np.uint8
+    luma = np.asarray(Image.fromarray(rgb).convert("L"), dtype=int)
+    assert np.abs(decoded.pixels.astype(int) - luma).mean() < 4  # the same grey image
+
+
 def test_colour_photo_is_flagged_and_turned_gray() -> None:
     rgb = np.zeros((32, 32, 3), np.uint8)
     rgb[..., 0], rgb[..., 2] = 200, 50

@@ -132,12 +132,14 @@ def _from_encoded(data: bytes, name: str, max_pixels: int) -> DecodedImage:
                     "use JPEG, PNG or DICOM"
                 )
             _check_size(image.width, image.height, max_pixels, name)
+            was_color: bool | None = None  # None: judge from the decoded pixels
             if image_format == "jpeg":
-                # JPEG draft mode: decode directly at a reduced scale when the image is
-                # far larger than any model input (a 2000 px radiograph -> 1000 px).
-                # The mode is kept, so a colour photograph is still seen as colour.
-                image.draft(image.mode, (max(image.width // 2, 512),
-                                         max(image.height // 2, 512)))
+                was_color = image.mode != "L" and _jpeg_has_colour(data)
+                # JPEG draft mode: decode the luminance only (libjpeg skips the colour
+                # planes; for a grey image saved as RGB the pixels are the same), and at a
+                # reduced scale when the image is far larger than any model input (a
+                # 2000 px radiograph -> 1000 px).
+                image.draft("L", (max(image.width // 2, 512), max(image.height // 2, 512)))
             image.load()
     except Image.DecompressionBombError as exc:  # header claims > 2x Pillow's own limit
         raise ImageTooLargeError(
@@ -155,23 +157,35 @@ def _from_encoded(data: bytes, name: str, max_pixels: int) -> DecodedImage:
     except (ValueError, SyntaxError, IndexError, TypeError, struct.error) as exc:
         # Pillow's parsers raise these on malformed headers (found by fuzzing the API).
         raise ImageDecodeError(f"{name}: the image data is corrupt ({exc})") from exc
-    return _from_pil(image, image_format, max_pixels)
+    return _from_pil(image, image_format, max_pixels, was_color)
 
 
-def _from_pil(image: Image.Image, image_format: str, max_pixels: int) -> DecodedImage:
+def _jpeg_has_colour(data: bytes) -> bool:
+    """Whether a colour-mode JPEG holds a colour picture, judged on a 1/8-scale decode (libjpeg
+    computes only each 8 x 8 block's mean: cheap, and colour lives in those means)."""
+    small = Image.open(io.BytesIO(data))
+    small.draft("RGB", (max(1, small.width // 8), max(1, small.height // 8)))
+    return _has_colour(np.asarray(small.convert("RGB")))
+
+
+def _has_colour(rgb: np.ndarray) -> bool:
+    """A grayscale radiograph saved as RGB ``(H, W, 3)`` has equal channels; a photograph
+    does not. A grid of about 128 x 128 pixels tells them apart as well as every pixel."""
+    step = max(1, max(rgb.shape[:2]) // COLOUR_SAMPLE_SIDE)
+    sample = rgb[::step, ::step].astype(np.int16)
+    return bool(np.abs(sample[..., 0] - sample[..., 1]).mean() > 3.0
+                or np.abs(sample[..., 1] - sample[..., 2]).mean() > 3.0)
+
+
+def _from_pil(image: Image.Image, image_format: str, max_pixels: int,
+              was_color: bool | None = None) -> DecodedImage:
     _check_size(image.width, image.height, max_pixels, "image")
-    was_color = False
-    if image.mode in {"RGB", "RGBA", "P", "CMYK", "YCbCr", "LA", "PA"}:
-        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-        # A grayscale radiograph saved as RGB has equal channels; a photograph does not.
-        # A grid of about 128 x 128 pixels tells them apart as well as every pixel does.
-        step = max(1, max(rgb.shape[:2]) // COLOUR_SAMPLE_SIDE)
-        sample = rgb[::step, ::step].astype(np.int16)
-        was_color = bool(np.abs(sample[..., 0] - sample[..., 1]).mean() > 3.0
-                         or np.abs(sample[..., 1] - sample[..., 2]).mean() > 3.0)
+    if was_color is None:
+        was_color = image.mode in {"RGB", "RGBA", "P", "CMYK", "YCbCr", "LA", "PA"} and \
+            _has_colour(np.asarray(image if image.mode == "RGB" else image.convert("RGB")))
     if image.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
         return DecodedImage(_scale_to_uint8(np.asarray(image)), image_format, False)
-    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    gray = np.asarray(image if image.mode == "L" else image.convert("L"), dtype=np.uint8)
     return DecodedImage(np.ascontiguousarray(gray), image_format, was_color)
 
 
