@@ -15,7 +15,7 @@ What is measured, each engine in its own fresh process (so peak memory is its ow
 - (c) DenseNet-121 and (d) ResNet-50 from timm, 224 px, 1 input channel, 1 output, random
   weights, run exactly like (a);
 - (e) decoding + preprocessing one original-size radiograph (a shared X-ray up-scaled to a
-  2000 x 1600 JPEG), with Pillow's JPEG draft mode (what pneumoscan does) and without;
+  2000 x 1600 JPEG), as pneumoscan decodes it (the luminance at half scale) and in full;
 - the end-to-end ``POST /api/v1/predict`` latency over loopback HTTP (uvicorn in-process,
   ONNX backend), the image sent as a multipart form and as the raw body, against the bare
   model latency at batch 1; and, for scale, a POST to a route of the same server that
@@ -230,7 +230,8 @@ def large_radiograph(data: Path) -> bytes:
 
 
 def worker_decode(args: argparse.Namespace) -> dict[str, Any]:
-    """(e): decode + preprocess one original-size JPEG, with and without draft mode."""
+    """(e): decode + preprocess one original-size JPEG, as pneumoscan does (luminance at
+    half scale, libjpeg-turbo through simplejpeg) and with a full-size Pillow decode."""
     from PIL import Image
 
     from pneumoscan.imaging import decode_image
@@ -243,7 +244,7 @@ def worker_decode(args: argparse.Namespace) -> dict[str, Any]:
     def project_path() -> None:  # what the Predictor and the server do
         preprocess(decode_image(data).pixels, config)
 
-    def full_decode() -> None:  # the same without Pillow's JPEG draft mode
+    def full_decode() -> None:  # a plain full-size decode, no draft scale
         pixels = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
         preprocess(pixels, config)
 
@@ -559,7 +560,7 @@ def format_table(report: dict[str, Any]) -> str:
     decode, e2e = results["decode"], results["end_to_end"]
     lines += ["", "| step | p50 (ms) | p95 (ms) |", "|---|---:|---:|",
               f"| (e) decode + preprocess, {decode['width']}x{decode['height']} JPEG "
-              f"({decode['jpeg_kb']:.0f} KB), draft mode | {decode['p50_ms']:.1f} | "
+              f"({decode['jpeg_kb']:.0f} KB), half-scale luminance | {decode['p50_ms']:.1f} | "
               f"{decode['p95_ms']:.1f} |",
               f"| (e') the same, full-size decode | {decode['full_decode_p50_ms']:.1f} | |",
               f"| the model alone, batch 1 (ONNX; interleaved with the rows below) | "

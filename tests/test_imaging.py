@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pneumoscan import imaging
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
-from pneumoscan.imaging import decode_image, is_dicom, load_image
+from pneumoscan.imaging import decode_image, header_size, is_dicom, load_image
 
 # README of ../shared/data/dicom: (rows, columns) and photometric interpretation per file.
 DICOM_FILES = {
@@ -258,6 +259,50 @@ def test_pil_image_input() -> None:
     np.testing.assert_array_equal(decoded.pixels, gray)
     with pytest.raises(TypeError):
         load_image(12345)  # type: ignore[arg-type]
+
+
+def _decode_with_pillow(data: bytes, monkeypatch: pytest.MonkeyPatch) -> object:
+    """The Pillow path alone (what every JPEG went through before simplejpeg)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(imaging, "_from_jpeg", lambda *args: None)
+        return decode_image(data)
+
+
+def test_jpeg_fast_path_gives_pillows_pixels_on_training_images(
+        shared_normal_images: list[Path], shared_pneumonia_images: list[Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for path in shared_normal_images[:40] + shared_pneumonia_images[:40]:
+        data = path.read_bytes()
+        fast, pillow = decode_image(data), _decode_with_pillow(data, monkeypatch)
+        np.testing.assert_array_equal(fast.pixels, pillow.pixels, err_msg=path.name)
+        assert fast.was_color == pillow.was_color is False
+
+
+@pytest.mark.parametrize("size", [(2001, 1777), (1024, 1100), (1023, 2000), (100, 37), (7, 5)])
+@pytest.mark.parametrize("mode", ["L", "RGB", "colour"])
+def test_jpeg_fast_path_matches_pillow_at_every_scale(size: tuple[int, int], mode: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same pixels, same draft scale (halved when both sides are >= 1,024) and same colour
+    verdict as Pillow's draft mode, for grey, grey-as-RGB and colour JPEGs."""
+    yy, xx = np.mgrid[0:size[1], 0:size[0]]
+    gray = ((xx * 7 + yy * 3) % 256).astype(np.uint8)
+    pixels = {"L": gray, "RGB": np.stack([gray] * 3, axis=2),
+              "colour": np.stack([gray, 255 - gray, gray // 2], axis=2)}[mode]
+    data = _encode(pixels, "JPEG", quality=90)
+    fast, pillow = decode_image(data), _decode_with_pillow(data, monkeypatch)
+    np.testing.assert_array_equal(fast.pixels, pillow.pixels)
+    assert fast.was_color == pillow.was_color == (mode == "colour")
+    halved = min(size) >= 2 * imaging.DRAFT_MIN_SIDE
+    assert fast.pixels.shape == ((size[1] + 1) // 2, (size[0] + 1) // 2) if halved \
+        else (size[1], size[0])
+
+
+def test_header_size_without_decoding() -> None:
+    assert header_size(_encode(_noise(40), "JPEG")) == (40, 40)
+    assert header_size(_png_header_only(3000, 20)) == (3000, 20)
+    assert header_size(_encode(_noise(16), "GIF")) is None
+    assert header_size(b"\xff\xd8\xff" + b"\x00" * 20) is None  # a JPEG magic, no header
+    assert header_size(b"") is None
 
 
 def test_shared_training_jpeg_decodes(shared_normal_images: list[Path]) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pneumoscan.preprocessing import PreprocessConfig, normalize, preprocess, resize
+from pneumoscan.preprocessing import (
+    PreprocessConfig,
+    equalize_histogram,
+    normalize,
+    preprocess,
+    resize,
+)
 
 
 def test_resize_squashes_to_a_square_uint8() -> None:
@@ -39,6 +45,27 @@ def test_normalize_maps_gray_levels_to_standard_scores() -> None:
     np.testing.assert_allclose(out[0], expected, rtol=1e-6)
     assert out[0, 0, 0] == pytest.approx(-1.98673, abs=1e-5)  # -0.449 / 0.226
     assert out[0, 0, 1] == pytest.approx(2.43805, abs=1e-5)  # 0.551 / 0.226
+
+
+@pytest.mark.parametrize("equalize", [False, True])
+def test_normalize_gives_the_values_of_scaling_step_by_step(equalize: bool) -> None:
+    """The one float table per image changes nothing: the same float32 values, bit for bit,
+    as equalising, scaling and standardising the pixels array-wide, step by step."""
+    config = PreprocessConfig(image_size=24, mean=0.449, std=0.226, equalize=equalize)
+    batch = np.random.default_rng(3).integers(40, 200, (3, 24, 24), dtype=np.uint8)
+    levels = equalize_histogram(batch) if equalize else batch
+    expected = ((levels.astype(np.float32) / 255.0 - config.mean) / config.std)[:, None]
+    np.testing.assert_array_equal(normalize(batch, config), expected)
+
+
+def test_equalize_histogram_spreads_levels_over_the_full_range() -> None:
+    narrow = np.random.default_rng(4).integers(100, 140, (2, 32, 32), dtype=np.uint8)
+    out = equalize_histogram(narrow)
+    assert out.dtype == np.uint8 and out.shape == narrow.shape
+    assert (out.reshape(2, -1).min(axis=1) == 0).all()
+    assert (out.reshape(2, -1).max(axis=1) == 255).all()
+    flat = np.full((8, 8), 77, np.uint8)  # one level: maps to 0, no division by zero
+    assert (equalize_histogram(flat) == 0).all()
 
 
 def test_normalize_keeps_the_batch_axis() -> None:

@@ -63,25 +63,42 @@ def equalize_histogram(resized: np.ndarray) -> np.ndarray:
     flat = resized.reshape(-1, resized.shape[-2] * resized.shape[-1])
     out = np.empty_like(flat)
     for i, image in enumerate(flat):
-        cdf = np.cumsum(np.bincount(image, minlength=256))
-        low = cdf[cdf > 0][0]
-        span = max(1, int(cdf[-1] - low))
-        lut = np.clip(np.rint((cdf - low) / span * 255.0), 0, 255).astype(np.uint8)
-        out[i] = lut[image]
+        out[i] = np.take(equalization_lut(image), image)
     return out.reshape(resized.shape)
+
+
+def equalization_lut(image: np.ndarray) -> np.ndarray:
+    """The ``(256,)`` uint8 table that equalises ``image`` (uint8, any shape)."""
+    cdf = np.cumsum(np.bincount(image.ravel(), minlength=256))
+    low = cdf[np.argmax(cdf > 0)]  # the count at the darkest grey level present
+    span = max(1, int(cdf[-1] - low))
+    return np.clip(np.rint((cdf - low) / span * 255.0), 0, 255).astype(np.uint8)
 
 
 def normalize(resized: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Map uint8 pixels ``(..., H, W)`` to float32 ``(..., 1, H, W)`` model input.
 
-    Applies the histogram equalisation first when the config asks for it.
+    Applies the histogram equalisation first when the config asks for it. Each image goes
+    through one 256-entry float table (equalisation and scaling folded together): one pass
+    over its pixels instead of five, and the same values as scaling them one by one.
     """
     if resized.dtype != np.uint8:
         raise TypeError(f"normalize expects uint8 pixels, got {resized.dtype}")
-    if config.equalize:
-        resized = equalize_histogram(resized)
-    scaled = resized.astype(np.float32) / 255.0
-    return ((scaled - config.mean) / config.std)[..., None, :, :].astype(np.float32)
+    flat = resized.reshape(-1, resized.shape[-2] * resized.shape[-1])
+    out = np.empty(flat.shape, dtype=np.float32)
+    for i, image in enumerate(flat):
+        levels = equalization_lut(image) if config.equalize else _IDENTITY
+        np.take(_scaled(levels, config), image, out=out[i])
+    return out.reshape(*resized.shape[:-2], 1, *resized.shape[-2:])
+
+
+#: The 256 grey levels, unchanged (the table of an image that is not equalised).
+_IDENTITY = np.arange(256, dtype=np.uint8)
+
+
+def _scaled(levels: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Model input values of uint8 ``levels``: ``(v / 255 - mean) / std`` in float32."""
+    return (levels.astype(np.float32) / 255.0 - config.mean) / config.std
 
 
 def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> np.ndarray:

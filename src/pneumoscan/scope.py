@@ -20,6 +20,7 @@ beside each), so they flag only what is plainly not a radiograph; 3. catches the
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.imaging import DecodedImage
-from pneumoscan.preprocessing import equalize_histogram, resize
+from pneumoscan.preprocessing import equalization_lut, resize
 
 #: Smallest side accepted: below this there is too little anatomy to judge.
 MIN_SIDE = 64
@@ -60,6 +61,10 @@ TRAINING_EXCEED_FRACTION = 0.005
 FEATURE_MARGIN = 1.2
 #: The 256 grey values, for statistics taken from a histogram.
 GREY_LEVELS = np.arange(256, dtype=np.float64)
+#: Rows whose product with a 256-bin histogram gives the pixel count, the sum of values,
+#: the sum of squares, the count at 245 or brighter and the count at 25 or darker.
+HISTOGRAM_SUMS = np.stack([np.ones(256), GREY_LEVELS, GREY_LEVELS**2,
+                           GREY_LEVELS >= 245, GREY_LEVELS <= 25]).astype(np.float64)
 #: Side of the layout thumbnail, pixels, and the PCA components kept for it.
 THUMBNAIL_SIDE = 24
 THUMBNAIL_COMPONENTS = 16
@@ -115,20 +120,20 @@ def check_image(decoded: DecodedImage) -> ScopeResult:
     if max(height, width) / min(height, width) > MAX_ASPECT:
         return ScopeResult(False, f"aspect ratio {width}x{height} is not that of a chest "
                                   "radiograph")
-    # Every statistic below comes from one histogram of a subsample (cheaper than a pass
-    # over the pixels per statistic).
-    histogram = np.bincount(_subsample(pixels).ravel(), minlength=256).astype(np.float64)
-    share = histogram / histogram.sum()
-    mean = float(share @ GREY_LEVELS)
-    if float(np.sqrt(share @ (GREY_LEVELS - mean) ** 2)) < MIN_STD:
+    # Every statistic below comes from one histogram of a subsample and one product of it
+    # (cheaper than a pass over the pixels per statistic).
+    histogram = np.bincount(_subsample(pixels).ravel(), minlength=256)
+    count, total, squares, white, black = (HISTOGRAM_SUMS @ histogram).tolist()
+    mean = total / count
+    if math.sqrt(max(squares / count - mean * mean, 0.0)) < MIN_STD:
         return ScopeResult(False, "near-uniform image: no anatomy visible")
     levels = int(np.count_nonzero(histogram))
     if levels < MIN_GREY_LEVELS:
         return ScopeResult(False, f"only {levels} grey levels: a drawing, document or mask, "
                                   "not a radiograph")
-    if float(share[245:].sum()) > MAX_WHITE_FRACTION:
+    if white / count > MAX_WHITE_FRACTION:
         return ScopeResult(False, "mostly white: looks like a document, not a radiograph")
-    if float(share[:26].sum()) > MAX_BLACK_FRACTION:
+    if black / count > MAX_BLACK_FRACTION:
         return ScopeResult(False, "mostly black: looks like a CT or MR slice or an "
                                   "ultrasound, not a radiograph")
     return IN_SCOPE
@@ -147,8 +152,8 @@ def thumbnail(resized: np.ndarray) -> np.ndarray:
     model sees; equalisation makes it blind to exposure and contrast, which vary between
     machines, and leaves the arrangement of dark lungs and bright mediastinum.
     """
-    small = resize(resized, THUMBNAIL_SIDE)
-    return equalize_histogram(small).astype(np.float32).ravel() / 255.0
+    small = resize(resized, THUMBNAIL_SIDE).ravel()
+    return np.take(equalization_lut(small).astype(np.float32) / 255.0, small)
 
 
 def pca_distance(vector: np.ndarray, statistics: dict[str, Any]) -> float:
@@ -157,6 +162,8 @@ def pca_distance(vector: np.ndarray, statistics: dict[str, Any]) -> float:
     ``sqrt(sum_k p_k**2 / var_k + |r|**2 / residual_variance)``: the Mahalanobis distance
     of the projection ``p`` on the fitted PCA components, plus the squared norm of the
     residual ``r`` outside them, scaled so its fitting-set mean equals the component count.
+    The components are orthonormal, so ``|r|**2 = |c|**2 - |p|**2`` for the centred ``c``:
+    a per-request cost of four small products, not a projection back to ``C`` dimensions.
     """
     mean = np.asarray(statistics["mean"], dtype=np.float64)
     components = np.asarray(statistics["components"], dtype=np.float64)  # (k, C)
@@ -164,11 +171,11 @@ def pca_distance(vector: np.ndarray, statistics: dict[str, Any]) -> float:
     if len(mean) != vector.shape[-1]:
         raise ValueError(f"scope statistics have {len(mean)} dimensions, the input "
                          f"{vector.shape[-1]}; refit them with benchmarks/fit_scope.py")
-    centred = vector.astype(np.float64) - mean
+    centred = vector - mean  # float64
     projected = components @ centred
-    residual = centred - components.T @ projected
-    return float(np.sqrt(np.sum(projected**2 / variances)
-                         + np.sum(residual**2) / float(statistics["residual_variance"])))
+    residual = max(float(centred @ centred) - float(projected @ projected), 0.0)
+    return math.sqrt(float((projected / variances) @ projected)
+                     + residual / float(statistics["residual_variance"]))
 
 
 def check_features(pooled: np.ndarray, statistics: dict[str, Any]) -> ScopeResult:

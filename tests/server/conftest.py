@@ -43,6 +43,7 @@ class FakePredictor:
                               validation={"auc": 0.9, "brier": float("nan")},
                               scope={"mean": [0.0] * 4, "max_distance": 3.0})
         self.batches: list[int] = []
+        self.threads: list[str] = []  # the thread each batch was predicted on
         self.running = 0
         self.most_running = 0
         self._lock = threading.Lock()
@@ -60,6 +61,7 @@ class FakePredictor:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
             self.batches.append(len(images))
+            self.threads.append(threading.current_thread().name)
         time.sleep(self.delay_s)
         with self._lock:
             self.running -= 1

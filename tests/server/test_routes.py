@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -31,6 +32,12 @@ def post_file(client: TestClient, content: bytes, name: str = "xray.jpeg",
               url: str = PREDICT, **kwargs: object) -> httpx.Response:
     return client.post(url, files={"file": (name, content, "application/octet-stream")},
                        **kwargs)  # type: ignore[arg-type]
+
+
+def jpeg_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
 
 
 def decode_png(b64: str) -> Image.Image:
@@ -417,12 +424,29 @@ def test_inference_concurrency_is_bounded(xray_png: bytes) -> None:
     async def fire() -> list[int]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            responses = await asyncio.gather(*[
-                client.post(PREDICT, files={"file": ("x.png", xray_png)}) for _ in range(8)])
+            responses = await asyncio.gather(*[  # heat maps: each on a worker thread
+                client.post(PREDICT + "?heatmap=true", files={"file": ("x.png", xray_png)})
+                for _ in range(8)])
         return [r.status_code for r in responses]
 
     assert asyncio.run(fire()) == [200] * 8
     assert fake.most_running == 2  # 8 requests, never more than 2 predicting at once
+
+
+def test_light_requests_skip_the_thread_hop(client: TestClient, xray_jpeg: bytes,
+                                            xray_png: bytes, dicom_path: Path) -> None:
+    """A small JPEG or PNG with nothing to draw is predicted on the event loop; a heat map,
+    a DICOM or a large image goes to a worker thread, so the loop stays free for them."""
+    large_jpeg = jpeg_bytes(np.zeros((1100, 1000), np.uint8))  # 1.1 MP
+    for data in (xray_jpeg, xray_png):
+        assert post_file(client, data).status_code == 200
+    for data, url in ((xray_jpeg, PREDICT + "?heatmap=true"),
+                      (xray_png, PREDICT + "?image=true"),
+                      (dicom_path.read_bytes(), PREDICT), (large_jpeg, PREDICT)):
+        assert post_file(client, data, url=url).status_code == 200
+    loop_thread = client.fake.threads[0]  # type: ignore[attr-defined]
+    assert client.fake.threads[1] == loop_thread  # type: ignore[attr-defined]
+    assert all(name != loop_thread for name in client.fake.threads[2:])  # type: ignore
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
