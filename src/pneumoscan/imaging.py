@@ -46,6 +46,10 @@ COLOUR_SAMPLE_SIDE = 128
 #: in the DCT, nearly for free): far larger than any model input still, and twice as fast.
 DRAFT_MIN_SIDE = 512
 
+#: The first bytes of every JPEG and PNG file.
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
 #: JPEG colour spaces decoded through simplejpeg; the others (CMYK, YCCK) go through Pillow.
 JPEG_FAST_COLOURSPACES = frozenset({"Gray", "YCbCr"})
 
@@ -83,10 +87,10 @@ def is_dicom(data: bytes) -> bool:
 def header_size(data: bytes) -> tuple[int, int] | None:
     """``(width, height)`` from a JPEG or PNG header, without decoding; None for anything
     else (DICOM, other formats, unreadable headers)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+    if data.startswith(PNG_MAGIC) and data[12:16] == b"IHDR" and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
         return width, height
-    if data.startswith(b"\xff\xd8"):
+    if data.startswith(JPEG_MAGIC):
         try:
             height, width, _, _ = simplejpeg.decode_jpeg_header(data)
         except ValueError:
@@ -145,7 +149,7 @@ def _check_size(width: int, height: int, max_pixels: int, name: str) -> None:
 
 
 def _from_encoded(data: bytes, name: str, max_pixels: int) -> DecodedImage:
-    decoded = _from_jpeg(data, name, max_pixels) if data.startswith(b"\xff\xd8") else None
+    decoded = _from_jpeg(data, name, max_pixels) if data.startswith(JPEG_MAGIC) else None
     if decoded is not None:
         return decoded
     try:

@@ -86,9 +86,10 @@ def normalize(resized: np.ndarray, config: PreprocessConfig) -> np.ndarray:
         raise TypeError(f"normalize expects uint8 pixels, got {resized.dtype}")
     flat = resized.reshape(-1, resized.shape[-2] * resized.shape[-1])
     out = np.empty(flat.shape, dtype=np.float32)
+    shared = None if config.equalize else _scaled(_IDENTITY, config)  # one table for all
     for i, image in enumerate(flat):
-        levels = equalization_lut(image) if config.equalize else _IDENTITY
-        np.take(_scaled(levels, config), image, out=out[i])
+        table = _scaled(equalization_lut(image), config) if shared is None else shared
+        np.take(table, image, out=out[i])
     return out.reshape(*resized.shape[:-2], 1, *resized.shape[-2:])
 
 

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from pneumoscan.heatmap import encode_png, overlay
-from pneumoscan.imaging import DecodedImage, header_size, is_dicom
+from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, header_size, is_dicom
 from pneumoscan.predictor import Prediction, Predictor
 from pneumoscan.server.schemas import (
     ERROR_RESPONSES,
@@ -258,9 +258,9 @@ def decode_upload(predictor: Predictor, data: bytes) -> DecodedImage:
 
 def sniff_format(data: bytes) -> str | None:
     """The accepted format the bytes claim by their magic numbers, if any."""
-    if data.startswith(b"\xff\xd8\xff"):
+    if data.startswith(JPEG_MAGIC):
         return "JPEG"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if data.startswith(PNG_MAGIC):
         return "PNG"
     if is_dicom(data):
         return "DICOM"
