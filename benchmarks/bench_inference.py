@@ -17,9 +17,10 @@ What is measured, each engine in its own fresh process (so peak memory is its ow
 - (e) decoding + preprocessing one original-size radiograph (a shared X-ray up-scaled to a
   2000 x 1600 JPEG), as pneumoscan decodes it (the luminance at half scale) and in full;
 - the end-to-end ``POST /api/v1/predict`` latency over loopback HTTP (uvicorn in-process,
-  ONNX backend), the image sent as a multipart form and as the raw body, against the bare
-  model latency at batch 1; and, for scale, a POST to a route of the same server that
-  only reads the body (what the HTTP layer costs with no work behind it).
+  ONNX backend, the client in a process of its own), the image sent as a multipart form
+  and as the raw body, against the bare model latency at batch 1; and, for scale, a POST
+  to a route of the same server that only reads the body (what the HTTP layer costs with
+  no work behind it).
 
 Model inputs are real shared X-rays through pneumoscan's own ``preprocess``. Before timing,
 the ONNX graph is compared with PyTorch on those images (max |logit diff| and labels). The
@@ -281,17 +282,19 @@ def worker_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
                "large_jpeg": large_radiograph(args.data)}
     model_input = preprocess(decode_image(uploads["shared_jpeg"]).pixels,
                              card.preprocessing)[None]  # (1, 1, S, S)
-    steps: dict[str, Callable[[], object]] = {
-        "model": partial(predictor.backend.run, model_input)}
+    steps: dict[str, Callable[[], float]] = {
+        "model": _timed(partial(predictor.backend.run, model_input))}
     for name, data in uploads.items():
-        steps[f"predictor_{name}"] = partial(predictor.predict, data, heatmap=False)
+        steps[f"predictor_{name}"] = _timed(partial(predictor.predict, data, heatmap=False))
     result: dict[str, Any] = {}
     with ExitStack() as stack:
         try:
-            posts = stack.enter_context(_serve(predictor))
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            posts = stack.enter_context(_serve(predictor, workdir))
             for way, post in posts.items():
                 for name, data in uploads.items():
-                    steps[f"{way}_{name}"] = partial(post, data)
+                    if way in ("http", "http_raw") or name == "shared_jpeg":
+                        steps[f"{way}_{name}"] = partial(post, data)
         except ModuleNotFoundError as exc:  # the serve extra is not installed
             result["http_skipped"] = f"{exc.name} is not installed"
         times: dict[str, list[float]] = {name: [] for name in steps}
@@ -300,7 +303,7 @@ def worker_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
                 call()
         for _ in range(args.singles):
             for name, call in steps.items():
-                times[name] += time_calls(call, 1)
+                times[name].append(call())
     for name, seconds in times.items():
         result[f"{name}_p50_ms"] = percentile_ms(seconds, 50)
         result[f"{name}_p95_ms"] = percentile_ms(seconds, 95)
@@ -308,12 +311,28 @@ def worker_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _timed(call: Callable[[], object]) -> Callable[[], float]:
+    """``call`` made to return how long it took, in seconds."""
+    def timed() -> float:
+        started = time.perf_counter()
+        call()
+        return time.perf_counter() - started
+    return timed
+
+
 @contextmanager
-def _serve(predictor: Any) -> Iterator[dict[str, Callable[[bytes], None]]]:
+def _serve(predictor: Any, workdir: Path) -> Iterator[dict[str, Callable[[bytes], float]]]:
     """Run the web app with ``predictor`` on a free loopback port (uvicorn as ``pneumoscan
-    serve`` runs it); yield ``post(jpeg)`` functions by step name: ``http`` (a multipart
-    form, what the page and ``curl -F`` send), ``http_raw`` (the bytes as the body) and
-    ``http_floor`` (the same bytes to a route that only reads them)."""
+    serve`` runs it, in a thread of this process) and yield ``post(jpeg) -> seconds``
+    functions by step name.
+
+    The requests come from a client in its own process, as every real client is (the
+    ``http_client`` worker): ``http`` (a multipart form, what the page and ``curl -F``
+    send), ``http_raw`` (the bytes as the body) and ``http_floor`` (the same bytes to a
+    route that only reads them: what the HTTP layer costs with no work behind it). For
+    comparison with earlier sessions' figures, ``http_inprocess_raw`` sends the body with
+    ``http.client`` from this process, which shares the server's interpreter lock and
+    costs 0.3-0.4 ms of its own."""
     import http.client
     import socket
     import threading
@@ -338,30 +357,97 @@ def _serve(predictor: Any) -> Iterator[dict[str, Callable[[bytes], None]]]:
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    client = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker",
+                               "http_client", "--port", str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert client.stdin is not None and client.stdout is not None
+    files: dict[bytes, Path] = {}
+
+    def post(data: bytes, content_type: str, path: str = "/api/v1/predict") -> float:
+        if data not in files:  # the client reads each body once, from a file
+            files[data] = workdir / f"body-{len(files)}.bin"
+            files[data].write_bytes(data)
+        client.stdin.write(f"{path}\t{content_type}\t{files[data]}\n")
+        client.stdin.flush()
+        status, seconds = client.stdout.readline().split()
+        if status != "200":
+            raise RuntimeError(f"POST {path}: HTTP {status}")
+        return float(seconds)
+
     boundary = "pneumoscan-benchmark"
 
-    def send(body: bytes, content_type: str, path: str = "/api/v1/predict") -> None:
-        connection.request("POST", path, body, {"Content-Type": content_type})
-        response = connection.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"POST {path}: {response.status} {payload!r}")
-
-    def multipart(data: bytes) -> None:
+    def multipart(data: bytes) -> float:
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
                 "filename=\"xray.jpeg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode() \
             + data + f"\r\n--{boundary}--\r\n".encode()
-        send(body, f"multipart/form-data; boundary={boundary}")
+        return post(body, f"multipart/form-data; boundary={boundary}")
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def post_in_process(data: bytes) -> float:
+        started = time.perf_counter()
+        connection.request("POST", "/api/v1/predict", data, {"Content-Type": "image/jpeg"})
+        response = connection.getresponse()
+        response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"POST /api/v1/predict: {response.status}")
+        return elapsed
 
     try:
-        yield {"http": multipart, "http_raw": partial(send, content_type="image/jpeg"),
-               "http_floor": partial(send, content_type="image/jpeg",
-                                     path="/benchmark/read-only")}
+        yield {"http": multipart, "http_raw": partial(post, content_type="image/jpeg"),
+               "http_floor": partial(post, content_type="image/jpeg",
+                                     path="/benchmark/read-only"),
+               "http_inprocess_raw": post_in_process}
     finally:
         connection.close()
+        client.stdin.close()
+        client.wait(timeout=30)
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def worker_http_client(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark's HTTP client, in its own process: for each ``PATH\tCONTENT-TYPE\tFILE``
+    line on stdin, POST the file over one keep-alive connection and print the status and
+    the round trip in seconds. No client library: the request is one ``sendall`` and the
+    response is read to its ``Content-Length``, so the figure is the server's and the
+    loopback's, not a client's parser (what a load tester such as wrk measures)."""
+    import socket
+
+    connection = socket.create_connection(("127.0.0.1", args.port))
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    bodies: dict[str, bytes] = {}
+    for line in sys.stdin:
+        path, content_type, file = line.rstrip("\n").split("\t")
+        if file not in bodies:
+            bodies[file] = Path(file).read_bytes()
+        request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                   f"{content_type}\r\nContent-Length: {len(bodies[file])}\r\n\r\n"
+                   ).encode() + bodies[file]
+        started = time.perf_counter()
+        connection.sendall(request)
+        status = _read_response(connection)
+        print(status, time.perf_counter() - started, flush=True)
+    connection.close()
+    return {}
+
+
+def _read_response(connection: Any) -> int:
+    """Read one HTTP/1.1 response whole; return its status code."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines[1:]
+                  if line.lower().startswith("content-length:"))
+    while len(body) < length:
+        body += connection.recv(65536)
+    return int(lines[0].split()[1])
 
 
 def worker_ablation(args: argparse.Namespace, engine: str) -> dict[str, Any]:
@@ -437,6 +523,7 @@ WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "resnet50": lambda args: worker_baseline(args, "resnet50"),
     "decode": worker_decode,
     "end_to_end": worker_end_to_end,
+    "http_client": worker_http_client,
 }
 
 
@@ -535,6 +622,8 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, float | None]:
                                               model_p50),
         "http_floor_vs_model_p50_batch1": ratio(e2e.get("http_floor_shared_jpeg_p50_ms"),
                                                 model_p50),
+        "http_inprocess_raw_vs_model_p50_batch1": ratio(
+            e2e.get("http_inprocess_raw_shared_jpeg_p50_ms"), model_p50),
     }
 
 
@@ -568,10 +657,13 @@ def format_table(report: dict[str, Any]) -> str:
     for name, label in (("shared_jpeg", "shared 224 px JPEG"),
                         ("large_jpeg", f"{decode['width']} px JPEG")):
         for step, what in (("predictor", "Predictor.predict"),
-                           ("http", "POST /api/v1/predict, multipart form (loopback HTTP)"),
+                           ("http", "POST /api/v1/predict, multipart form (loopback HTTP, "
+                                    "client in its own process)"),
                            ("http_raw", "POST /api/v1/predict, image as the body"),
                            ("http_floor", "POST to a route that only reads the body "
-                                          "(the HTTP layer alone)")):
+                                          "(the HTTP layer alone)"),
+                           ("http_inprocess_raw", "POST /api/v1/predict, image as the body, "
+                                                  "http.client in the server's process")):
             if f"{step}_{name}_p50_ms" in e2e:
                 lines.append(f"| {what}, {label} (ONNX) | {e2e[f'{step}_{name}_p50_ms']:.1f} "
                              f"| {e2e[f'{step}_{name}_p95_ms']:.1f} |")
@@ -639,6 +731,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--onnx", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.singles, args.batches, args.warmup, args.parity_images = 10, 2, 2, 16

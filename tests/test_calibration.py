@@ -13,6 +13,13 @@ def test_apply_temperature_values() -> None:
     np.testing.assert_allclose(out, [0.5, 0.7310585786, 0.2689414214], rtol=1e-9)
 
 
+def test_apply_temperature_per_column_equals_one_call_per_column() -> None:
+    logits = np.random.default_rng(0).normal(0, 3, (7, 2)).astype(np.float32)
+    both = apply_temperature(logits, np.array([1.7, 0.6]))
+    np.testing.assert_array_equal(both[:, 0], apply_temperature(logits[:, 0], 1.7))
+    np.testing.assert_array_equal(both[:, 1], apply_temperature(logits[:, 1], 0.6))
+
+
 @pytest.mark.parametrize("true_temperature", [0.5, 2.5])
 def test_fit_temperature_recovers_a_known_temperature(true_temperature: float) -> None:
     rng = np.random.default_rng(0)

@@ -154,6 +154,20 @@ def test_colour_jpeg_is_flagged_and_turned_gray(mode: str) -> None:
     assert np.abs(decoded.pixels.astype(int) - luma).mean() < 4  # the same grey image
 
 
+def test_colour_verdict_is_a_mean_channel_difference_over_three() -> None:
+    """Colour: mean |R - G| or mean |G - B| over 3 grey levels, exactly at the boundary."""
+    grey = np.full((10, 10, 3), 100, np.uint8)
+    at_three, over_three = grey.copy(), grey.copy()
+    at_three[..., 2] = 103  # mean |G - B| = 3.0: still grey
+    over_three[..., 2] = 103
+    over_three[0, 0, 2] = 104  # mean 3.01
+    assert not imaging._has_colour(grey) and not imaging._has_colour(at_three)
+    assert imaging._has_colour(over_three)
+    red = grey.copy()
+    red[:5, :, 0] = 107  # mean |R - G| = 3.5
+    assert imaging._has_colour(red)
+
+
 def test_colour_photo_is_flagged_and_turned_gray() -> None:
     rgb = np.zeros((32, 32, 3), np.uint8)
     rgb[..., 0], rgb[..., 2] = 200, 50

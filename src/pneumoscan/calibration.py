@@ -46,8 +46,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp((low + high) / 2))
 
 
-def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Calibrated probabilities ``sigmoid(logits / temperature)``."""
+def apply_temperature(logits: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
+    """Calibrated probabilities ``sigmoid(logits / temperature)`` (``temperature`` may be
+    one per column of ``logits``)."""
     return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64) / temperature))
 
 

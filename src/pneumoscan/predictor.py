@@ -91,6 +91,7 @@ class Predictor:
         self.max_pixels = max_pixels
         # The card stores the scope statistics as JSON lists; convert them once, not per image.
         self._scope = _lists_to_arrays(card.scope)
+        self._temperatures = np.array([card.temperature, card.cause_temperature])
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, backend: str = "auto",
@@ -122,17 +123,18 @@ class Predictor:
             return []
         config = self.card.preprocessing
         # preprocess() in two halves: the resized image also feeds the scope check.
-        resized = np.stack([resize(d.pixels, config.image_size) for d in images])  # (B, S, S)
-        logits, features = self.backend.run(normalize(resized, config))  # (B, 2), (B, C, h, w)
-        probability = apply_temperature(logits[:, 0], self.card.temperature)
-        cause_probability = apply_temperature(logits[:, 1], self.card.cause_temperature)
+        resized = [resize(d.pixels, config.image_size) for d in images]  # (S, S) each
+        batch = np.stack(resized) if len(resized) > 1 else resized[0][None]  # (B, S, S)
+        logits, features = self.backend.run(normalize(batch, config))  # (B, 2), (B, C, h, w)
+        # (B, 2): P(pneumonia) and P(bacterial | pneumonia), each with its own temperature.
+        probabilities = apply_temperature(logits, self._temperatures).tolist()
         results = []
         for i, decoded in enumerate(images):
             scope = assess_scope(decoded, features[i].mean(axis=(1, 2)), self._scope,
                                  resized[i])
-            results.append(self._result(decoded, float(probability[i]),
-                                        float(cause_probability[i]), features[i], scope,
-                                        heatmap))
+            probability, cause_probability = probabilities[i]
+            results.append(self._result(decoded, probability, cause_probability, features[i],
+                                        scope, heatmap))
         return results
 
     def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,

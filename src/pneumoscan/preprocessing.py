@@ -86,20 +86,18 @@ def normalize(resized: np.ndarray, config: PreprocessConfig) -> np.ndarray:
         raise TypeError(f"normalize expects uint8 pixels, got {resized.dtype}")
     flat = resized.reshape(-1, resized.shape[-2] * resized.shape[-1])
     out = np.empty(flat.shape, dtype=np.float32)
-    shared = None if config.equalize else _scaled(_IDENTITY, config)  # one table for all
+    values = input_values(config)
     for i, image in enumerate(flat):
-        table = _scaled(equalization_lut(image), config) if shared is None else shared
+        table = values[equalization_lut(image)] if config.equalize else values
         np.take(table, image, out=out[i])
     return out.reshape(*resized.shape[:-2], 1, *resized.shape[-2:])
 
 
-#: The 256 grey levels, unchanged (the table of an image that is not equalised).
-_IDENTITY = np.arange(256, dtype=np.uint8)
-
-
-def _scaled(levels: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """Model input values of uint8 ``levels``: ``(v / 255 - mean) / std`` in float32."""
-    return (levels.astype(np.float32) / 255.0 - config.mean) / config.std
+def input_values(config: PreprocessConfig) -> np.ndarray:
+    """The model input value of each grey level, ``(v / 255 - mean) / std``: ``(256,)``
+    float32, computed in float32 exactly as a scaled image would be."""
+    levels = np.arange(256, dtype=np.float32)
+    return (levels / 255.0 - config.mean) / config.std
 
 
 def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> np.ndarray:
