@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumoscan import DISCLAIMER, __version__
 from pneumoscan.predictor import Predictor
+from pneumoscan.server.fast_path import FastPredictPath
 from pneumoscan.server.routes import get_predictor, router
 from pneumoscan.server.settings import ServerSettings
 from pneumoscan.server.uploads import too_large_detail
@@ -71,6 +72,7 @@ def create_app(settings: ServerSettings | None = None, *,
     app.include_router(router)
     _add_pages(app)
     _add_error_handlers(app)
+    app.add_middleware(FastPredictPath)  # inside the two below: CORS and the upload limit
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])

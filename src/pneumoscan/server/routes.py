@@ -144,7 +144,7 @@ async def predict(request: Request,
         except UploadRejectedError as exc:
             logger.info("rejected an upload: %d", exc.status)
             raise HTTPException(exc.status, exc.detail) from None
-    result["elapsed_ms"] = _elapsed_ms(started)
+    result["elapsed_ms"] = elapsed_ms_since(started)
     return result
 
 
@@ -171,10 +171,10 @@ async def predict_batch(request: Request,
             items.append(BatchItem(filename=received.filename, status=outcome.status,
                                    detail=outcome.detail))
         else:
-            outcome["elapsed_ms"] = _elapsed_ms(started)
+            outcome["elapsed_ms"] = elapsed_ms_since(started)
             items.append(BatchItem(filename=received.filename, status=200,
                                    result=PredictionResponse(**outcome)))
-    return {"items": items, "elapsed_ms": _elapsed_ms(started)}
+    return {"items": items, "elapsed_ms": elapsed_ms_since(started)}
 
 
 @router.get("/health", response_model=HealthResponse, summary="Is the service up?")
@@ -297,7 +297,7 @@ def _clean(exc: Exception) -> str:
     return str(exc).removeprefix("<bytes>: ")
 
 
-def _elapsed_ms(started: float) -> float:
+def elapsed_ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 1)
 
 
