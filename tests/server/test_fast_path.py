@@ -1,5 +1,6 @@
-"""The fast path answers a light raw-body ``POST /api/v1/predict`` with the route's own JSON,
-and hands everything else to the route, body intact."""
+"""The fast path answers a light ``POST /api/v1/predict`` without options (the image as the
+body or a form's file) with the route's own JSON, and hands everything else to the route,
+body intact."""
 
 from __future__ import annotations
 
@@ -45,8 +46,11 @@ def post_raw(client: TestClient, data: bytes, url: str = PREDICT) -> httpx.Respo
     return client.post(url, content=data, headers={"content-type": "image/jpeg"})
 
 
-def test_light_raw_body_gets_the_routes_json(served: TestClient, fast_calls: list[int],
-                                             xray_jpeg: bytes, xray_png: bytes) -> None:
+def test_light_image_gets_the_routes_json(served: TestClient, fast_calls: list[int],
+                                          xray_jpeg: bytes, xray_png: bytes) -> None:
+    as_form = served.post(PREDICT, files={"file": ("x.jpeg", xray_jpeg)})
+    assert as_form.status_code == 200 and len(fast_calls) == 1
+    fast_calls.clear()
     for data in (xray_jpeg, xray_png):
         fast = post_raw(served, data)
         assert fast.status_code == 200 and len(fast_calls) == 1
@@ -64,15 +68,24 @@ def test_everything_else_goes_to_the_route(served: TestClient, fast_calls: list[
                                            xray_jpeg: bytes, dicom_path: Path) -> None:
     large = jpeg_bytes(np.zeros((1100, 1000), np.uint8))  # 1.1 MP: a worker thread's job
     answers = [
-        served.post(PREDICT, files={"file": ("x.jpeg", xray_jpeg)}),  # a form
+        served.post(PREDICT, files={"file": ("x.jpeg", xray_jpeg)},
+                    data={"heatmap": "true"}),  # an option in the form
         post_raw(served, xray_jpeg, url=PREDICT + "?image=true"),
         post_raw(served, large),
         post_raw(served, dicom_path.read_bytes()),
     ]
     assert [a.status_code for a in answers] == [200] * 4
-    assert "image_png" in answers[1].json()
+    assert "heatmap_png" in answers[0].json() and "image_png" in answers[1].json()
     assert answers[2].json()["width"] == 1000 and answers[3].json()["width"] == 256
     assert not fast_calls  # the large image and the DICOM were not even decoded here
+
+
+def test_malformed_forms_go_to_the_route(served: TestClient, xray_jpeg: bytes) -> None:
+    two_files = served.post(PREDICT, files=[("file", ("a.jpeg", xray_jpeg)),
+                                            ("file", ("b.jpeg", xray_jpeg))])
+    assert two_files.status_code == 422 and "one" in two_files.json()["detail"]
+    wrong_field = served.post(PREDICT, files={"image": ("a.jpeg", xray_jpeg)})
+    assert wrong_field.status_code == 422 and "field named 'file'" in wrong_field.json()["detail"]
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [
