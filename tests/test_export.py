@@ -42,25 +42,25 @@ def test_export_writes_a_checked_graph_beside_the_weights(exported: Path) -> Non
     assert metadata["pneumoscan.arch"] == "simple_cnn"
     assert metadata["pneumoscan.image_size"] == "64"
     assert [i.name for i in graph.graph.input] == ["image"]
-    assert [o.name for o in graph.graph.output] == ["logits", "features"]
+    assert [o.name for o in graph.graph.output] == ["logits", "features", "pooled"]
     assert not [p for p in exported.iterdir() if p.name.endswith(".tmp.onnx")]
 
 
 @pytest.mark.parametrize("batch", [1, 3, 32])
-def test_export_has_a_dynamic_batch_axis_and_the_feature_map(exported: Path,
+def test_export_has_a_dynamic_batch_axis_and_every_output(exported: Path,
                                                              batch: int) -> None:
     session = ort.InferenceSession(str(exported / "model.onnx"),
                                    providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == ["batch", 1, 64, 64]
     x = np.random.default_rng(batch).standard_normal((batch, 1, 64, 64), np.float32)
-    logits, features = session.run(None, {"image": x})
+    logits, features, pooled = session.run(None, {"image": x})
     assert logits.shape == (batch, 2)
     assert features.shape == (batch, 256, 2, 2)  # simple_cnn: 256 channels, stride 32
+    np.testing.assert_allclose(pooled, features.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
     # The head is average pooling + linear, so the logits follow from the features alone.
     from safetensors.numpy import load_file
 
     weights = load_file(str(exported / "model.safetensors"))
-    pooled = features.mean(axis=(2, 3))  # (B, C)
     expected = pooled @ weights["head.weight"].T + weights["head.bias"]
     np.testing.assert_allclose(logits, expected, atol=1e-5)
 

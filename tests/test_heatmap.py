@@ -38,7 +38,7 @@ def test_cam_is_exact_for_the_pooled_linear_head(tiny_model_dir: Path) -> None:
     batch = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 1, 64, 64))
                              .astype(np.float32))
     with torch.inference_mode():
-        logits, features = model.forward_with_features(batch)
+        logits, features, _ = model.forward_with_features(batch)
     weight, bias = model.head.weight[0].detach().numpy(), float(model.head.bias[0].detach())
     raw = np.tensordot(weight, features[0].numpy(), axes=(0, 0))  # (h, w)
     assert float(raw.mean()) + bias == pytest.approx(float(logits[0, 0]), abs=1e-4)

@@ -17,16 +17,17 @@ def simple_cnn() -> PneumoniaNet:
 def test_simple_cnn_shapes(simple_cnn: PneumoniaNet) -> None:
     x = torch.randn(3, 1, 64, 64)
     with torch.no_grad():
-        logits, features = simple_cnn.forward_with_features(x)
+        logits, features, pooled = simple_cnn.forward_with_features(x)
         assert logits.shape == (3, len(OUTPUTS)) == (3, 2)
         assert features.shape == (3, 256, 2, 2)  # five 2x poolings: 64 / 32
+        torch.testing.assert_close(pooled, features.mean(dim=(2, 3)))
         torch.testing.assert_close(simple_cnn(x), logits)
 
 
 def test_head_is_pool_then_linear_so_cam_is_exact(simple_cnn: PneumoniaNet) -> None:
     """In eval mode, logit = mean over positions of (w . feature) + b: the CAM identity."""
     with torch.no_grad():
-        logits, features = simple_cnn.forward_with_features(torch.randn(2, 1, 64, 64))
+        logits, features, _ = simple_cnn.forward_with_features(torch.randn(2, 1, 64, 64))
         cam = torch.einsum("oc,bchw->bohw", simple_cnn.head.weight, features)  # (B, 2, h, w)
         rebuilt = cam.mean(dim=(2, 3)) + simple_cnn.head.bias
     torch.testing.assert_close(rebuilt, logits, rtol=1e-5, atol=1e-5)
@@ -71,7 +72,8 @@ def test_efficientnet_lite0_loads_its_packaged_imagenet_weights() -> None:
     torch.testing.assert_close(model.backbone.conv_stem.weight,
                                source["_conv_stem.weight"].sum(dim=1, keepdim=True))
     with torch.no_grad():
-        logits, features = model.forward_with_features(torch.zeros(1, 1, 64, 64))
+        logits, features, pooled = model.forward_with_features(torch.zeros(1, 1, 64, 64))
     assert logits.shape == (1, 2) and features.shape == (1, 1280, 2, 2)
+    assert pooled.shape == (1, 1280)
     random = create_model("efficientnet_lite0", pretrained=False)
     assert not torch.equal(random.backbone.conv_stem.weight, model.backbone.conv_stem.weight)

@@ -76,6 +76,19 @@ def test_export_for_another_input_size_is_refused(exported: Path, tmp_path: Path
         OnnxBackend(folder)
 
 
+def test_export_by_an_older_pneumoscan_is_refused(exported: Path, tmp_path: Path) -> None:
+    """A graph without the ``pooled`` output (exports before it): re-export, not a crash."""
+    import onnx
+
+    folder = tmp_path / "old"
+    shutil.copytree(exported, folder)
+    graph = onnx.load(str(folder / "model.onnx"))
+    del graph.graph.output[2]
+    onnx.save(graph, str(folder / "model.onnx"))
+    with pytest.raises(ModelFileError, match="an export by an older pneumoscan"):
+        OnnxBackend(folder)
+
+
 def test_corrupt_export_is_refused(exported: Path, tmp_path: Path) -> None:
     folder = tmp_path / "corrupt"
     shutil.copytree(exported, folder)
@@ -89,12 +102,14 @@ def test_backend_runs_any_batch_size_like_torch(exported: Path) -> None:
     assert onnx_backend.session.get_session_options().intra_op_num_threads == 1
     for batch in (1, 5):
         x = np.random.default_rng(batch).standard_normal((batch, 1, 64, 64), np.float32)
-        logits, features = onnx_backend.run(x)
-        expected_logits, expected_features = torch_backend.run(x)
-        assert logits.dtype == features.dtype == np.float32
+        logits, features, pooled = onnx_backend.run(x)
+        expected_logits, expected_features, expected_pooled = torch_backend.run(x)
+        assert logits.dtype == features.dtype == pooled.dtype == np.float32
         assert features.shape == expected_features.shape == (batch, 256, 2, 2)
+        assert pooled.shape == expected_pooled.shape == (batch, 256)
         np.testing.assert_allclose(logits, expected_logits, atol=1e-4)
         np.testing.assert_allclose(features, expected_features, atol=1e-4)
+        np.testing.assert_allclose(pooled, expected_pooled, atol=1e-4)
 
 
 def test_predictor_gives_the_same_results_on_both_backends(

@@ -1,8 +1,8 @@
 """Inference backends: run a ``(B, 1, S, S)`` float32 batch, return logits and features.
 
-Every backend returns ``(logits (B, 2), features (B, C, h, w))`` as numpy arrays, so the
-Predictor computes probabilities, CAM heat maps and the scope check the same way whatever
-runs the network.
+Every backend returns ``(logits (B, 2), features (B, C, h, w), pooled (B, C))`` as numpy
+arrays, so the Predictor computes probabilities, CAM heat maps and the scope check the same
+way whatever runs the network.
 
 - ``onnx``: ONNX Runtime on the model's ONNX export (``pneumoscan export``), the faster of
   the two on a CPU and the only one that needs no PyTorch (``pneumoscan.onnx_backend``).
@@ -36,8 +36,9 @@ class Backend(Protocol):
 
     name: str
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits ``(B, 2)`` and last feature map ``(B, C, h, w)`` for a float32 batch."""
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Logits ``(B, 2)``, the last feature map ``(B, C, h, w)`` and its spatial mean
+        ``(B, C)`` for a float32 batch."""
         ...
 
 
@@ -75,11 +76,13 @@ class TorchBackend:
         self.model, self.card = load_model(weights_path)
         prepare_torch_model(self.model)
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._torch.inference_mode():
-            logits, features = self.model.forward_with_features(self._torch.from_numpy(batch))
+            logits, features, pooled = self.model.forward_with_features(
+                self._torch.from_numpy(batch))
         # Features come back channels-last; the heat map code wants plain C order.
-        return logits.float().numpy(), np.ascontiguousarray(features.float().numpy())
+        return (logits.float().numpy(), np.ascontiguousarray(features.float().numpy()),
+                pooled.float().numpy())
 
 
 def available_backends() -> list[str]:

@@ -1,8 +1,9 @@
 """Export a model to ONNX, check the graph, and measure its agreement with PyTorch.
 
 The graph takes the ``(B, 1, S, S)`` output of :func:`~pneumoscan.preprocessing.preprocess`
-(batch axis dynamic) and returns the logits ``(B, 2)`` *and* the last feature map
-``(B, C, h, w)``, so heat maps (CAM) and the scope check work without PyTorch. Export goes
+(batch axis dynamic) and returns the logits ``(B, 2)``, the last feature map ``(B, C, h, w)``
+and its spatial mean ``(B, C)``, so heat maps (CAM) and the scope check work without
+PyTorch (and without a numpy mean per request). Export goes
 through a temporary file: the ONNX file only appears beside the model once
 ``onnx.checker`` and the numeric comparison with PyTorch have passed.
 """
@@ -52,7 +53,7 @@ class ParityReport:
 
     n_images: int
     max_abs_diff_logits: float
-    max_rel_diff_features: float  # max |difference| / max |torch feature|
+    max_rel_diff_features: float  # max |difference| / max |torch value|, map and pooled
     same_labels: int  # images given the same label (and cause, when pneumonia) by both
     source: str  # "X-ray" (real images) or "random" (synthetic inputs)
 
@@ -128,7 +129,7 @@ def _trace_to_onnx(model: Any, image_size: int, path: Path, opset: int) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             return self.model.forward_with_features(x)  # type: ignore[no-any-return]
 
     # The exporter restores the wrapper's mode after tracing; a new module is in training
@@ -154,8 +155,8 @@ def _add_metadata(graph: Any, card: ModelCard, digest: str) -> None:
     graph.producer_version = __version__
     size = card.preprocessing.image_size
     graph.doc_string = (f"{card.name} {card.version or card.arch}: (B, 1, {size}, {size}) "
-                        "preprocessed X-rays -> logits (B, 2) [pneumonia, bacterial] and the "
-                        "last feature map (B, C, h, w)")
+                        "preprocessed X-rays -> logits (B, 2) [pneumonia, bacterial], the "
+                        "last feature map (B, C, h, w) and its spatial mean (B, C)")
     entries = {WEIGHTS_DIGEST_KEY: digest, "pneumoscan.arch": card.arch,
                "pneumoscan.version": card.version,
                "pneumoscan.image_size": str(size)}
@@ -200,12 +201,12 @@ def compare_with_torch(model_path: Path | str | None, onnx_path: Path | str,
     logit_diff, feature_diff, same = 0.0, 0.0, 0
     for start in range(0, len(inputs), batch_size):
         batch = inputs[start:start + batch_size]  # (B, 1, S, S)
-        torch_logits, torch_features = torch_backend.run(batch)
-        onnx_logits, onnx_features = onnx_backend.run(batch)
+        torch_logits, *torch_features = torch_backend.run(batch)
+        onnx_logits, *onnx_features = onnx_backend.run(batch)
         logit_diff = max(logit_diff, float(np.abs(onnx_logits - torch_logits).max()))
-        scale = max(float(np.abs(torch_features).max()), 1e-12)
-        feature_diff = max(feature_diff,
-                           float(np.abs(onnx_features - torch_features).max()) / scale)
+        for expected, found in zip(torch_features, onnx_features, strict=True):  # map, pooled
+            scale = max(float(np.abs(expected).max()), 1e-12)
+            feature_diff = max(feature_diff, float(np.abs(found - expected).max()) / scale)
         same += int((decide(torch_logits, card) == decide(onnx_logits, card)).all(axis=1).sum())
     return ParityReport(len(inputs), logit_diff, feature_diff, same,
                         "X-ray" if images else "random")

@@ -71,16 +71,18 @@ class PneumoniaNet(nn.Module):
         return features
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        pooled = features.mean(dim=(2, 3))  # (B, C)
-        return self.head(self.dropout(pooled))  # (B, 2)
+        return self.head(self.dropout(features.mean(dim=(2, 3))))  # (B, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, 2)`` and the feature map ``(B, C, h, w)`` in one pass."""
+    def forward_with_features(self, x: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits ``(B, 2)``, the feature map ``(B, C, h, w)`` and its spatial mean
+        ``(B, C)``, the vector the head reads (and the scope check), in one pass."""
         features = self.forward_features(x)
-        return self.forward_head(features), features
+        pooled = features.mean(dim=(2, 3))
+        return self.head(self.dropout(pooled)), features, pooled
 
 
 def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2) -> PneumoniaNet:

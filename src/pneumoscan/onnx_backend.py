@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 #: Names of the graph's input and outputs, fixed by ``pneumoscan export``.
 INPUT_NAME = "image"  # (B, 1, S, S) float32, the output of preprocess()
-OUTPUT_NAMES = ("logits", "features")  # (B, 2) and (B, C, h, w)
+OUTPUT_NAMES = ("logits", "features", "pooled")  # (B, 2), (B, C, h, w), (B, C)
 
 #: Metadata key holding the SHA-256 of the safetensors file the graph was exported from.
 WEIGHTS_DIGEST_KEY = "pneumoscan.weights_sha256"
@@ -117,15 +117,17 @@ class OnnxBackend:
         if [i.name for i in inputs] != [INPUT_NAME] or tuple(outputs) != OUTPUT_NAMES:
             raise ModelFileError(f"{self.path}: expected input {INPUT_NAME!r} and outputs "
                                  f"{OUTPUT_NAMES}, found {[i.name for i in inputs]} and "
-                                 f"{outputs}; re-create it with `{export_hint(model_path)}`")
+                                 f"{outputs} (an export by an older pneumoscan?); re-create "
+                                 f"it with `{export_hint(model_path)}`")
         size = read_card(model_path).preprocessing.image_size
         if list(inputs[0].shape[1:]) != [1, size, size]:
             raise ModelFileError(f"{self.path}: input shape {inputs[0].shape} does not take "
                                  f"the model card's (1, {size}, {size}) images; re-create it "
                                  f"with `{export_hint(model_path)}`")
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits ``(B, 2)`` and the last feature map ``(B, C, h, w)`` of a float32 batch."""
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Logits ``(B, 2)``, the last feature map ``(B, C, h, w)`` and its spatial mean
+        ``(B, C)`` of a float32 batch."""
         feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-        logits, features = self.session.run(list(OUTPUT_NAMES), feed)
-        return logits, features
+        logits, features, pooled = self.session.run(list(OUTPUT_NAMES), feed)
+        return logits, features, pooled

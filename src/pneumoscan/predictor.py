@@ -125,13 +125,13 @@ class Predictor:
         # preprocess() in two halves: the resized image also feeds the scope check.
         resized = [resize(d.pixels, config.image_size) for d in images]  # (S, S) each
         batch = np.stack(resized) if len(resized) > 1 else resized[0][None]  # (B, S, S)
-        logits, features = self.backend.run(normalize(batch, config))  # (B, 2), (B, C, h, w)
+        # (B, 2), (B, C, h, w), (B, C)
+        logits, features, pooled = self.backend.run(normalize(batch, config))
         # (B, 2): P(pneumonia) and P(bacterial | pneumonia), each with its own temperature.
         probabilities = apply_temperature(logits, self._temperatures).tolist()
         results = []
         for i, decoded in enumerate(images):
-            scope = assess_scope(decoded, features[i].mean(axis=(1, 2)), self._scope,
-                                 resized[i])
+            scope = assess_scope(decoded, pooled[i], self._scope, resized[i])
             probability, cause_probability = probabilities[i]
             results.append(self._result(decoded, probability, cause_probability, features[i],
                                         scope, heatmap))
@@ -146,8 +146,7 @@ class Predictor:
         pooled: list[np.ndarray] = []
         for start in range(0, len(resized), batch_size):
             chunk = resized[start:start + batch_size]
-            _, features = self.backend.run(normalize(chunk, self.card.preprocessing))
-            pooled.append(features.mean(axis=(2, 3)))  # (B, C)
+            pooled.append(self.backend.run(normalize(chunk, self.card.preprocessing))[2])
             if progress is not None:
                 progress(len(chunk))
         return np.concatenate(pooled) if pooled else np.zeros((0, 0), np.float32)
