@@ -7,7 +7,9 @@ images in memory all at once. The work runs on a worker thread, so the event loo
 answering, except for a light request (one JPEG or PNG of at most ``INLINE_MAX_PIXELS``,
 no PNG to draw): that one is predicted on the event loop itself, because the two thread
 switches of a hop would add 5-10% to its few milliseconds, while holding the loop for them
-delays other requests no more than a queue would.
+delays other requests no more than a queue would. Such a request without options is
+usually answered before it gets here, with these same functions, by
+:mod:`pneumoscan.server.fast_path`.
 Nothing about an image's content, its file name or its DICOM tags is logged.
 """
 
