@@ -332,7 +332,7 @@ def _serve(predictor: Any, workdir: Path) -> Iterator[dict[str, Callable[[bytes]
     route that only reads them: what the HTTP layer costs with no work behind it). For
     comparison with earlier sessions' figures, ``http_inprocess_raw`` sends the body with
     ``http.client`` from this process, which shares the server's interpreter lock and
-    costs 0.3-0.4 ms of its own."""
+    costs 0.1-0.3 ms of its own."""
     import http.client
     import socket
     import threading
