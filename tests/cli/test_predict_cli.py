@@ -111,6 +111,8 @@ def test_folder_without_out_prints_a_table(runner: CliRunner, tiny_model_dir: Pa
     result = _invoke(runner, scans, "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
     assert "n1.jpeg" in result.stdout and "truncated" in result.stdout
+    # Names from the folder given, which the caption names once (however long its path).
+    assert "files in" in result.stdout and "scans/n1.jpeg" not in result.stdout
 
 
 def test_exit_code_1_when_nothing_predicts(runner: CliRunner, tiny_model_dir: Path,

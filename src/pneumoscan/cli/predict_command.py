@@ -8,6 +8,7 @@ error rows; the exit code is 1 only when nothing at all could be predicted.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -187,12 +188,14 @@ def _print_summary(result: FileResult, overlay: Path | None) -> None:
 
 
 def _print_table(results: list[FileResult]) -> None:
-    table = Table(title=None, show_lines=False)
+    folder = _common_folder([result.file for result in results])
+    table = Table(title=None, show_lines=False, caption_justify="left",
+                  caption=f"files in {escape(str(folder))}" if folder else None)
     for column in ("file", "label", "probability", "cause", "in scope", "error"):
         table.add_column(column, overflow="fold")
     for result in results:
         p = result.prediction
-        name = escape(result.file)
+        name = escape(os.path.relpath(result.file, folder) if folder else result.file)
         if p is None:
             table.add_row(name, "", "", "", "", f"[red]{escape(result.error)}[/]")
             continue
@@ -200,6 +203,18 @@ def _print_table(results: list[FileResult]) -> None:
         scope = "yes" if p.in_scope else f"[yellow]no: {escape(p.scope_reason)}[/]"
         table.add_row(name, p.label, f"{p.probability:.3f}", cause, scope, "")
     stdout.print(table)
+
+
+def _common_folder(files: list[str]) -> Path | None:
+    """The folder all ``files`` lie under, when there are several: the table then shows
+    their paths from there (short names, not the same long prefix on every row)."""
+    if len(files) < 2:
+        return None
+    try:
+        folder = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+    except ValueError:  # on different drives
+        return None
+    return Path(folder)
 
 
 def _print_footer(results: list[FileResult], version: str, overlays: dict[int, Path]) -> None:
