@@ -7,6 +7,7 @@ Training, evaluation, prediction, the server and the ONNX parity test all call
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -95,9 +96,16 @@ def normalize(resized: np.ndarray, config: PreprocessConfig) -> np.ndarray:
 
 def input_values(config: PreprocessConfig) -> np.ndarray:
     """The model input value of each grey level, ``(v / 255 - mean) / std``: ``(256,)``
-    float32, computed in float32 exactly as a scaled image would be."""
-    levels = np.arange(256, dtype=np.float32)
-    return (levels / 255.0 - config.mean) / config.std
+    float32, computed in float32 exactly as a scaled image would be (read-only: one table
+    per ``mean`` and ``std``, shared by every call)."""
+    return _input_values(config.mean, config.std)
+
+
+@functools.lru_cache(maxsize=8)
+def _input_values(mean: float, std: float) -> np.ndarray:
+    values = (np.arange(256, dtype=np.float32) / 255.0 - mean) / std
+    values.flags.writeable = False
+    return values
 
 
 def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> np.ndarray:

@@ -108,6 +108,16 @@ def test_oversized_bodies_are_refused_before_the_fast_path(xray_jpeg: bytes) -> 
     assert response.status_code == 413 and "limit" in response.json()["detail"]
 
 
+def test_fast_answers_carry_the_cors_headers(xray_jpeg: bytes, fast_calls: list[int]) -> None:
+    settings = ServerSettings(cors_origins=["https://pacs.example"])
+    with TestClient(create_app(settings, predictor=FakePredictor())) as client:
+        response = client.post(PREDICT, content=xray_jpeg,
+                               headers={"content-type": "image/jpeg",
+                                        "origin": "https://pacs.example"})
+    assert response.status_code == 200 and fast_calls == [1]
+    assert response.headers["access-control-allow-origin"] == "https://pacs.example"
+
+
 def test_a_server_without_its_model_answers_503_from_the_route(xray_jpeg: bytes) -> None:
     app = create_app(ServerSettings(), predictor=FakePredictor())
     with TestClient(app) as client:
