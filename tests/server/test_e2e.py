@@ -68,6 +68,20 @@ def test_real_model_on_a_shared_xray(client: TestClient,
     assert overlay.size == (body["width"], body["height"])
 
 
+def test_real_model_same_answer_fast_or_through_the_route(
+        client: TestClient, shared_normal_images: list[Path],
+        shared_pneumonia_images: list[Path]) -> None:
+    """No options: the fast path answers; ``?heatmap=false``: the route. The same JSON."""
+    for path in shared_normal_images[:2] + shared_pneumonia_images[:2]:
+        data = path.read_bytes()
+        fast = client.post(PREDICT, content=data, headers={"content-type": "image/jpeg"})
+        routed = post(client, data, path.name, PREDICT + "?heatmap=false")
+        assert fast.status_code == routed.pop("status") == 200
+        body = fast.json()
+        assert body.pop("elapsed_ms") >= 0 and routed.pop("elapsed_ms") >= 0
+        assert body == routed
+
+
 def test_real_model_on_a_compressed_dicom(client: TestClient, dicom_dir: Path) -> None:
     data = (dicom_dir / "cr_nema_pa_monochrome1_jpeg2000.dcm").read_bytes()
     body = post(client, data, "chest.dcm", PREDICT + "?heatmap=true&image=true")
