@@ -123,10 +123,9 @@ class Predictor:
             return []
         config = self.card.preprocessing
         # preprocess() in two halves: the resized image also feeds the scope check.
-        resized = [resize(d.pixels, config.image_size) for d in images]  # (S, S) each
-        batch = np.stack(resized) if len(resized) > 1 else resized[0][None]  # (B, S, S)
+        resized = np.stack([resize(d.pixels, config.image_size) for d in images])  # (B, S, S)
         # (B, 2), (B, C, h, w), (B, C)
-        logits, features, pooled = self.backend.run(normalize(batch, config))
+        logits, features, pooled = self.backend.run(normalize(resized, config))
         # (B, 2): P(pneumonia) and P(bacterial | pneumonia), each with its own temperature.
         probabilities = apply_temperature(logits, self._temperatures).tolist()
         results = []

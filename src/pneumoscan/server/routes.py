@@ -205,7 +205,7 @@ def is_light(data: bytes, *, drawing: bool) -> bool:
 
 def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
                   image: bool) -> dict[str, Any]:
-    """Decode, predict and render one upload (runs on a worker thread)."""
+    """Decode, predict and render one upload (on a worker thread unless it is light)."""
     decoded = decode_upload(predictor, data)
     prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
     return render(prediction, heatmap=heatmap, image=image)
