@@ -16,8 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+
+from pneumoscan.markings import random_markings
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class AugmentConfig:
     # a softer or lower-resolution original (in this data, normals are sharper on average)
     noise: float = 0.02  # Gaussian noise std, uniform in [0, this]
     hflip: bool = False
+    pad_fill: float = 0.0  # probability that the area a zoom-out or shift uncovers is a
+    # constant grey (black, white or between) instead of the replicated edge
+    annotate: float = 0.0  # probability of burned-in text and side markers (both classes)
+    border: float = 0.0  # probability of black or white bands along the edges
 
 
 def _uniform(n: int, spread: float, generator: torch.Generator) -> torch.Tensor:
@@ -63,6 +70,15 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border",
                         align_corners=False)
+    if config.pad_fill > 0:
+        inside = F.grid_sample(torch.ones_like(images), grid, mode="bilinear",
+                               padding_mode="zeros", align_corners=False)
+        fill = torch.rand(n, generator=generator).view(n, 1, 1, 1)
+        fill = torch.where(fill < 0.6, 0.0, torch.where(fill < 0.8, 1.0, fill))
+        use = (torch.rand(n, generator=generator) < config.pad_fill).view(n, 1, 1, 1)
+        out = torch.where(use, out * inside + fill * (1 - inside), out)
+    if config.annotate > 0 or config.border > 0:
+        out = _mark(out, config, generator)
 
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     contrast = (1 + _uniform(n, config.contrast, generator)).view(n, 1, 1, 1)
@@ -80,6 +96,23 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
         sigma = (torch.rand(n, generator=generator) * config.noise).view(n, 1, 1, 1)
         out = out + sigma * torch.randn(out.shape, generator=generator)
     return out.clamp(0, 1)
+
+
+def _mark(images: torch.Tensor, config: AugmentConfig,
+          generator: torch.Generator) -> torch.Tensor:
+    """Burned-in annotations and border bands (:mod:`pneumoscan.markings`), per image."""
+    n = images.shape[0]
+    annotate = torch.rand(n, generator=generator) < config.annotate
+    border = torch.rand(n, generator=generator) < config.border
+    seeds = torch.randint(0, 2**31 - 1, (n,), generator=generator)
+    out = images.clone()
+    for i in range(n):
+        if annotate[i] or border[i]:
+            rng = np.random.default_rng(int(seeds[i]))
+            marked = random_markings(images[i, 0].numpy(), rng, annotate=bool(annotate[i]),
+                                     border=bool(border[i]))
+            out[i, 0] = torch.from_numpy(marked.astype(np.float32))
+    return out
 
 
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

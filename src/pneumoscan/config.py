@@ -27,6 +27,10 @@ class TrainConfig:
     label_smoothing: float = 0.05  # targets 0/1 become eps/2 and 1 - eps/2
     cause_loss_weight: float = 0.5  # weight of the bacterial-vs-viral loss
     val_fraction: float = 0.15  # patient-level share of train/ held out for validation
+    protocol_fraction: float = 0.0  # share of consecutive-patient blocks held out first
+    # (validation out of protocol; 0 = none, as in models trained before it existed)
+    select_last_epoch: bool = False  # keep the last epoch (a fixed schedule), not the one
+    # with the best clean validation AUC
     seed: int = 0
     patience: int = 3  # early stopping: epochs without a better validation AUC
     min_sensitivity: float = 0.95  # threshold rule: lowest sensitivity accepted

@@ -176,6 +176,71 @@ def split_by_patient(samples: list[Sample], val_fraction: float = 0.15,
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
 
 
+def patient_series(patient_id: str) -> tuple[str, int] | None:
+    """The numbering series of a Kermany-style patient id and its number, else None.
+
+    ``person12`` → ``("person", 12)``, ``im-0115`` → ``("im", 115)``, ``normal2-im-0383`` →
+    ``("normal2-im", 383)``. Within a series the numbers run roughly in acquisition order.
+    """
+    match = re.fullmatch(r"(person|im|normal2-im)-?(\d+)", patient_id)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def hold_out_protocol_blocks(samples: list[Sample], fraction: float, seed: int = 0,
+                             blocks: int = 20) -> tuple[list[Sample], list[Sample]]:
+    """Split into (rest, held out) by blocks of consecutive patient numbers.
+
+    Patients are numbered roughly in acquisition order, so a block of consecutive numbers
+    approximates a stretch of time with its own protocol, staff and machine settings:
+    scoring on whole blocks is validation out of protocol, not only out of patient (the
+    official test split's errors come from such a run of consecutive patients). Each
+    numbering series (``person``, ``im``, ``normal2-im``) is cut into ``blocks`` runs of
+    consecutive patients and ``round(fraction * blocks)`` of them, chosen by ``seed``, are
+    held out. Ids outside the series stay in the rest.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"protocol hold-out fraction must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    numbered: dict[str, list[tuple[int, str]]] = {}
+    for patient in sorted({s.patient_id for s in samples}):
+        series = patient_series(patient)
+        if series is not None:
+            numbered.setdefault(series[0], []).append((series[1], patient))
+    for name in sorted(numbered):
+        patients = [p for _, p in sorted(numbered[name])]
+        runs = np.array_split(np.array(patients), blocks)
+        chosen = rng.choice(blocks, size=max(1, round(fraction * blocks)), replace=False)
+        for index in chosen:
+            held.update(str(p) for p in runs[index])
+    rest = [s for s in samples if s.patient_id not in held]
+    return rest, [s for s in samples if s.patient_id in held]
+
+
+@dataclass(frozen=True)
+class TrainingSplit:
+    """The three sides of ``train/`` that a training run uses, rebuilt from its config."""
+
+    train: list[Sample]
+    validation: list[Sample]  # patient-level, same protocol as training
+    protocol: list[Sample]  # whole blocks of consecutive patients (empty when not held out)
+
+
+def split_for_training(pool: list[Sample], val_fraction: float, seed: int,
+                       protocol_fraction: float = 0.0) -> TrainingSplit:
+    """The one definition of a training run's split (training, fit-scope, benchmarks, tests).
+
+    With ``protocol_fraction`` > 0, blocks of consecutive patients are held out first
+    (:func:`hold_out_protocol_blocks`); the patient-level validation split is then made
+    from the rest (:func:`split_by_patient`).
+    """
+    protocol: list[Sample] = []
+    if protocol_fraction > 0:
+        pool, protocol = hold_out_protocol_blocks(pool, protocol_fraction, seed)
+    train, validation = split_by_patient(pool, val_fraction, seed)
+    return TrainingSplit(train, validation, protocol)
+
+
 def fingerprint(samples: list[Sample]) -> str:
     """A short hash of the file names, sizes and labels: identifies a data set version."""
     digest = hashlib.sha256()

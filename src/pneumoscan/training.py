@@ -43,7 +43,7 @@ from pneumoscan.dataset import (
     describe,
     discover,
     fingerprint,
-    split_by_patient,
+    split_for_training,
 )
 from pneumoscan.errors import DataLayoutError
 from pneumoscan.image_cache import load_resized
@@ -260,10 +260,15 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     if absent:  # fail now, not after an epoch with an AUC that cannot be computed
         raise DataLayoutError(f"{data}: no {'/, '.join(absent)}/ images to train on; training "
                               "needs both NORMAL/ and PNEUMONIA/")
-    train_samples, val_samples = split_by_patient(pool, config.val_fraction, config.seed)
+    split = split_for_training(pool, config.val_fraction, config.seed,
+                               config.protocol_fraction)
+    train_samples, val_samples = split.train, split.validation
     logger.info("train: %s", describe(train_samples))
     logger.info("validation (patient-level, %.0f%%): %s", config.val_fraction * 100,
                 describe(val_samples))
+    if split.protocol:
+        logger.info("held out, out of protocol (blocks of consecutive patients, %.0f%%): %s",
+                    config.protocol_fraction * 100, describe(split.protocol))
     if resume and not (out / CHECKPOINT).is_file():
         raise FileNotFoundError(f"{out / CHECKPOINT}: nothing to resume; run without --resume")
     if not resume and (out / CHECKPOINT).is_file():
@@ -296,7 +301,8 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     steps = len(train_arrays.labels) // config.batch_size
     interrupted = False
     for epoch in range(state["epoch"], config.epochs):
-        if epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0:
+        if (epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0
+                and not config.select_last_epoch):
             logger.info("early stop: no better validation AUC for %d epochs", config.patience)
             break
         started = time.perf_counter()
@@ -314,11 +320,15 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         state["history"].append(row)
         state["train_seconds"] += seconds
         state["epoch"] = epoch + 1
-        if scores["val_auc"] > state["best_auc"]:
+        if scores["val_auc"] > state["best_auc"] or config.select_last_epoch:
             state["best_auc"], state["best_epoch"] = scores["val_auc"], epoch + 1
             if main:
                 save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
                           str(out / BEST_WEIGHTS))
+        if main:  # every epoch's weights, so that the shift suite can compare epochs later
+            (out / "epochs").mkdir(exist_ok=True)
+            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                      str(out / "epochs" / f"epoch{epoch + 1}.safetensors"))
         if main:
             logger.info("epoch %d/%d  train loss %.4f  val loss %.4f  val AUC %.4f  "
                         "cause AUC %.4f  %.0fs", epoch + 1, config.epochs, train_loss,
