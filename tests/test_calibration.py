@@ -30,6 +30,16 @@ def test_fit_temperature_recovers_a_known_temperature(true_temperature: float) -
     assert fitted == pytest.approx(true_temperature, rel=0.06)
 
 
+def test_fit_temperature_closed_form() -> None:
+    # One logit value z = 2 with 3 of 4 labels positive: the NLL is least where
+    # sigmoid(2 / T) = 3/4, i.e. 2 / T = log 3 -> T = 2 / log 3 = 1.82048...
+    logits = np.full(400, 2.0)
+    labels = np.tile([1, 1, 1, 0], 100)
+    assert fit_temperature(logits, labels) == pytest.approx(2 / np.log(3), rel=1e-5)
+    # sign flips change nothing: z = -2 with 1 of 4 positive is the same problem
+    assert fit_temperature(-logits, 1 - labels) == pytest.approx(2 / np.log(3), rel=1e-5)
+
+
 def test_fit_temperature_stays_in_its_bounds() -> None:
     # labels independent of the logits: the best temperature is as large as allowed
     logits = np.array([-3.0, 3.0, -3.0, 3.0])

@@ -25,6 +25,9 @@ def test_confusion_counts_by_hand() -> None:
     # positives >= 0.5: 0.9 0.8 0.7 0.6 -> tp 4, 0.3 -> fn 1
     # negatives >= 0.5: 0.65 0.55 -> fp 2, 0.2 0.1 0.05 -> tn 3
     assert confusion_counts(LABELS, PROBS >= 0.5) == {"tp": 4, "fp": 2, "tn": 3, "fn": 1}
+    # one class absent from both: its counts are zeros, not missing
+    assert confusion_counts(np.array([1, 1]), np.array([True, True])) == \
+        {"tp": 2, "fp": 0, "tn": 0, "fn": 0}
 
 
 def test_compute_metrics_by_hand() -> None:
@@ -71,6 +74,9 @@ def test_wilson_interval_known_values() -> None:
     # 0 of 10 -> [0, 0.2775]: no negative lower bound unlike the Wald interval
     assert wilson_interval(0, 10) == pytest.approx([0.0, 0.2775], abs=1e-4)
     assert wilson_interval(10, 10) == pytest.approx([0.7225, 1.0], abs=1e-4)
+    # 4 of 5 by the formula: centre (0.8 + z^2/10) / (1 + z^2/5) = 0.66965, half-width
+    # z sqrt(0.16/5 + z^2/100) / (1 + z^2/5) = 0.29412, z = 1.959964
+    assert wilson_interval(4, 5) == pytest.approx([0.37553, 0.96378], abs=1e-5)
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 

@@ -2,8 +2,8 @@
 
 Positive class = PNEUMONIA. Pure functions over numpy arrays: ``labels`` are 0/1,
 ``probabilities`` are calibrated P(pneumonia), ``threshold`` was fixed beforehand.
-ROC AUC and its bootstrap come from scikit-learn; Wilson intervals and ECE are a few
-lines each and scikit-learn has neither.
+ROC AUC, the confusion counts and the Brier score come from scikit-learn, Wilson intervals
+from scipy; the bootstrap and ECE are a few lines each (neither library has them).
 """
 
 from __future__ import annotations
@@ -12,31 +12,26 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from scipy.stats import binomtest, rankdata
+from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score
 
 
 def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
-    """True/false positives/negatives of 0/1 predictions."""
-    labels = np.asarray(labels).astype(bool)
-    predicted = np.asarray(predicted).astype(bool)
-    return {
-        "tp": int(np.sum(labels & predicted)),
-        "fp": int(np.sum(~labels & predicted)),
-        "tn": int(np.sum(~labels & ~predicted)),
-        "fn": int(np.sum(labels & ~predicted)),
-    }
+    """True/false positives/negatives of 0/1 predictions (scikit-learn's confusion matrix)."""
+    matrix = confusion_matrix(np.asarray(labels).astype(bool), np.asarray(predicted).astype(bool),
+                              labels=[False, True])
+    tn, fp, fn, tp = (int(count) for count in matrix.ravel())
+    return {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
 
 
-def wilson_interval(successes: int, total: int, z: float = 1.959964) -> list[float]:
-    """95 % Wilson score interval of a proportion (well-behaved near 0 and 1)."""
+def wilson_interval(successes: int, total: int) -> list[float]:
+    """95 % Wilson score interval of a proportion (well-behaved near 0 and 1); NaNs when
+    ``total`` is 0. scipy's ``binomtest(...).proportion_ci(method="wilson")``."""
     if total == 0:
         return [math.nan, math.nan]
-    p = successes / total
-    denominator = 1 + z**2 / total
-    centre = (p + z**2 / (2 * total)) / denominator
-    half = z * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / denominator
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    interval = binomtest(successes, total).proportion_ci(confidence_level=0.95,
+                                                         method="wilson")
+    return [float(interval.low), float(interval.high)]
 
 
 def _rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
