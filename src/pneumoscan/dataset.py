@@ -24,13 +24,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from pneumoscan.errors import DataLayoutError
 from pneumoscan.imaging import IMAGE_SUFFIXES
+from pneumoscan.modelfile import CAUSE_NAMES, CLASS_NAMES
 
 logger = logging.getLogger(__name__)
 
-#: Class names in index order; a model file stores its own copy and is the authority.
-CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
-#: Causes of pneumonia in index order of the cause head (P(bacterial) is the output).
-CAUSE_NAMES: tuple[str, str] = ("viral", "bacterial")
 SPLIT_NAMES = ("train", "val", "test")
 
 _PERSON = re.compile(r"^(person\d+)_(bacteria|virus)_\d+", re.IGNORECASE)

@@ -14,7 +14,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pneumoscan.dataset import CAUSE_NAMES, CLASS_NAMES
 from pneumoscan.errors import ModelFileError
 from pneumoscan.preprocessing import PreprocessConfig
 
@@ -26,6 +25,11 @@ logger = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model.json"
 FORMAT_VERSION = 1
+
+#: Class names in output index order; a model card stores its own copy, the authority.
+CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+#: Causes of pneumonia in index order of the cause head (P(bacterial) is the output).
+CAUSE_NAMES: tuple[str, str] = ("viral", "bacterial")
 
 
 @dataclass
@@ -40,6 +44,8 @@ class ModelCard:
     threshold: float = 0.5  # on the calibrated P(pneumonia), chosen on validation
     temperature: float = 1.0  # pneumonia logit is divided by this before the sigmoid
     cause_temperature: float = 1.0  # same for the bacterial-vs-viral logit
+    heatmap_scale: float = 0.0  # CAM value shown at full colour, the same for every image
+    # (0: each image's own maximum, as models trained before November 2026 had it)
     threshold_rule: str = ""
     validation: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
