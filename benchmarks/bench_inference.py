@@ -119,7 +119,7 @@ def load_inputs(args: argparse.Namespace, image_size: int | None = None,
     the model card's settings (``image_size`` overrides its size, for the baselines)."""
     from dataclasses import replace
 
-    from pneumoscan.export import find_images
+    from pneumoscan.export import sample_images
     from pneumoscan.imaging import load_image
     from pneumoscan.modelfile import read_card
     from pneumoscan.preprocessing import preprocess
@@ -127,7 +127,7 @@ def load_inputs(args: argparse.Namespace, image_size: int | None = None,
     config = read_card(args.model).preprocessing
     if image_size is not None:
         config = replace(config, image_size=image_size)
-    return np.stack([preprocess(load_image(p), config) for p in find_images(args.data, n)])
+    return np.stack([preprocess(load_image(p), config) for p in sample_images(args.data, n)])
 
 
 def torch_cost(model: Any, image_size: int) -> dict[str, float]:
@@ -149,7 +149,7 @@ def torch_cost(model: Any, image_size: int) -> dict[str, float]:
 def worker_prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Find or make the ONNX file, and compare it with PyTorch on real X-rays."""
     from pneumoscan.errors import ModelFileError
-    from pneumoscan.export import compare_with_torch, export_onnx, find_images
+    from pneumoscan.export import compare_with_torch, export_onnx, sample_images
     from pneumoscan.onnx_backend import OnnxBackend, onnx_path_for
 
     beside = onnx_path_for(args.model)
@@ -161,7 +161,7 @@ def worker_prepare(args: argparse.Namespace) -> dict[str, Any]:
         onnx_path = Path(args.workdir) / "model.onnx"
         export_onnx(args.model, onnx_path)
         exported = True
-    images = find_images(args.data, args.parity_images)
+    images = sample_images(args.data, args.parity_images)
     report = compare_with_torch(args.model, onnx_path, images)
     return {"onnx_path": str(onnx_path), "exported_for_benchmark": exported,
             "onnx_mb": onnx_path.stat().st_size / 1e6, "parity": report.to_dict()}
@@ -221,9 +221,9 @@ def large_radiograph(data: Path) -> bytes:
     """A shared X-ray up-scaled to an original-size JPEG (quality 90)."""
     from PIL import Image
 
-    from pneumoscan.export import find_images
+    from pneumoscan.export import sample_images
 
-    source = Image.open(find_images(data, 1)[0]).convert("L")
+    source = Image.open(sample_images(data, 1)[0]).convert("L")
     buffer = io.BytesIO()
     source.resize(LARGE_SIZE, Image.Resampling.BICUBIC).save(buffer, format="JPEG",
                                                             quality=90)
@@ -267,7 +267,7 @@ def worker_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
     of them alike (their ratio is the figure that matters)."""
     from safetensors.numpy import load_file
 
-    from pneumoscan.export import find_images
+    from pneumoscan.export import sample_images
     from pneumoscan.imaging import decode_image
     from pneumoscan.modelfile import read_card, resolve_model_paths
     from pneumoscan.onnx_backend import OnnxBackend
@@ -278,7 +278,7 @@ def worker_end_to_end(args: argparse.Namespace) -> dict[str, Any]:
     card = read_card(args.model)
     predictor = Predictor(OnnxBackend(args.model, onnx_path=args.onnx, threads=args.threads),
                           card, load_file(str(weights))["head.weight"])
-    uploads = {"shared_jpeg": find_images(args.data, 1)[0].read_bytes(),
+    uploads = {"shared_jpeg": sample_images(args.data, 1)[0].read_bytes(),
                "large_jpeg": large_radiograph(args.data)}
     model_input = preprocess(decode_image(uploads["shared_jpeg"]).pixels,
                              card.preprocessing)[None]  # (1, 1, S, S)

@@ -44,11 +44,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160, help="model input side, pixels")
     args = parser.parse_args()
 
-    from pneumoscan.export import find_images
+    from pneumoscan.export import sample_images
     from pneumoscan.imaging import decode_image
     from pneumoscan.preprocessing import resize
 
-    files = find_images(args.data, args.images)
+    files = sample_images(args.data, args.images)
     if not files:
         raise SystemExit(f"no images under {args.data}; see ../shared/data/README.md")
     session = resize_session(args.size)

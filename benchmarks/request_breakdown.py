@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from pneumoscan.export import find_images
+    from pneumoscan.export import sample_images
     from pneumoscan.predictor import Predictor
     from pneumoscan.server import ServerSettings, create_app
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.01)
-    image = find_images(args.data, 1)[0]
+    image = sample_images(args.data, 1)[0]
     client = subprocess.Popen([sys.executable, str(HERE / "bench_inference.py"), "--worker",
                                "http_client", "--port", str(port)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -15,6 +15,7 @@ from conftest import make_synthetic_dataset
 from pneumoscan import DISCLAIMER
 from pneumoscan.calibration import apply_temperature
 from pneumoscan.config import TrainConfig
+from pneumoscan.decision import Decisions
 from pneumoscan.evaluation import PLOTS, cause_metrics, evaluate
 from pneumoscan.imaging import load_image
 from pneumoscan.metrics import compute_metrics
@@ -134,7 +135,9 @@ def test_cause_metrics_by_hand() -> None:
     causes = np.array([-1, -1, 1, 1, 0, 0, -1])  # the last pneumonia has no known cause
     cause_p = np.array([0.9, 0.1, 0.8, 0.3, 0.2, 0.6, 0.7])
     predicted = np.array([False, True, True, True, True, False, True])
-    out = cause_metrics(labels, causes, cause_p, predicted)
+    decisions = Decisions(probability=np.zeros(7), cause_probability=cause_p,
+                          positive=predicted, bacterial=cause_p >= 0.5)
+    out = cause_metrics(labels, causes, decisions)
     assert out is not None
     assert out["cause_n"] == 4
     assert out["cause_accuracy"] == pytest.approx(2 / 4)  # 0.8 -> bact ok, 0.3 no, 0.2 ok, 0.6 no
@@ -144,7 +147,25 @@ def test_cause_metrics_by_hand() -> None:
     assert out["cause_confusion"]["matrix"] == [[1, 0, 1],
                                                 [0, 1, 1],
                                                 [1, 0, 1]]
-    assert cause_metrics(labels, np.full(7, -1), cause_p, predicted) is None
+    assert cause_metrics(labels, np.full(7, -1), decisions) is None
+
+
+def test_onnx_backend_gives_the_torch_backends_figures(exported_tiny_model: Path, data: Path,
+                                                      tmp_path: Path) -> None:
+    """evaluate runs without PyTorch on the ONNX export, with the same results."""
+    by_torch = evaluate(data, tmp_path / "torch", model_path=exported_tiny_model,
+                        backend="torch")
+    by_onnx = evaluate(data, tmp_path / "onnx", model_path=exported_tiny_model,
+                       backend="onnx")
+    assert (by_torch["backend"], by_onnx["backend"]) == ("torch", "onnx")
+    for key in ("n", "tp", "fp", "tn", "fn", "cause_n"):
+        assert by_onnx[key] == by_torch[key], key
+    for key in ("auc", "brier", "cause_auc"):
+        assert by_onnx[key] == pytest.approx(by_torch[key], abs=1e-5), key
+    torch_rows, onnx_rows = _predictions(tmp_path / "torch"), _predictions(tmp_path / "onnx")
+    assert [r["predicted"] for r in onnx_rows] == [r["predicted"] for r in torch_rows]
+    np.testing.assert_allclose([float(r["probability"]) for r in onnx_rows],
+                               [float(r["probability"]) for r in torch_rows], atol=1e-5)
 
 
 def test_nothing_readable_is_an_error(model_dir: Path, tmp_path: Path) -> None:

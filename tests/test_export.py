@@ -19,13 +19,11 @@ from pneumoscan.export import (
     LOGIT_TOLERANCE,
     OnnxParityError,
     compare_with_torch,
-    decide,
     export_onnx,
-    find_images,
+    sample_images,
 )
-from pneumoscan.modelfile import ModelCard, default_model_path, read_card
+from pneumoscan.modelfile import default_model_path, read_card
 from pneumoscan.onnx_backend import WEIGHTS_DIGEST_KEY, weights_digest
-from pneumoscan.preprocessing import PreprocessConfig
 
 
 @pytest.fixture
@@ -96,26 +94,21 @@ def test_export_refuses_a_graph_that_differs(tiny_model_dir: Path, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_decide_matches_the_predictors_rule() -> None:
-    card = ModelCard(arch="x", preprocessing=PreprocessConfig(), threshold=0.5,
-                     temperature=2.0)
-    logits = np.array([[0.1, 3.0],   # P = sigmoid(0.05) > 0.5: pneumonia, bacterial
-                       [-0.1, 3.0],  # normal: the cause is not reported (0)
-                       [4.0, -1.0]], np.float32)  # pneumonia, viral
-    np.testing.assert_array_equal(decide(logits, card), [[1, 1], [0, 0], [1, 0]])
-
-
-def test_find_images_spreads_over_the_listing(tmp_path: Path) -> None:
+def test_sample_images_spreads_over_the_listing(tmp_path: Path) -> None:
     for folder in ("NORMAL", "PNEUMONIA"):
         (tmp_path / folder).mkdir()
         for i in range(5):
             (tmp_path / folder / f"{i}.jpeg").write_bytes(b"x")
     (tmp_path / "NORMAL" / "notes.txt").write_text("not an image")
-    found = find_images(tmp_path, 4)
+    found = sample_images(tmp_path, 4)
     assert [p.parent.name for p in found] == ["NORMAL", "NORMAL", "PNEUMONIA", "PNEUMONIA"]
-    assert len(find_images(tmp_path, 100)) == 10
+    assert [p.name for p in found] == ["0.jpeg", "3.jpeg", "1.jpeg", "4.jpeg"]
+    assert len(sample_images(tmp_path, 100)) == 10
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        find_images(tmp_path / "missing", 4)
+        sample_images(tmp_path / "missing", 4)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no"):
+        sample_images(tmp_path / "empty", 4)
 
 
 def test_export_command(tiny_model_dir: Path, tmp_path: Path,
@@ -142,15 +135,16 @@ def test_export_command(tiny_model_dir: Path, tmp_path: Path,
 def test_shipped_onnx_matches_torch_on_every_validation_image(chest_xray_dir: Path) -> None:
     """The shipped ``default.onnx``: max |logit diff| <= 1e-4 and the same label as PyTorch
     on every image of the shipped model's patient-level validation split."""
-    from pneumoscan.dataset import discover, split_by_patient
+    from pneumoscan.dataset import discover, split_for_training
 
     weights = default_model_path()
     if not weights.is_file() or not weights.with_suffix(".onnx").is_file():
         pytest.skip(f"no shipped model and ONNX export at {weights.with_suffix('.*')}")
     config = read_card(None).training.get("config", {})
     pool = discover(chest_xray_dir).splits["train"]
-    _, validation = split_by_patient(pool, config.get("val_fraction", 0.15),
-                                     config.get("seed", 0))
+    validation = split_for_training(pool, config.get("val_fraction", 0.15),
+                                    config.get("seed", 0),
+                                    config.get("protocol_fraction", 0.0)).validation
     report = compare_with_torch(None, weights.with_suffix(".onnx"),
                                 [s.path for s in validation])
     assert report.n_images == len(validation) > 500

@@ -6,6 +6,9 @@ starts one process per device and tells each its place through environment varia
 (its number on this machine, which picks its GPU). :func:`process_group` joins them (gloo on
 the CPU, NCCL on CUDA). Without torchrun every helper here is the single process: rank 0 of
 1, barriers and reductions do nothing, so callers use them unconditionally.
+
+PyTorch is imported when a helper needs it, not with this module: :func:`launched_by_torchrun`
+is asked by ``pneumoscan predict``, which must run without PyTorch.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.distributed as dist
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +39,15 @@ def launched_by_torchrun() -> bool:
 
 def world_size() -> int:
     """Processes in the group (1 without one)."""
+    import torch.distributed as dist
+
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def rank() -> int:
     """This process's number, 0 to ``world_size() - 1`` (0 without a group)."""
+    import torch.distributed as dist
+
     return dist.get_rank() if dist.is_initialized() else 0
 
 
@@ -56,6 +64,8 @@ def select_device(device: str | torch.device = "auto", local_rank: int | None = 
         device: a name from :data:`DEVICE_CHOICES` or a ``torch.device`` (returned as is).
         local_rank: which GPU on this machine (default: ``$LOCAL_RANK``, else 0).
     """
+    import torch
+
     if isinstance(device, torch.device):
         return device
     if device not in DEVICE_CHOICES:
@@ -85,6 +95,8 @@ def process_group(device: str | torch.device = "auto") -> Iterator[torch.device]
     entry point: joining anew after leaving can hang, as the rendezvous store still holds
     the first group's keys.
     """
+    import torch.distributed as dist
+
     chosen = select_device(device)
     created = launched_by_torchrun() and not dist.is_initialized()
     if created:
@@ -101,6 +113,9 @@ def process_group(device: str | torch.device = "auto") -> Iterator[torch.device]
 
 
 def _collective_device() -> torch.device:
+    import torch
+    import torch.distributed as dist
+
     # NCCL moves only CUDA tensors; gloo only CPU ones.
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -110,6 +125,8 @@ def _collective_device() -> torch.device:
 def barrier() -> None:
     """Wait until every process gets here."""
     if world_size() > 1:
+        import torch.distributed as dist
+
         dist.barrier()
 
 
@@ -117,6 +134,9 @@ def all_reduce_mean(value: float) -> float:
     """The mean of ``value`` over all processes."""
     if world_size() == 1:
         return value
+    import torch
+    import torch.distributed as dist
+
     tensor = torch.tensor([value], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(tensor)
     return float(tensor.item()) / world_size()
@@ -126,6 +146,8 @@ def all_gather_objects(value: Any) -> list[Any]:
     """Every process's ``value`` (picklable), in rank order."""
     if world_size() == 1:
         return [value]
+    import torch.distributed as dist
+
     gathered: list[Any] = [None] * world_size()
     dist.all_gather_object(gathered, value)
     return gathered
@@ -176,12 +198,16 @@ def broadcast_buffers(model: nn.Module) -> None:
     """
     if world_size() == 1:
         return
+    import torch.distributed as dist
+
     for buffer in model.buffers():
         dist.broadcast(buffer.data, src=0)
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:
     """A SHA-256 of a state dict's names, dtypes, shapes and bytes: equal iff identical."""
+    import torch
+
     digest = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
@@ -208,6 +234,8 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     bfloat16 keeps float32's range, so no gradient scaler is needed. GPUs without it
     (before Ampere) train in float32.
     """
+    import torch
+
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -1,7 +1,9 @@
 """``pneumoscan evaluate``: score a model on a labelled folder, honestly.
 
 The threshold is the one in the model's ``model.json``; it is never re-tuned on the data
-being evaluated. Unreadable images are skipped, counted and listed, not fatal.
+being evaluated. Unreadable images are skipped, counted and listed, not fatal. The network
+runs on the Predictor's backends (ONNX Runtime without PyTorch, or PyTorch) and its logits
+go through the Predictor's decision rule (:mod:`pneumoscan.decision`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import confusion_matrix
 
-from pneumoscan.calibration import apply_temperature
+from pneumoscan.backends import create_backend
 from pneumoscan.dataset import samples_for_evaluation
+from pneumoscan.decision import CAUSE_THRESHOLD, Decisions, decide
 from pneumoscan.image_cache import load_resized
-from pneumoscan.inference import predict_logits
+from pneumoscan.inference import run_batches
 from pneumoscan.metrics import compute_metrics
-from pneumoscan.modelfile import load_model
+from pneumoscan.modelfile import read_card
 from pneumoscan.plots import (
     plot_confusion,
     plot_precision_recall,
@@ -37,8 +41,8 @@ PLOTS = ("roc.png", "precision_recall.png", "confusion_matrix.png", "reliability
          "score_histogram.png")
 
 
-def cause_metrics(labels: np.ndarray, causes: np.ndarray, cause_probability: np.ndarray,
-                  predicted: np.ndarray) -> dict[str, Any] | None:
+def cause_metrics(labels: np.ndarray, causes: np.ndarray,
+                  decisions: Decisions) -> dict[str, Any] | None:
     """Bacterial-vs-viral figures on pneumonia images whose cause is known.
 
     Returns ``cause_auc, cause_auc_ci95, cause_accuracy, cause_n`` and the 3-class
@@ -47,14 +51,13 @@ def cause_metrics(labels: np.ndarray, causes: np.ndarray, cause_probability: np.
     known = (labels == 1) & (causes >= 0)
     if not known.any():
         return None
-    scores = compute_metrics(causes[known], cause_probability[known], 0.5)
-    # 3 classes: 0 normal, 1 bacterial, 2 viral; predicted cause only where pneumonia.
+    scores = compute_metrics(causes[known], decisions.cause_probability[known],
+                             CAUSE_THRESHOLD)
+    # 3 classes: 0 normal, 1 bacterial, 2 viral; a predicted cause only where pneumonia.
     truth = np.where(labels == 0, 0, np.where(causes == 1, 1, 2))
-    guess = np.where(~predicted, 0, np.where(cause_probability >= 0.5, 1, 2))
+    guess = np.where(~decisions.positive, 0, np.where(decisions.bacterial, 1, 2))
     rows = (labels == 0) | known
-    matrix = np.zeros((3, 3), dtype=int)
-    for t, g in zip(truth[rows], guess[rows], strict=True):
-        matrix[t, g] += 1
+    matrix = confusion_matrix(truth[rows], guess[rows], labels=[0, 1, 2])
     return {"cause_auc": scores["auc"], "cause_auc_ci95": scores["auc_ci95"],
             "cause_accuracy": scores["accuracy"], "cause_n": scores["n"],
             "cause_confusion": {"labels": ["normal", "bacterial", "viral"],
@@ -62,14 +65,16 @@ def cause_metrics(labels: np.ndarray, causes: np.ndarray, cause_probability: np.
 
 
 def evaluate(data: Path | str, out: Path | str, *, model_path: Path | str | None = None,
-             batch_size: int = 64, progress: Callable[[int], None] | None = None,
-             ) -> dict[str, Any]:
+             backend: str = "auto", batch_size: int = 64,
+             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Evaluate a model (default: the shipped one) on ``data``; write the results to ``out``.
 
-    Returns the metrics written to ``metrics.json``.
+    ``backend`` is the Predictor's: "auto", "onnx" (no PyTorch needed) or "torch". Returns
+    the metrics written to ``metrics.json``.
     """
     out = Path(out)
-    model, card = load_model(model_path)
+    card = read_card(model_path)
+    engine = create_backend(backend, model_path)
     samples = samples_for_evaluation(data)
     pixels, bad = load_resized(samples, card.preprocessing.image_size, use_cache=False,
                                progress=progress)
@@ -79,15 +84,16 @@ def evaluate(data: Path | str, out: Path | str, *, model_path: Path | str | None
         raise ValueError(f"{data}: none of the {len(samples)} images could be read")
     labels = np.array([s.label for s in kept])
     causes = np.array([-1 if s.cause is None else s.cause for s in kept])
-    logits = predict_logits(model, pixels, card.preprocessing, batch_size=batch_size)
-    probability = apply_temperature(logits[:, 0], card.temperature)
-    cause_probability = apply_temperature(logits[:, 1], card.cause_temperature)
-    predicted = probability >= card.threshold
+    (logits,) = run_batches(lambda batch: engine.run(batch)[:1], pixels, card.preprocessing,
+                            batch_size=batch_size)
+    decisions = decide(logits, card)
+    probability, predicted = decisions.probability, decisions.positive
 
     metrics = compute_metrics(labels, probability, card.threshold)
     metrics["model"] = card.version or card.arch
+    metrics["backend"] = engine.name
     metrics["skipped"] = len(skipped)
-    extra = cause_metrics(labels, causes, cause_probability, predicted)
+    extra = cause_metrics(labels, causes, decisions)
     if extra:
         metrics.update(extra)
 
@@ -96,8 +102,8 @@ def evaluate(data: Path | str, out: Path | str, *, model_path: Path | str | None
     with (out / "predictions.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "label", "probability", "predicted", "cause_probability"])
-        for sample, p, hit, c in zip(kept, probability, predicted, cause_probability,
-                                     strict=True):
+        for sample, p, hit, c in zip(kept, probability, predicted,
+                                     decisions.cause_probability, strict=True):
             writer.writerow([str(sample.path), card.class_names[sample.label], f"{p:.6f}",
                              card.class_names[int(hit)], f"{c:.6f}"])
     if skipped:

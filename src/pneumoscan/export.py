@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from pneumoscan import __version__
-from pneumoscan.calibration import apply_temperature
+from pneumoscan.decision import decide
 from pneumoscan.errors import PneumoscanError
-from pneumoscan.imaging import IMAGE_SUFFIXES, load_image
+from pneumoscan.imaging import load_image
+from pneumoscan.inference import run_batches
 from pneumoscan.modelfile import ModelCard, read_card, resolve_model_paths
 from pneumoscan.onnx_backend import (
     INPUT_NAME,
@@ -32,7 +33,8 @@ from pneumoscan.onnx_backend import (
     onnx_path_for,
     weights_digest,
 )
-from pneumoscan.preprocessing import preprocess
+from pneumoscan.prediction_output import find_images
+from pneumoscan.preprocessing import resize
 
 logger = logging.getLogger(__name__)
 
@@ -163,13 +165,14 @@ def _add_metadata(graph: Any, card: ModelCard, digest: str) -> None:
     onnx.helper.set_model_props(graph, entries)
 
 
-def find_images(folder: Path | str, limit: int) -> list[Path]:
-    """Up to ``limit`` images under ``folder``, spread evenly over its sorted listing (so
-    both class folders are represented)."""
+def sample_images(folder: Path | str, limit: int) -> list[Path]:
+    """Up to ``limit`` of the images :func:`~pneumoscan.prediction_output.find_images` finds
+    under ``folder``, spread evenly over the sorted listing (so both class folders are
+    represented): what ``--check-data`` compares ONNX and PyTorch on."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of X-rays to check the export on")
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = find_images(folder)
     if not found:
         raise FileNotFoundError(f"{folder}: holds no .jpeg/.jpg/.png/.dcm image")
     if len(found) <= limit:
@@ -185,36 +188,28 @@ def compare_with_torch(model_path: Path | str | None, onnx_path: Path | str,
         model_path: the model the graph was exported from.
         onnx_path: the ONNX file.
         images: X-rays, decoded and preprocessed as the Predictor does; with none, eight
-            deterministic random inputs are used instead.
+            deterministic random images are used instead.
         batch_size: images per forward pass.
     """
     from pneumoscan.backends import TorchBackend
 
     card = read_card(model_path)
-    torch_backend = TorchBackend(model_path)
-    onnx_backend = OnnxBackend(model_path, onnx_path=onnx_path)
+    size = card.preprocessing.image_size
     if images:
-        inputs = np.stack([preprocess(load_image(p), card.preprocessing) for p in images])
+        resized = np.stack([resize(load_image(p), size) for p in images])  # (N, S, S)
     else:
-        size = card.preprocessing.image_size
-        inputs = np.random.default_rng(0).standard_normal((8, 1, size, size), np.float32)
-    logit_diff, feature_diff, same = 0.0, 0.0, 0
-    for start in range(0, len(inputs), batch_size):
-        batch = inputs[start:start + batch_size]  # (B, 1, S, S)
-        torch_logits, *torch_features = torch_backend.run(batch)
-        onnx_logits, *onnx_features = onnx_backend.run(batch)
-        logit_diff = max(logit_diff, float(np.abs(onnx_logits - torch_logits).max()))
-        for expected, found in zip(torch_features, onnx_features, strict=True):  # map, pooled
-            scale = max(float(np.abs(expected).max()), 1e-12)
-            feature_diff = max(feature_diff, float(np.abs(found - expected).max()) / scale)
-        same += int((decide(torch_logits, card) == decide(onnx_logits, card)).all(axis=1).sum())
-    return ParityReport(len(inputs), logit_diff, feature_diff, same,
+        resized = np.random.default_rng(0).integers(0, 256, (8, size, size), dtype=np.uint8)
+    torch_outputs = run_batches(TorchBackend(model_path).run, resized, card.preprocessing,
+                                batch_size=batch_size)
+    onnx_outputs = run_batches(OnnxBackend(model_path, onnx_path=onnx_path).run, resized,
+                               card.preprocessing, batch_size=batch_size)
+    logit_diff = float(np.abs(onnx_outputs[0] - torch_outputs[0]).max())
+    feature_diff = max(float(np.abs(found - expected).max())  # feature map, pooled
+                       / max(float(np.abs(expected).max()), 1e-12)
+                       for expected, found in zip(torch_outputs[1:], onnx_outputs[1:],
+                                                  strict=True))
+    by_torch, by_onnx = decide(torch_outputs[0], card), decide(onnx_outputs[0], card)
+    same = int(np.sum((by_torch.label_index == by_onnx.label_index)
+                      & (by_torch.cause_index == by_onnx.cause_index)))
+    return ParityReport(len(resized), logit_diff, feature_diff, same,
                         "X-ray" if images else "random")
-
-
-def decide(logits: np.ndarray, card: ModelCard) -> np.ndarray:
-    """``(B, 2)`` int decisions as the Predictor makes them: [pneumonia, bacterial]; the
-    cause is 0 when the label is normal (it is not reported then)."""
-    positive = apply_temperature(logits[:, 0], card.temperature) >= card.threshold
-    bacterial = apply_temperature(logits[:, 1], card.cause_temperature) >= 0.5
-    return np.stack([positive, positive & bacterial], axis=1).astype(int)

@@ -15,6 +15,8 @@ import numpy as np
 from scipy.stats import binomtest, rankdata
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score
 
+from pneumoscan.decision import is_positive
+
 
 def confusion_counts(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
     """True/false positives/negatives of 0/1 predictions (scikit-learn's confusion matrix)."""
@@ -94,7 +96,7 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: fl
     if labels.shape != probabilities.shape or labels.ndim != 1:
         raise ValueError(f"labels {labels.shape} and probabilities {probabilities.shape} "
                          "must be 1-D and of the same length")
-    predicted = probabilities >= threshold
+    predicted = is_positive(probabilities, threshold)
     counts = confusion_counts(labels, predicted)
     tp, fp, tn, fn = counts["tp"], counts["fp"], counts["tn"], counts["fn"]
     both_classes = 0 < labels.sum() < len(labels)

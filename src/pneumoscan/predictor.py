@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.backends import Backend, create_backend
-from pneumoscan.calibration import apply_temperature
+from pneumoscan.decision import Decisions, decide, is_positive
 from pneumoscan.errors import PneumoscanError
 from pneumoscan.heatmap import class_activation_map
 from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage, ImageSource, decode_image
-from pneumoscan.modelfile import ModelCard, read_card, resolve_model_paths
+from pneumoscan.inference import run_batches
+from pneumoscan.modelfile import ModelCard, load_scope, read_card, resolve_model_paths
 from pneumoscan.preprocessing import normalize, resize
-from pneumoscan.scope import ScopeResult, assess_scope
+from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +48,23 @@ class Prediction:
     width: int  # original image size
     height: int
     pixels: np.ndarray | None = None  # the decoded (H, W) image, for overlays
+    # Distance to the training images in units of the scope cut-off (above 1: out of
+    # scope); None when the image checks or a missing scope fit decided first.
+    scope_distance: float | None = None
 
     @property
     def is_pneumonia(self) -> bool:
-        return self.probability >= self.threshold
+        return bool(is_positive(self.probability, self.threshold))
 
     def to_dict(self, *, heatmap: bool = False) -> dict[str, Any]:
         """JSON-ready fields (the heat map as nested lists, rounded, when asked)."""
         data: dict[str, Any] = {
             "label": self.label, "probability": round(self.probability, 6),
             "threshold": self.threshold, "in_scope": self.in_scope,
-            "scope_reason": self.scope_reason, "cause": self.cause,
+            "scope_reason": self.scope_reason,
+            "scope_distance": None if self.scope_distance is None
+            else round(self.scope_distance, 3),
+            "cause": self.cause,
             "cause_probability": None if self.cause_probability is None
             else round(self.cause_probability, 6),
             "model": self.model, "width": self.width, "height": self.height,
@@ -84,14 +91,13 @@ class Predictor:
     """A loaded model plus everything needed to turn an image into a :class:`Prediction`."""
 
     def __init__(self, backend: Backend, card: ModelCard, head_weight: np.ndarray,
-                 *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 scope: ScopeStatistics | None = None) -> None:
         self.backend = backend
         self.card = card
         self.head_weight = head_weight  # (2, C): row 0 pneumonia, row 1 bacterial
         self.max_pixels = max_pixels
-        # The card stores the scope statistics as JSON lists; convert them once, not per image.
-        self._scope = _lists_to_arrays(card.scope)
-        self._temperatures = np.array([card.temperature, card.cause_temperature])
+        self.scope = scope  # None: not fitted, and every image is out of scope
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, backend: str = "auto",
@@ -102,7 +108,8 @@ class Predictor:
         weights_path, _ = resolve_model_paths(path)
         card = read_card(path)
         head = load_file(str(weights_path))["head.weight"]
-        return cls(create_backend(backend, path), card, head, max_pixels=max_pixels)
+        return cls(create_backend(backend, path), card, head, max_pixels=max_pixels,
+                   scope=load_scope(path))
 
     @property
     def version(self) -> str:
@@ -126,14 +133,11 @@ class Predictor:
         resized = np.stack([resize(d.pixels, config.image_size) for d in images])  # (B, S, S)
         # (B, 2), (B, C, h, w), (B, C)
         logits, features, pooled = self.backend.run(normalize(resized, config))
-        # (B, 2): P(pneumonia) and P(bacterial | pneumonia), each with its own temperature.
-        probabilities = apply_temperature(logits, self._temperatures).tolist()
+        decisions = decide(logits, self.card)
         results = []
         for i, decoded in enumerate(images):
-            scope = assess_scope(decoded, pooled[i], self._scope, resized[i])
-            probability, cause_probability = probabilities[i]
-            results.append(self._result(decoded, probability, cause_probability, features[i],
-                                        scope, heatmap))
+            scope = assess_scope(decoded, resized[i], pooled[i], self.scope)
+            results.append(self._result(decoded, decisions, i, features[i], scope, heatmap))
         return results
 
     def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
@@ -142,13 +146,10 @@ class Predictor:
 
         What the scope check compares with the training distribution; used to fit it.
         """
-        pooled: list[np.ndarray] = []
-        for start in range(0, len(resized), batch_size):
-            chunk = resized[start:start + batch_size]
-            pooled.append(self.backend.run(normalize(chunk, self.card.preprocessing))[2])
-            if progress is not None:
-                progress(len(chunk))
-        return np.concatenate(pooled) if pooled else np.zeros((0, 0), np.float32)
+        (pooled,) = run_batches(lambda batch: self.backend.run(batch)[2:], resized,
+                                self.card.preprocessing, batch_size=batch_size,
+                                progress=progress)
+        return pooled
 
     def predict_files(self, files: Iterable[Path | str], *, batch_size: int = 16,
                       heatmap: bool = False, progress: Callable[[int], None] | None = None,
@@ -191,34 +192,22 @@ class Predictor:
             else:
                 yield FileResult(name, next(predictions))
 
-    def _result(self, decoded: DecodedImage, probability: float, cause_probability: float,
+    def _result(self, decoded: DecodedImage, decisions: Decisions, index: int,
                 features: np.ndarray, scope: ScopeResult, heatmap: bool) -> Prediction:
-        positive = probability >= self.card.threshold
-        cause = None
-        if positive:
-            cause = self.card.cause_names[1] if cause_probability >= 0.5 \
-                else self.card.cause_names[0]
+        positive = bool(decisions.positive[index])
         height, width = decoded.pixels.shape
         return Prediction(
-            label=self.card.class_names[int(positive)],
-            probability=probability,
+            label=self.card.class_names[int(decisions.label_index[index])],
+            probability=float(decisions.probability[index]),
             threshold=self.card.threshold,
             in_scope=scope.in_scope,
             scope_reason=scope.reason,
-            cause=cause,
-            cause_probability=cause_probability if positive else None,
+            scope_distance=scope.distance,
+            cause=self.card.cause_names[decisions.cause_index[index]] if positive else None,
+            cause_probability=float(decisions.cause_probability[index]) if positive else None,
             heatmap=class_activation_map(features, self.head_weight[0]) if heatmap else None,
             model=self.version,
             width=width,
             height=height,
             pixels=decoded.pixels,
         )
-
-
-def _lists_to_arrays(value: Any) -> Any:
-    """Numeric lists (nested in dicts) as float64 arrays; everything else unchanged."""
-    if isinstance(value, dict):
-        return {k: _lists_to_arrays(v) for k, v in value.items()}
-    if isinstance(value, list) and value and not isinstance(value[0], str):
-        return np.asarray(value, dtype=np.float64)
-    return value

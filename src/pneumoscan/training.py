@@ -38,7 +38,6 @@ from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temp
 from pneumoscan.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pneumoscan.config import TrainConfig, dump_config
 from pneumoscan.dataset import (
-    CLASS_NAMES,
     Sample,
     describe,
     discover,
@@ -49,7 +48,7 @@ from pneumoscan.errors import DataLayoutError
 from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import predict_logits
 from pneumoscan.metrics import compute_metrics
-from pneumoscan.modelfile import ModelCard, save_model
+from pneumoscan.modelfile import CLASS_NAMES, ModelCard, save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
 from pneumoscan.preprocessing import PreprocessConfig, normalize
 
@@ -140,29 +139,13 @@ def _git_commit() -> str:
         return ""
 
 
-def _device_logits(model: PneumoniaNet, pixels: np.ndarray, preprocess: PreprocessConfig,
-                   device: torch.device) -> np.ndarray:
-    """predict_logits, with each batch moved to ``device`` (mixed precision on CUDA)."""
-    if device.type == "cpu":
-        return predict_logits(model, pixels, preprocess)
-    was_training = model.training
-    model.eval()
-    outputs = []
-    with torch.inference_mode(), distributed.autocast(device):
-        for start in range(0, len(pixels), 64):
-            batch = torch.from_numpy(normalize(pixels[start:start + 64], preprocess))
-            outputs.append(model(batch.to(device)).float().cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
-
-
 def _validate(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,
               config: TrainConfig, pos_weight: torch.Tensor,
               cause_pos_weight: torch.Tensor, device: torch.device,
               ) -> tuple[dict[str, float], np.ndarray]:
     # Each process scores every N-th image; all of them then hold all logits and scores.
     share = val.pixels[distributed.rank()::distributed.world_size()]
-    logits = distributed.gather_strided(_device_logits(model, share, preprocess, device),
+    logits = distributed.gather_strided(predict_logits(model, share, preprocess, device=device),
                                         len(val.pixels))
     with torch.no_grad():
         loss = loss_terms(torch.from_numpy(logits), torch.from_numpy(val.labels),
@@ -355,7 +338,7 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
             val: Arrays, pool: list[Sample], state: dict[str, Any], out: Path,
             device: torch.device = torch.device("cpu")) -> None:
     """Calibrate and pick the threshold on validation, then write the model and its card."""
-    logits = _device_logits(model, val.pixels, preprocess, device)
+    logits = predict_logits(model, val.pixels, preprocess, device=device)
     temperature = fit_temperature(logits[:, 0], val.labels)
     probabilities = apply_temperature(logits[:, 0], temperature)
     threshold = choose_threshold(val.labels, probabilities,

@@ -16,6 +16,8 @@ def evaluate_command(
                              "plots and report.html go."),
     model: Path | None = typer.Option(None, "--model", help="Model folder or .safetensors "
                                       "file (default: the shipped model)."),
+    backend: str = typer.Option("auto", "--backend", help="auto, onnx (no PyTorch needed) "
+                                "or torch."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -25,7 +27,7 @@ def evaluate_command(
 
     with user_errors(), progress_bar() as bar:
         task = bar.add_task("reading images", total=None)
-        metrics = evaluate(data, out, model_path=model, batch_size=batch_size,
+        metrics = evaluate(data, out, model_path=model, backend=backend, batch_size=batch_size,
                            progress=lambda n: bar.advance(task, n))
     ci = metrics["auc_ci95"]
     stdout.print(f"n={metrics['n']}  AUC {metrics['auc']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]  "

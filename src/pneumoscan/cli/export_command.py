@@ -38,9 +38,9 @@ def export_command(
         if missing:
             raise ValueError(f"export needs {', '.join(missing)}: pip install "
                              "'pneumoscan[torch,onnx,export]'")
-        from pneumoscan.export import DEFAULT_OPSET, export_onnx, find_images
+        from pneumoscan.export import DEFAULT_OPSET, export_onnx, sample_images
 
-        images = find_images(check_data, check_images) if check_data is not None else []
+        images = sample_images(check_data, check_images) if check_data is not None else []
         path, report = export_onnx(model, out, opset=opset or DEFAULT_OPSET,
                                    check_images=images)
     if not images:
