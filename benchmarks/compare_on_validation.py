@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
-from pneumoscan.dataset import discover, split_by_patient
+from pneumoscan.dataset import discover, split_for_training
 from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import predict_logits
 from pneumoscan.metrics import compute_metrics
@@ -36,8 +36,8 @@ from pneumoscan.preprocessing import normalize
 
 def _split(data: Path, config: dict) -> list:
     pool = discover(data).splits.get("train") or discover(data).splits["all"]
-    _, val = split_by_patient(pool, config["val_fraction"], config["seed"])
-    return val
+    return split_for_training(pool, config["val_fraction"], config["seed"],
+                              config.get("protocol_fraction", 0.0)).validation
 
 
 def _latency_ms(model: torch.nn.Module, size: int, repeats: int = 20) -> float:
