@@ -14,7 +14,7 @@ from PIL import Image
 
 from pneumoscan import imaging
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
-from pneumoscan.imaging import decode_image, header_size, is_dicom, load_image
+from pneumoscan.imaging import decode_image, is_dicom, load_image
 
 # README of ../shared/data/dicom: (rows, columns) and photometric interpretation per file.
 DICOM_FILES = {
@@ -309,14 +309,6 @@ def test_jpeg_fast_path_matches_pillow_at_every_scale(size: tuple[int, int], mod
     halved = min(size) >= 2 * imaging.DRAFT_MIN_SIDE
     assert fast.pixels.shape == ((size[1] + 1) // 2, (size[0] + 1) // 2) if halved \
         else (size[1], size[0])
-
-
-def test_header_size_without_decoding() -> None:
-    assert header_size(_encode(_noise(40), "JPEG")) == (40, 40)
-    assert header_size(_png_header_only(3000, 20)) == (3000, 20)
-    assert header_size(_encode(_noise(16), "GIF")) is None
-    assert header_size(b"\xff\xd8\xff" + b"\x00" * 20) is None  # a JPEG magic, no header
-    assert header_size(b"") is None
 
 
 def test_shared_training_jpeg_decodes(shared_normal_images: list[Path]) -> None:

@@ -84,21 +84,6 @@ def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from a JPEG or PNG header, without decoding; None for anything
-    else (DICOM, other formats, unreadable headers)."""
-    if data.startswith(PNG_MAGIC) and data[12:16] == b"IHDR" and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return width, height
-    if data.startswith(JPEG_MAGIC):
-        try:
-            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-        except ValueError:
-            return None
-        return width, height
-    return None
-
-
 def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an X-ray into a ``(H, W)`` uint8 grayscale array (bright = dense).
 

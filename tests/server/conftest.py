@@ -22,7 +22,6 @@ from pneumoscan.modelfile import ModelCard
 from pneumoscan.predictor import Prediction
 from pneumoscan.preprocessing import PreprocessConfig
 from pneumoscan.server import ServerSettings, create_app
-from pneumoscan.server.routes import get_predictor
 
 
 class FakeBackend:
@@ -120,15 +119,16 @@ ClientFactory = Callable[..., TestClient]
 
 @pytest.fixture
 def make_client() -> Iterator[ClientFactory]:
-    """``make_client(settings=None, predictor=None)``: a started TestClient on a fake model."""
+    """``make_client(settings=None, predictor=None)``: a started TestClient on a fake model,
+    handed to ``create_app`` as a loaded model is: the app and its request path are the
+    ones ``pneumoscan serve`` runs."""
     clients: list[TestClient] = []
 
     def factory(settings: ServerSettings | None = None, predictor: FakePredictor | None = None,
                 **client_options: object) -> TestClient:
         settings = settings or ServerSettings()
         predictor = predictor or FakePredictor(max_pixels=settings.max_pixels)
-        app = create_app(settings)
-        app.dependency_overrides[get_predictor] = lambda: predictor
+        app = create_app(settings, predictor=predictor)  # type: ignore[arg-type]
         client = TestClient(app, **client_options)  # type: ignore[arg-type]
         client.__enter__()
         client.fake = predictor  # type: ignore[attr-defined]

@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from pneumoscan import DISCLAIMER
 from pneumoscan.server import ServerSettings, create_app
-from pneumoscan.server.routes import get_predictor
 from pneumoscan.server.settings import MEGABYTE
 
 from .conftest import ClientFactory, FakePredictor
@@ -32,12 +30,6 @@ def post_file(client: TestClient, content: bytes, name: str = "xray.jpeg",
               url: str = PREDICT, **kwargs: object) -> httpx.Response:
     return client.post(url, files={"file": (name, content, "application/octet-stream")},
                        **kwargs)  # type: ignore[arg-type]
-
-
-def jpeg_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG")
-    return buffer.getvalue()
 
 
 def decode_png(b64: str) -> Image.Image:
@@ -93,10 +85,26 @@ def test_docs_served_from_packaged_assets(client: TestClient) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert "/docs-assets/swagger-ui-bundle.js" in docs.text
-    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
-    paths = client.get("/openapi.json").json()["paths"]
+    assert not re.search(r"(src|href)=\"https?://", docs.text)  # no CDN
+    bundle = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200
+    # Swagger UI 5 reads OpenAPI 3.1 (4.x answers "Unable to render this definition").
+    version = re.search(r'PACKAGE_VERSION:"(\d+)\.', bundle.text)
+    assert version is not None and int(version.group(1)) >= 5
+    schema = client.get("/openapi.json").json()
+    assert schema["openapi"].startswith("3.1")
+    paths = schema["paths"]
     assert {PREDICT, BATCH, "/api/v1/health", "/api/v1/model"} <= set(paths)
     assert {"200", "413", "415", "422"} <= set(paths[PREDICT]["post"]["responses"])
+
+
+def test_redoc_served_from_packaged_assets(client: TestClient) -> None:
+    redoc = client.get("/redoc")
+    assert redoc.status_code == 200
+    assert "/docs-assets/redoc.standalone.js" in redoc.text
+    assert "/openapi.json" in redoc.text
+    assert not re.search(r"(src|href)=\"https?://", redoc.text)  # no CDN, no Google fonts
+    assert client.get("/docs-assets/redoc.standalone.js").status_code == 200
 
 
 # --- 200 ------------------------------------------------------------------------------------
@@ -201,15 +209,19 @@ def test_413_raw_body_over_the_per_file_limit(make_client: ClientFactory,
     assert "per file" in response.json()["detail"]
 
 
-def test_413_chunked_upload_without_length(client: TestClient) -> None:
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=b", "image/jpeg"])
+def test_413_chunked_upload_without_length(client: TestClient, content_type: str) -> None:
     def chunks() -> Iterator[bytes]:
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
+        if content_type.startswith("multipart"):
+            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
+        else:
+            yield b"\xff\xd8\xff\xe0"
         for _ in range(30):
             yield bytes(MEGABYTE)
 
-    response = client.post(PREDICT, content=chunks(),
-                           headers={"content-type": "multipart/form-data; boundary=b"})
+    response = client.post(PREDICT, content=chunks(), headers={"content-type": content_type})
     assert response.status_code == 413
+    assert "limit is 25 MB per file" in response.json()["detail"]
 
 
 # --- 415 ------------------------------------------------------------------------------------
@@ -416,37 +428,44 @@ def test_cors_when_configured(make_client: ClientFactory) -> None:
     assert response.headers["access-control-allow-origin"] == "https://pacs.example"
 
 
-def test_inference_concurrency_is_bounded(xray_png: bytes) -> None:
+def test_inference_concurrency_is_bounded(xray_png: bytes, xray_jpeg: bytes) -> None:
     fake = FakePredictor(delay_s=0.05)
-    app = create_app(ServerSettings(max_concurrency=2))
-    app.dependency_overrides[get_predictor] = lambda: fake
+    app = create_app(ServerSettings(max_concurrency=2), predictor=fake)  # type: ignore[arg-type]
 
     async def fire() -> list[int]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            responses = await asyncio.gather(*[  # heat maps: each on a worker thread
+            responses = await asyncio.gather(*[
                 client.post(PREDICT + "?heatmap=true", files={"file": ("x.png", xray_png)})
-                for _ in range(8)])
+                for _ in range(6)] + [
+                client.post(PREDICT, content=xray_jpeg, headers={"content-type": "image/jpeg"})
+                for _ in range(6)])
         return [r.status_code for r in responses]
 
-    assert asyncio.run(fire()) == [200] * 8
-    assert fake.most_running == 2  # 8 requests, never more than 2 predicting at once
+    with TestClient(app):  # runs the lifespan: the predictor and the slots are set up
+        assert asyncio.run(fire()) == [200] * 12
+    assert fake.most_running == 2  # 12 requests, never more than 2 predicting at once
 
 
-def test_light_requests_skip_the_thread_hop(client: TestClient, xray_jpeg: bytes,
-                                            xray_png: bytes, dicom_path: Path) -> None:
-    """A small JPEG or PNG with nothing to draw is predicted on the event loop; a heat map,
-    a DICOM or a large image goes to a worker thread, so the loop stays free for them."""
-    large_jpeg = jpeg_bytes(np.zeros((1100, 1000), np.uint8))  # 1.1 MP
-    for data in (xray_jpeg, xray_png):
-        assert post_file(client, data).status_code == 200
-    for data, url in ((xray_jpeg, PREDICT + "?heatmap=true"),
-                      (xray_png, PREDICT + "?image=true"),
-                      (dicom_path.read_bytes(), PREDICT), (large_jpeg, PREDICT)):
-        assert post_file(client, data, url=url).status_code == 200
-    loop_thread = client.fake.threads[0]  # type: ignore[attr-defined]
-    assert client.fake.threads[1] == loop_thread  # type: ignore[attr-defined]
-    assert all(name != loop_thread for name in client.fake.threads[2:])  # type: ignore
+def test_every_prediction_runs_on_a_worker_thread(xray_jpeg: bytes, xray_png: bytes,
+                                                  dicom_path: Path) -> None:
+    """Small or large, with options or none, the event loop never runs a prediction."""
+    fake = FakePredictor()
+    app = create_app(ServerSettings(), predictor=fake)  # type: ignore[arg-type]
+    uploads = [xray_jpeg, xray_png, dicom_path.read_bytes()]
+
+    async def fire() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = [await client.post(PREDICT, content=data) for data in uploads]
+            responses += [await client.post(PREDICT + "?heatmap=true",
+                                            files={"file": ("x", xray_jpeg)}),
+                          await client.post(BATCH, files=[("files", ("a", xray_png))])]
+        return [r.status_code for r in responses]
+
+    with TestClient(app):
+        assert asyncio.run(fire()) == [200] * 5  # the loop runs on this (the main) thread
+    assert len(fake.threads) == 5 and "MainThread" not in fake.threads
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

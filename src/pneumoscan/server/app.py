@@ -1,8 +1,11 @@
 """``create_app(settings)``: the FastAPI application behind ``pneumoscan serve``.
 
-The model is loaded once, in the lifespan handler, never at import (or handed over already
-loaded: ``create_app(settings, predictor=...)``). Route tests replace it through
-``app.dependency_overrides[get_predictor]``, in which case nothing is loaded.
+The model is loaded once, in the lifespan handler, never at import, or handed over already
+loaded: ``create_app(settings, predictor=...)`` (a notebook's model, or the route tests'
+fake). Either way every request takes the same path, through the routes.
+
+The API documentation is served offline from fastapi-offline's files: Swagger UI at /docs
+and ReDoc at /redoc, both able to read FastAPI's OpenAPI 3.1 document.
 """
 
 from __future__ import annotations
@@ -18,22 +21,23 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumoscan import DISCLAIMER, __version__
 from pneumoscan.predictor import Predictor
-from pneumoscan.server.fast_path import FastPredictPath
-from pneumoscan.server.routes import get_predictor, router
+from pneumoscan.server.routes import router
 from pneumoscan.server.settings import ServerSettings
 from pneumoscan.server.uploads import too_large_detail
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+#: Where the Swagger UI and ReDoc scripts are served from (fastapi-offline's files).
+DOCS_ASSETS_URL = "/docs-assets"
 
 #: The upload page loads nothing from elsewhere; images arrive as data: URLs or blobs.
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
@@ -48,23 +52,22 @@ def create_app(settings: ServerSettings | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if predictor is not None:
-            app.state.predictor = predictor
-        elif get_predictor not in app.dependency_overrides:
-            app.state.predictor = await run_in_threadpool(load_predictor, settings)
+        app.state.predictor = (predictor if predictor is not None
+                               else await run_in_threadpool(load_predictor, settings))
         # Created on the serving loop (a semaphore binds to the loop that first waits on it).
         app.state.limiter = asyncio.Semaphore(settings.max_concurrency)
         yield
         app.state.predictor = None
 
-    app = FastAPI(
+    app = FastAPIOffline(  # a FastAPI app whose /docs and /redoc load nothing from a CDN
         title="pneumoscan",
         version=__version__,
         summary="Pneumonia detection on chest X-rays.",
         description=f"**{DISCLAIMER}**",
         lifespan=lifespan,
-        docs_url=None,  # served below from packaged assets, not a CDN
-        redoc_url=None,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        static_url=DOCS_ASSETS_URL,
     )
     app.state.settings = settings
     app.state.predictor = None
@@ -72,7 +75,6 @@ def create_app(settings: ServerSettings | None = None, *,
     app.include_router(router)
     _add_pages(app)
     _add_error_handlers(app)
-    app.add_middleware(FastPredictPath)  # inside the two below: CORS and the upload limit
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
@@ -102,29 +104,6 @@ def _add_pages(app: FastAPI) -> None:
         return FileResponse(STATIC_DIR / "index.html", headers={
             "Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-cache"})
-
-    docs_assets = _swagger_assets()
-    if docs_assets is not None:
-        app.mount("/docs-assets", StaticFiles(directory=docs_assets), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        if docs_assets is None:  # fall back to FastAPI's CDN-hosted Swagger UI
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="pneumoscan API")
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json", title="pneumoscan API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon-32x32.png")
-
-
-def _swagger_assets() -> Path | None:
-    """Swagger UI's files from the swagger-ui-bundle package, so /docs works offline."""
-    try:
-        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    return Path(swagger_ui_path)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

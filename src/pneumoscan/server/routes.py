@@ -1,37 +1,27 @@
 """The JSON API: predict one image or a batch, health, and the model card.
 
-Each upload is decoded once and preprocessed once; the PNG overlay is drawn only when asked.
-Uploads are read, decoded and predicted inside a bounded section (an asyncio semaphore of
-``max_concurrency`` slots), so extra requests wait their turn instead of holding decoded
-images in memory all at once. The work runs on a worker thread, so the event loop keeps
-answering, except for a light request (one JPEG or PNG of at most ``INLINE_MAX_PIXELS``,
-no PNG to draw): that one is predicted on the event loop itself, because the two thread
-switches of a hop would add 5-10% to its few milliseconds, while holding the loop for them
-delays other requests no more than a queue would. Such a request without options is
-usually answered before it gets here, with these same functions, by
-:mod:`pneumoscan.server.fast_path`.
-Nothing about an image's content, its file name or its DICOM tags is logged.
+Every prediction request takes one path: it waits for one of ``max_concurrency`` inference
+slots (an asyncio semaphore), so extra requests queue instead of holding decoded images in
+memory all at once; its upload is read (:mod:`pneumoscan.server.uploads`), then decoded,
+predicted and rendered on a worker thread (:mod:`pneumoscan.server.service`), so the event
+loop keeps answering. Each upload is decoded once and preprocessed once; the PNG overlay
+is drawn only when asked. Nothing about an image's content, its file name or its DICOM
+tags is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
-from pneumoscan.heatmap import encode_png, overlay
-from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, header_size, is_dicom
-from pneumoscan.predictor import Prediction, Predictor
+from pneumoscan.predictor import Predictor
 from pneumoscan.server.schemas import (
     ERROR_RESPONSES,
     BatchItem,
@@ -40,29 +30,13 @@ from pneumoscan.server.schemas import (
     ModelInfo,
     PredictionResponse,
 )
+from pneumoscan.server.service import UploadRejectedError, predict_bytes, predict_many
 from pneumoscan.server.settings import ServerSettings
 from pneumoscan.server.uploads import RAW_IMAGE_TYPES, receive_upload, too_large_detail
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
-
-#: Largest image (pixels, from its header) predicted on the event loop rather than on a
-#: worker thread: a JPEG of this size decodes and resizes in a few milliseconds.
-INLINE_MAX_PIXELS = 1024 * 1024
-
-#: Longer side of the PNGs sent back (overlay and decoded image), pixels.
-PREVIEW_MAX_SIDE = 1024
-
-
-class UploadRejectedError(Exception):
-    """A client's file cannot be used; ``status`` is the HTTP answer it deserves."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
 
 async def get_predictor(request: Request) -> Predictor:
     """The predictor loaded at start-up (tests override this dependency)."""
@@ -138,11 +112,8 @@ async def predict(request: Request,
             raise HTTPException(413, too_large_detail(received.size, settings.max_upload_bytes))
         heatmap = context.heatmap or bool(upload.heatmap)
         try:
-            if is_light(received.data, drawing=heatmap or context.image):
-                result = predict_bytes(context.predictor, received.data, heatmap, context.image)
-            else:
-                result = await run_in_threadpool(predict_bytes, context.predictor,
-                                                 received.data, heatmap, context.image)
+            result = await run_in_threadpool(predict_bytes, context.predictor, received.data,
+                                             heatmap, context.image)
         except UploadRejectedError as exc:
             logger.info("rejected an upload: %d", exc.status)
             raise HTTPException(exc.status, exc.detail) from None
@@ -194,109 +165,6 @@ def model_info(predictor: Predictor = Depends(get_predictor)) -> dict[str, Any]:
     card.update(version=predictor.version, backend=_backend_name(predictor),
                 scope_check=bool(scope))
     return _finite(card)  # model.json may hold NaN, which JSON cannot carry
-
-
-def is_light(data: bytes, *, drawing: bool) -> bool:
-    """Whether a single-image request is cheap enough to predict on the event loop: a JPEG
-    or PNG of at most INLINE_MAX_PIXELS, with no PNG to draw."""
-    size = None if drawing else header_size(data)
-    return size is not None and size[0] * size[1] <= INLINE_MAX_PIXELS
-
-
-def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
-                  image: bool) -> dict[str, Any]:
-    """Decode, predict and render one upload (on a worker thread unless it is light)."""
-    decoded = decode_upload(predictor, data)
-    prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
-    return render(prediction, heatmap=heatmap, image=image)
-
-
-def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError], heatmap: bool,
-                 image: bool) -> list[dict[str, Any] | UploadRejectedError]:
-    """Decode every upload, predict the good ones in one forward pass, keep the order."""
-    outcomes: list[dict[str, Any] | UploadRejectedError | DecodedImage] = []
-    for blob in blobs:
-        try:
-            outcomes.append(blob if isinstance(blob, UploadRejectedError)
-                            else decode_upload(predictor, blob))
-        except UploadRejectedError as exc:
-            outcomes.append(exc)
-    decoded = [o for o in outcomes if isinstance(o, DecodedImage)]
-    predictions = iter(predictor.predict_decoded(decoded, heatmap=heatmap))
-    return [render(next(predictions), heatmap=heatmap, image=image)
-            if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
-
-
-def decode_upload(predictor: Predictor, data: bytes) -> DecodedImage:
-    """Decode a client's bytes, turning every failure into a 415 or 422 that says why.
-
-    The decoders (Pillow's plugins, pydicom and its codecs) can raise many exception types
-    on hostile input; none of them may become a 500.
-    """
-    kind = sniff_format(data)
-    try:
-        return predictor.decode(data)
-    except ImageTooLargeError as exc:
-        raise UploadRejectedError(422, _clean(exc)) from None
-    except UnsupportedImageError as exc:
-        if isinstance(exc.__cause__, Image.DecompressionBombError):
-            raise UploadRejectedError(422, "the image has far too many pixels to decode safely; "
-                                      "downscale it first") from None
-        if kind is not None:  # the right magic bytes, but unreadable beyond them
-            raise UploadRejectedError(422, f"the file starts like a {kind} but cannot be read: it "
-                                      "is truncated or corrupt") from None
-        raise UploadRejectedError(415, "not a supported file: send a chest X-ray as JPEG, PNG or "
-                                  "DICOM") from None
-    except ImageDecodeError as exc:
-        raise UploadRejectedError(422, _clean(exc)) from None
-    except Exception as exc:
-        logger.warning("decoder raised %s on an upload", type(exc).__name__)
-        if kind is None:
-            raise UploadRejectedError(415, "not a supported file: send a chest X-ray as JPEG, PNG "
-                                      "or DICOM") from None
-        raise UploadRejectedError(422, f"the {kind} file cannot be decoded: it is truncated or "
-                                  "corrupt") from None
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The accepted format the bytes claim by their magic numbers, if any."""
-    if data.startswith(JPEG_MAGIC):
-        return "JPEG"
-    if data.startswith(PNG_MAGIC):
-        return "PNG"
-    if is_dicom(data):
-        return "DICOM"
-    return None
-
-
-def render(prediction: Prediction, *, heatmap: bool, image: bool) -> dict[str, Any]:
-    """The JSON fields of one prediction; PNGs are encoded only when asked for."""
-    result = prediction.to_dict()
-    result.pop("heatmap", None)
-    if heatmap and prediction.heatmap is not None and prediction.pixels is not None:
-        result["heatmap_png"] = _base64_png(overlay(prediction.pixels, prediction.heatmap,
-                                                    max_side=PREVIEW_MAX_SIDE))
-    if image and prediction.pixels is not None:
-        result["image_png"] = _base64_png(_shrink(prediction.pixels, PREVIEW_MAX_SIDE))
-    return result
-
-
-def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = pixels.shape
-    scale = min(1.0, max_side / max(height, width))
-    if scale == 1.0:
-        return pixels
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
-
-
-def _base64_png(pixels: np.ndarray) -> str:
-    return base64.b64encode(encode_png(pixels)).decode("ascii")
-
-
-def _clean(exc: Exception) -> str:
-    """The decoder's message without the placeholder name it gives raw bytes."""
-    return str(exc).removeprefix("<bytes>: ")
 
 
 def elapsed_ms_since(started: float) -> float:

@@ -149,5 +149,5 @@ def too_many_detail(sent: str, max_files: int) -> str:
 
 def too_large_detail(size: int | None, limit: int) -> str:
     sent = f"the upload is {size / MEGABYTE:.1f} MB; " if size else "the upload is too large; "
-    return (f"{sent}the limit is {limit / MEGABYTE:.0f} MB per file. Send a smaller export "
-            "of the image (a JPEG or PNG of the radiograph is enough).")
+    return (f"{sent}the limit is {limit / MEGABYTE:.1f}".removesuffix(".0") + " MB per file. "
+            "Send a smaller export of the image (a JPEG or PNG of the radiograph is enough).")
