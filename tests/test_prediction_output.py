@@ -61,10 +61,31 @@ def test_csv_and_json_formats(tmp_path: Path) -> None:
     assert read[1]["probability"] == "" and read[1]["error"] == "broken"
     json_rows = json.loads(write_rows(rows, tmp_path / "results.json").read_text())
     assert json_rows[1]["probability"] is None and json_rows[0]["in_scope"] is True
-    with pytest.raises(ValueError, match=r"\.csv or \.json"):
+    with pytest.raises(ValueError, match=r"\.csv, \.json or \.jsonl"):
         output_format(tmp_path / "results.txt")
     with pytest.raises(ValueError, match="format"):
         format_rows(rows, "xml")
+
+
+def test_write_rows_is_atomic_and_writes_json_lines(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "results.csv"
+    write_rows([{"file": "old", "error": ""}], out)
+    before = out.read_text()
+
+    def fail(self: Path, target: Path) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "replace", fail)  # killed between writing and renaming
+    with pytest.raises(OSError, match="disk full"):
+        write_rows([{"file": "new", "error": ""}], out)
+    monkeypatch.undo()
+    assert out.read_text() == before == "file,error\nold,\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]  # no temporary
+    lines = write_rows([{"file": "a", "p": None}, {"file": "b", "p": 0.5}],
+                       tmp_path / "r.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"file": "a", "p": None},
+                                                    {"file": "b", "p": 0.5}]
 
 
 def test_find_images_is_recursive_sorted_and_skips_the_rest(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pneumoscan.prediction_output import ROW_FIELDS, write_rows
 from pneumoscan.sharded_prediction import (
     already_done,
     merge_shards,
@@ -17,7 +18,6 @@ from pneumoscan.sharded_prediction import (
     read_rows,
     run_sharded,
     shard,
-    write_rows,
 )
 
 FILES = [Path(f"scans/{name}.png") for name in ("d", "a", "c", "e", "b")]
@@ -143,18 +143,16 @@ def test_run_sharded_needs_a_file_key(tmp_path: Path) -> None:
         run_sharded(FILES, lambda files: [{"name": str(f)} for f in files], tmp_path / "o.csv")
 
 
-def test_run_sharded_with_the_cli_writer_matches_a_direct_write(tmp_path: Path) -> None:
+def test_run_sharded_matches_a_direct_write_of_the_clis_rows(tmp_path: Path) -> None:
     """Hooked into ``pneumoscan predict``, the merged file is what the CLI writes itself."""
-    output = pytest.importorskip("pneumoscan.prediction_output")
-    fields = output.ROW_FIELDS
-
     def predict_rows(files: list[Path]) -> list[dict]:
-        return [{**dict.fromkeys(fields), "file": str(f), "probability": 0.25, "error": ""}
+        return [{**dict.fromkeys(ROW_FIELDS), "file": str(f), "probability": 0.25, "error": ""}
                 for f in files]
 
-    for name in ("out.csv", "out.json"):
+    for name in ("out.csv", "out.json", "out.jsonl"):
         merged, direct = tmp_path / name, tmp_path / f"direct-{name}"
-        run_sharded(FILES[:3], predict_rows, merged, write=output.write_rows)
-        run_sharded(FILES, predict_rows, merged, write=output.write_rows)  # resumed
-        output.write_rows(predict_rows(sorted(FILES)), direct)
+        run_sharded(FILES[:3], predict_rows, merged)
+        run_sharded(FILES, predict_rows, merged)  # resumed
+        write_rows(predict_rows(sorted(FILES)), direct)
         assert merged.read_text() == direct.read_text()
+        assert [row["file"] for row in read_rows(merged)] == sorted(map(str, FILES))

@@ -24,8 +24,8 @@ from pneumoscan.predictor import FileResult
 #: Column order of CSV output and key order of JSON objects.
 ROW_FIELDS = ("file", "label", "probability", "threshold", "cause", "cause_probability",
               "in_scope", "scope_reason", "model", "error")
-#: Output formats by file name suffix.
-OUTPUT_FORMATS = {".csv": "csv", ".json": "json"}
+#: Output formats by file name suffix (JSON lines too: what a torchrun run's parts hold).
+OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 #: Longest overlay file name stem kept before a hash replaces the rest.
 MAX_NAME_LENGTH = 120
 
@@ -45,7 +45,7 @@ def result_row(result: FileResult) -> dict[str, Any]:
 
 
 def output_format(path: Path) -> str:
-    """``"csv"`` or ``"json"`` from the suffix of ``path``.
+    """``"csv"``, ``"json"`` or ``"jsonl"`` from the suffix of ``path``.
 
     Raises:
         ValueError: any other suffix.
@@ -54,28 +54,44 @@ def output_format(path: Path) -> str:
         return OUTPUT_FORMATS[path.suffix.lower()]
     except KeyError:
         raise ValueError(f"--out {path}: unknown output format {path.suffix or '(none)'!r}; "
-                         "use a .csv or .json file name") from None
+                         "use a .csv, .json or .jsonl file name") from None
 
 
 def format_rows(rows: list[dict[str, Any]], kind: str) -> str:
-    """Rows as CSV text (empty cells for None) or a JSON list of objects."""
+    """Rows as CSV text (empty cells for None), a JSON list of objects, or JSON lines.
+
+    CSV columns are the rows' keys in first-seen order (:data:`ROW_FIELDS` for result rows
+    and when there are no rows).
+    """
     if kind == "json":
         return json.dumps(rows, indent=2) + "\n"
+    if kind == "jsonl":
+        return "".join(json.dumps(row) + "\n" for row in rows)
     if kind != "csv":
-        raise ValueError(f"unknown output format {kind!r}; expected 'csv' or 'json'")
+        raise ValueError(f"unknown output format {kind!r}; expected one of "
+                         f"{sorted(set(OUTPUT_FORMATS.values()))}")
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or list(ROW_FIELDS)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in ROW_FIELDS})
+    writer.writerows(rows)  # None is written as an empty cell
     return buffer.getvalue()
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Write rows to ``path`` as CSV or JSON, chosen by its suffix; return ``path``."""
+    """Write rows to ``path`` in the format its suffix names; return ``path``.
+
+    Atomic: the text goes to a temporary file beside ``path``, which then replaces it, so
+    a kill leaves the old file whole and a reader never sees half of the new one.
+    """
     text = format_rows(rows, output_format(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

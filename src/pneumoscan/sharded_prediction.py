@@ -10,7 +10,8 @@ Files already in ``OUT``, or in a part left behind by an interrupted run, are sk
 (:func:`already_done`): re-running the same command finishes the job.
 
 Rows are flat dicts with a ``"file"`` key holding ``str(path)`` of the input. ``OUT``'s
-format follows its suffix: ``.csv``, ``.json`` (a list of objects) or ``.jsonl``.
+format follows its suffix: ``.csv``, ``.json`` (a list of objects) or ``.jsonl``, written
+by :func:`pneumoscan.prediction_output.write_rows`, as ``pneumoscan predict`` writes it.
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import distributed
+from pneumoscan.prediction_output import output_format, write_rows
 
 logger = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-#: Writes rows to a path in the output's format (pass the CLI's own writer to match it).
-RowWriter = Callable[[list[Row], Path], object]
 KEY = "file"  # the column that names each row's input
-FORMATS = (".csv", ".json", ".jsonl")
 
 
 @dataclass(frozen=True)
@@ -64,13 +63,6 @@ def part_paths(out: Path) -> list[Path]:
     return sorted((p for p in found if p.suffix[5:].isdigit()), key=lambda p: int(p.suffix[5:]))
 
 
-def _check_format(path: Path) -> str:
-    if path.suffix.lower() not in FORMATS:
-        raise ValueError(f"{path}: unknown output format {path.suffix!r}; expected one of "
-                         f"{FORMATS}")
-    return path.suffix.lower()
-
-
 def _read_json_lines(path: Path) -> list[Row]:
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -87,33 +79,16 @@ def read_rows(path: Path) -> list[Row]:
     """The rows of an output file (CSV values come back as strings) or of a part."""
     if ".part" in path.suffix:
         return _read_json_lines(path)
-    kind = _check_format(path)
-    if kind == ".csv":
+    kind = output_format(path)
+    if kind == "csv":
         with path.open(newline="") as handle:
             return list(csv.DictReader(handle))
-    if kind == ".jsonl":
+    if kind == "jsonl":
         return _read_json_lines(path)
     rows = json.loads(path.read_text())
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of rows, found {type(rows).__name__}")
     return rows
-
-
-def write_rows(rows: list[Row], path: Path) -> None:
-    """Write rows in ``path``'s format, atomically (a kill leaves the old file whole)."""
-    kind = _check_format(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        if kind == ".csv":
-            columns = list(dict.fromkeys(key for row in rows for key in row))
-            writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        elif kind == ".jsonl":
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
-        else:
-            handle.write(json.dumps(rows, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def already_done(out_path: Path) -> set[str]:
@@ -122,8 +97,7 @@ def already_done(out_path: Path) -> set[str]:
     return {str(row[KEY]) for source in sources for row in read_rows(source)}
 
 
-def merge_shards(parts: Sequence[Path], out_path: Path, *,
-                 write: RowWriter = write_rows) -> list[Row]:
+def merge_shards(parts: Sequence[Path], out_path: Path) -> list[Row]:
     """Merge the rows of ``parts`` with those already in ``out_path``, sorted by file.
 
     A file in several places keeps its last row (parts after the existing output). The
@@ -134,7 +108,7 @@ def merge_shards(parts: Sequence[Path], out_path: Path, *,
         for row in read_rows(source):
             by_file[str(row[KEY])] = row
     rows = [by_file[name] for name in sorted(by_file)]
-    write(rows, out_path)
+    write_rows(rows, out_path)
     for part in parts:
         part.unlink()
     return rows
@@ -151,8 +125,7 @@ def _append_rows(rows: list[Row], path: Path) -> None:
 
 
 def run_sharded(files: Sequence[Path], predict_rows: Callable[[list[Path]], list[Row]],
-                out: Path, *, chunk_size: int = 64, write: RowWriter = write_rows,
-                ) -> ShardedRun:
+                out: Path, *, chunk_size: int = 64) -> ShardedRun:
     """Predict ``files`` into ``out``, split over torchrun's processes, skipping done ones.
 
     Every process calls this with the same arguments, inside
@@ -164,9 +137,8 @@ def run_sharded(files: Sequence[Path], predict_rows: Callable[[list[Path]], list
         predict_rows: predicts a list of files, returning one row per file it could read.
         out: the merged output (``.csv``, ``.json`` or ``.jsonl``).
         chunk_size: files per call of ``predict_rows``; each chunk is saved before the next.
-        write: writes the merged rows (default :func:`write_rows`).
     """
-    _check_format(out)
+    output_format(out)  # an unknown suffix fails before any work
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     if distributed.launched_by_torchrun() and distributed.world_size() == 1:
@@ -185,6 +157,6 @@ def run_sharded(files: Sequence[Path], predict_rows: Callable[[list[Path]], list
         _append_rows(rows, part)
     distributed.barrier()
     if distributed.is_main_process():
-        merge_shards(part_paths(out), out, write=write)
+        merge_shards(part_paths(out), out)
     distributed.barrier()  # nobody returns before the output is complete
     return ShardedRun(total=len(files), skipped=len(files) - len(todo), predicted=len(mine))

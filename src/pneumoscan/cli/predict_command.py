@@ -92,14 +92,14 @@ def _run_as_shard(predictor: Predictor, files: list[tuple[Path, str]], out: Path
     if cam_dir is not None:
         raise ValueError("--cam-dir is not supported under torchrun; run it in one process")
     from pneumoscan import distributed
-    from pneumoscan.prediction_output import result_row, write_rows
+    from pneumoscan.prediction_output import result_row
     from pneumoscan.sharded_prediction import run_sharded
 
     def predict_rows(paths: list[Path]) -> list[dict[str, object]]:
         return [result_row(r) for r in predictor.predict_files(paths, batch_size=batch_size)]
 
     with distributed.process_group("cpu"):
-        run_sharded([path for path, _ in files], predict_rows, out, write=write_rows)
+        run_sharded([path for path, _ in files], predict_rows, out)
         if distributed.is_main_process():
             console.print(f"merged the shards into {escape(str(out))}")
 
