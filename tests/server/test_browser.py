@@ -171,3 +171,33 @@ def test_out_of_scope_image_shows_the_warning(browser, server_url: str,
     warning = page.locator("#scope-warning")
     warning.wait_for(state="visible", timeout=60_000)
     assert "colour" in warning.inner_text()
+
+
+def test_api_docs_render_the_predict_operation(browser, server_url: str) -> None:
+    """Swagger UI at /docs reads FastAPI's OpenAPI 3.1 and lists ``POST /api/v1/predict``,
+    with its summary, from the packaged assets only."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    outside = []
+    page.on("request", lambda request: outside.append(request.url)
+            if not request.url.startswith(server_url) else None)
+    page.goto(server_url + "/docs")
+    operation = page.locator("#operations-default-predict_api_v1_predict_post")
+    operation.wait_for(state="visible", timeout=60_000)
+    assert "/api/v1/predict" in operation.inner_text()
+    assert "Predict pneumonia on one chest X-ray" in operation.inner_text()
+    assert "Unable to render this definition" not in page.inner_text("body")
+    operation.locator(".opblock-summary").first.click()  # open it: the request body shows
+    page.get_by_text("multipart/form-data").first.wait_for(timeout=30_000)
+    assert errors == [] and outside == []
+
+
+def test_redoc_renders_the_predict_operation(browser, server_url: str) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server_url + "/redoc")
+    page.get_by_text("Predict pneumonia on one chest X-ray").first.wait_for(timeout=60_000)
+    assert "/api/v1/predict" in page.inner_text("body")
+    assert errors == []
