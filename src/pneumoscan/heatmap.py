@@ -15,16 +15,38 @@ import numpy as np
 from PIL import Image
 
 
-def class_activation_map(features: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def raw_activation_map(features: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The pneumonia logit's evidence at each position, ``w · F(x, y)``, in logit units.
+
+    ``features`` ``(C, h, w)`` or ``(B, C, h, w)``, ``weight`` the head row ``(C,)``; returns
+    ``(h, w)`` or ``(B, h, w)`` float32 (negative where a position speaks against pneumonia).
+    """
+    return np.tensordot(weight.astype(np.float32), features.astype(np.float32),
+                        axes=(0, features.ndim - 3)).astype(np.float32)
+
+
+def heatmap_scale(raw_maps: np.ndarray, percentile: float = 99.0) -> float:
+    """The model-wide heat-map scale: a high percentile of the positive evidence in the
+    raw maps ``(B, h, w)`` of validation pneumonia images.
+
+    Shown at full colour from there on, the same for every image, so a normal film whose
+    evidence is weak everywhere stays cold instead of being stretched to its own maximum.
+    """
+    positive = raw_maps[raw_maps > 0]
+    return float(np.percentile(positive, percentile)) if positive.size else 0.0
+
+
+def class_activation_map(features: np.ndarray, weight: np.ndarray,
+                         scale: float = 0.0) -> np.ndarray:
     """CAM ``(h, w)`` in [0, 1] from one image's features ``(C, h, w)`` and head row ``(C,)``.
 
-    Negative evidence is clipped to 0; the map is scaled by its maximum (all zeros when
-    nothing speaks for pneumonia).
+    Negative evidence is clipped to 0. With ``scale`` > 0 (the model card's
+    ``heatmap_scale``) the map is divided by it and clipped at 1, one scale for every
+    image; with 0 (older models) by the image's own maximum.
     """
-    cam = np.tensordot(weight.astype(np.float32), features.astype(np.float32), axes=(0, 0))
-    cam = np.maximum(cam, 0.0)
-    peak = float(cam.max())
-    return (cam / peak if peak > 0 else cam).astype(np.float32)
+    cam = np.maximum(raw_activation_map(features, weight), 0.0)
+    peak = scale if scale > 0 else float(cam.max())
+    return (np.minimum(cam / peak, 1.0) if peak > 0 else cam).astype(np.float32)
 
 
 def colorize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -46,11 +68,13 @@ def _jet() -> np.ndarray:
     return (colormaps["jet"](np.arange(256))[:, :3] * 255).astype(np.uint8)
 
 
-def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
-            max_side: int = 1024) -> np.ndarray:
+def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
+            max_side: int = 1024, legend: bool = True) -> np.ndarray:
     """The radiograph ``(H, W)`` with the heat map blended on top, at its aspect ratio.
 
-    Large images are shrunk so the longer side is at most ``max_side`` pixels.
+    Large images are shrunk so the longer side is at most ``max_side`` pixels. Colour is
+    weighted by the heat itself: where there is no evidence the radiograph shows as it is
+    (no blue tint). With ``legend`` a colour bar is added below the image.
     """
     height, width = pixels.shape
     scale = min(1.0, max_side / max(height, width))
@@ -59,9 +83,28 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
                       .convert("RGB"), dtype=np.float32)
     smooth = _upsample(heatmap, size)
     colour = _jet()[smooth].astype(np.float32)
-    # Weight the colour by the heat itself so cold regions keep the radiograph visible.
-    weight = alpha * (0.3 + 0.7 * smooth[..., None].astype(np.float32) / 255.0)
-    return np.clip(base * (1 - weight) + colour * weight, 0, 255).astype(np.uint8)
+    weight = alpha * smooth[..., None].astype(np.float32) / 255.0
+    blended = np.clip(base * (1 - weight) + colour * weight, 0, 255).astype(np.uint8)
+    return np.concatenate([blended, legend_bar(size[0])]) if legend else blended
+
+
+def legend_bar(width: int) -> np.ndarray:
+    """A colour bar ``(h, width, 3)`` uint8 for the bottom of an overlay: the colour map
+    from no evidence to strong evidence of pneumonia, on the model-wide scale."""
+    from PIL import ImageDraw, ImageFont
+
+    height = max(18, width // 14)
+    bar = Image.new("RGB", (width, height), (0, 0, 0))
+    ramp = _jet()[np.linspace(0, 255, max(1, width // 2)).astype(np.uint8)]  # (w/2, 3)
+    strip = np.repeat(ramp[None], height // 2, axis=0)
+    left = (width - strip.shape[1]) // 2
+    bar.paste(Image.fromarray(strip), (left, height // 4))
+    draw = ImageDraw.Draw(bar)
+    font = ImageFont.load_default(size=max(8, height // 2))
+    draw.text((left - 4, height // 2), "none", fill=(255, 255, 255), font=font, anchor="rm")
+    draw.text((left + strip.shape[1] + 4, height // 2), "strong", fill=(255, 255, 255),
+              font=font, anchor="lm")
+    return np.asarray(bar)
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -85,7 +85,7 @@ def draw_border(image: np.ndarray, widths: tuple[float, float, float, float],
 
 def random_markings(image: np.ndarray, rng: np.random.Generator, *, annotate: bool,
                     border: bool) -> np.ndarray:
-    """Burn 1–3 random annotations into ``image`` and/or add random border bands."""
+    """Burn one to three random annotations into ``image`` and/or add random border bands."""
     if border:
         widths = tuple(float(w) if rng.random() < 0.5 else 0.0
                        for w in rng.uniform(0.02, 0.12, size=4))

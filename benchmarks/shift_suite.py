@@ -1,0 +1,149 @@
+"""The shift suite: each model scored on its own validation images under named, seeded
+shifts of framing, orientation, burned-in markings, tone, sharpness, resolution and noise,
+at its frozen threshold; prints one table per model with the worst case and the mean.
+
+Usage (the README's command; the shipped model by default):
+    python benchmarks/shift_suite.py --data ../shared/data/chest_xray [MODEL ...]
+        [--split validation|protocol] [--epochs runs/x] [--markdown]
+
+MODEL is a training output folder or a ``.safetensors`` file with its card. Each model's
+validation split is rebuilt from the training config in its card
+(:func:`pneumoscan.dataset.split_for_training`): ``validation`` is the patient-level split,
+``protocol`` the blocks of consecutive patients held out (models trained with
+``protocol_fraction`` > 0 only). ``--epochs RUN`` scores every saved epoch of a run, each
+with a temperature and threshold refitted by the training rule, to choose among them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from pneumoscan.calibration import apply_temperature
+from pneumoscan.dataset import discover, split_for_training
+from pneumoscan.image_cache import load_resized
+from pneumoscan.inference import predict_logits
+from pneumoscan.modelfile import ModelCard, load_model
+from pneumoscan.models import PneumoniaNet
+from pneumoscan.preprocessing import resize
+from pneumoscan.shift_scores import (
+    ShiftScore,
+    fit_operating_point,
+    score_suite,
+    shifted_probabilities,
+    summarise,
+)
+from pneumoscan.shifts import SHIFTS, SOURCE_SIZE, apply_shift
+
+
+def validation_images(data: Path, card: ModelCard, split: str,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's own validation images at source size, and their labels."""
+    config = card.training.get("config", {})
+    found = discover(data).splits
+    pool = found.get("train") or found["all"]
+    sides = split_for_training(pool, float(config.get("val_fraction", 0.15)),
+                               int(config.get("seed", 0)),
+                               float(config.get("protocol_fraction", 0.0)))
+    samples = sides.validation if split == "validation" else sides.protocol
+    if not samples:
+        raise SystemExit(f"this model was trained without a {split} hold-out")
+    pixels, bad = load_resized(samples, SOURCE_SIZE)
+    labels = np.array([s.label for i, s in enumerate(samples) if i not in set(bad)])
+    return pixels, labels
+
+
+def model_logits(model: PneumoniaNet, card: ModelCard, images: np.ndarray) -> np.ndarray:
+    """Pneumonia logits ``(N,)`` of source-size images, through the model's own resize."""
+    size = card.preprocessing.image_size
+    resized = np.stack([resize(image, size) for image in images])
+    return predict_logits(model, resized, card.preprocessing)[:, 0]
+
+
+def print_table(title: str, scores: list[ShiftScore], threshold: float,
+                markdown: bool) -> None:
+    summary = summarise(scores)
+    print(f"\n{title} (threshold {threshold:.2f})")
+    sep = " | " if markdown else "  "
+    print(("| " if markdown else "") + sep.join(["shift", "AUC", "sensitivity",
+                                                  "specificity"]) + (" |" if markdown else ""))
+    if markdown:
+        print("|---|---|---|---|")
+    for s in scores:
+        cells = [f"{s.name:<28}", f"{s.auc:.4f}", f"{s.sensitivity:.3f}", f"{s.specificity:.3f}"]
+        print(("| " if markdown else "") + sep.join(cells) + (" |" if markdown else ""))
+    rows = [("worst case", f"{summary.worst_auc:.4f} ({summary.worst_auc_shift})",
+             f"{summary.worst_sensitivity:.3f} ({summary.worst_sensitivity_shift})",
+             f"{summary.worst_specificity:.3f} ({summary.worst_specificity_shift})"),
+            ("mean over shifts", f"{summary.mean_auc:.4f}", f"{summary.mean_sensitivity:.3f}",
+             f"{summary.mean_specificity:.3f}")]
+    for name, *cells in rows:
+        line = sep.join([f"**{name}**" if markdown else f"{name:<28}", *cells])
+        print(("| " if markdown else "") + line + (" |" if markdown else ""))
+
+
+def score_model(path: Path, data: Path, split: str, markdown: bool) -> None:
+    model, card = load_model(path)
+    images, labels = validation_images(data, card, split)
+    started = time.perf_counter()
+    probabilities = shifted_probabilities(
+        lambda x: apply_temperature(model_logits(model, card, x), card.temperature), images)
+    scores = score_suite(labels, probabilities, card.threshold)
+    print_table(f"{card.version or path} on its {split} split ({len(labels)} images, "
+                f"{int((labels == 0).sum())} normal), {time.perf_counter() - started:.0f} s",
+                scores, card.threshold, markdown)
+
+
+def score_epochs(run: Path, data: Path, split: str, markdown: bool) -> None:
+    """Every saved epoch of ``run``, each with its operating point refitted on the
+    patient-level validation split by the training rule."""
+    model, card = load_model(run)
+    config = card.training["config"]
+    val_images, val_labels = validation_images(data, card, "validation")
+    images, labels = (val_images, val_labels) if split == "validation" else \
+        validation_images(data, card, split)
+    for weights in sorted((run / "epochs").glob("epoch*.safetensors"),
+                          key=lambda p: int(p.stem[5:])):
+        model.load_state_dict(load_file(str(weights)))
+        fit_logits = {s.name: model_logits(model, card, apply_shift(s, val_images))
+                      for s in SHIFTS}
+        temperature, threshold = fit_operating_point(
+            val_labels, fit_logits, min_sensitivity=config["min_sensitivity"],
+            plateau=config["threshold_plateau"])
+        logits = fit_logits if split == "validation" else {
+            s.name: model_logits(model, card, apply_shift(s, images)) for s in SHIFTS}
+        probabilities = {k: apply_temperature(v, temperature) for k, v in logits.items()}
+        print_table(f"{run.name} {weights.stem} on its {split} split",
+                    score_suite(labels, probabilities, threshold), threshold, markdown)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="*", type=Path,
+                        help="model folders or .safetensors files (default: the shipped one)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/chest_xray"))
+    parser.add_argument("--split", choices=("validation", "protocol"), default="validation")
+    parser.add_argument("--epochs", type=Path, help="score every saved epoch of this run")
+    parser.add_argument("--markdown", action="store_true", help="tables as Markdown")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data}: data folder not found (the shared training data)")
+    torch.set_num_threads(args.threads)
+    if args.epochs:
+        score_epochs(args.epochs, args.data, args.split, args.markdown)
+        return
+    from pneumoscan.modelfile import default_model_path
+
+    for path in args.models or [default_model_path()]:
+        score_model(path, args.data, args.split, args.markdown)
+
+
+if __name__ == "__main__":
+    main()
