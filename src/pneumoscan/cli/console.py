@@ -1,4 +1,10 @@
-"""Shared CLI plumbing: the rich console, logging set-up, progress bars, error exits."""
+"""Shared CLI plumbing: the rich console, logging set-up, progress bars, error exits.
+
+On a terminal, logs and messages are rich (colours, aligned columns, wrapped to the
+window). Anywhere else (a file, a pipe, journald, a container's log collector) every log
+record is one plain line, ``2026-11-25 16:20:01,123 INFO pneumoscan.server.app: ...``,
+never wrapped or split, so that grep and log shippers see whole records.
+"""
 
 from __future__ import annotations
 
@@ -24,16 +30,35 @@ from pneumoscan.errors import PneumoscanError
 console = Console(stderr=True)
 stdout = Console()
 
+#: A log record written anywhere but a terminal.
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class OneLineFormatter(logging.Formatter):
+    """``PLAIN_FORMAT``, with the line breaks of a message or a traceback written as
+    ``\\n``: one record, one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def log_handler(output: Console) -> logging.Handler:
+    """Rich's handler when ``output`` is a terminal, else plain one-line records on the same
+    stream."""
+    if output.is_terminal:
+        handler: logging.Handler = RichHandler(console=output, show_path=False,
+                                               rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        handler = logging.StreamHandler(output.file)
+        handler.setFormatter(OneLineFormatter(PLAIN_FORMAT))
+    return handler
+
 
 def configure_logging(verbose: bool = False) -> None:
     """Configure logging once, for the CLI only (library code only creates loggers)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        handlers=[log_handler(console)], force=True)
     for noisy in ("matplotlib", "PIL", "httpx", "timm", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
