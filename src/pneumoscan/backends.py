@@ -13,7 +13,6 @@ way whatever runs the network.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from pneumoscan.errors import ModelFileError
+from pneumoscan.errors import MissingDependencyError, ModelFileError
+from pneumoscan.extras import installed, require
 
 if TYPE_CHECKING:
     from torch import nn
@@ -88,18 +88,11 @@ class TorchBackend:
 def available_backends() -> list[str]:
     """Names of the backends whose libraries are installed, fastest first."""
     names = []
-    if _installed("onnxruntime") and _installed("pneumoscan.onnx_backend"):
+    if installed("onnxruntime") and installed("pneumoscan.onnx_backend"):
         names.append("onnx")
-    if _installed("torch"):
+    if installed("torch"):
         names.append("torch")
     return names
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a broken or blocked install counts as absent
-        return False
 
 
 def create_backend(name: str, model_path: Path | str | None, *,
@@ -115,14 +108,16 @@ def create_backend(name: str, model_path: Path | str | None, *,
     Raises:
         ValueError: an unknown backend name.
         ModelFileError: the model (or, for "onnx", its ONNX export) is missing or invalid.
-        RuntimeError: no backend library is installed.
+        MissingDependencyError: the backend's library (for "auto": any) is not installed.
     """
     if name not in BACKEND_NAMES:
         raise ValueError(f"unknown backend {name!r}; expected one of {BACKEND_NAMES}")
     if name == "auto":
         return _create_automatically(model_path, threads)
     if name == "torch":
+        require("--backend torch", ("torch",), "torch")
         return TorchBackend(model_path, threads=threads)
+    require("--backend onnx", ("onnxruntime",), "onnx")
     from pneumoscan.onnx_backend import OnnxBackend
 
     return OnnxBackend(model_path, threads=threads)
@@ -131,8 +126,9 @@ def create_backend(name: str, model_path: Path | str | None, *,
 def _create_automatically(model_path: Path | str | None, threads: int | None) -> Backend:
     installed = available_backends()
     if not installed:
-        raise RuntimeError("no inference backend installed: pip install 'pneumoscan[onnx]' "
-                           "(with an exported model) or 'pneumoscan[torch]'")
+        raise MissingDependencyError("no inference backend installed: pip install "
+                                     "'pneumoscan[onnx]' (with an exported model) or "
+                                     "'pneumoscan[torch]'")
     if "onnx" in installed:
         from pneumoscan.onnx_backend import OnnxBackend, export_hint, onnx_path_for
 

@@ -29,3 +29,7 @@ class DataLayoutError(PneumoscanError, FileNotFoundError):
 
 class ModelFileError(PneumoscanError, ValueError):
     """A model folder or file is missing, incomplete, or does not match its description."""
+
+
+class MissingDependencyError(PneumoscanError, ImportError):
+    """An optional dependency a command needs is not installed; the message names the extra."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import typer
 
 from pneumoscan.cli.console import configure_logging, console, stdout, user_errors
+from pneumoscan.extras import require
 
 
 def export_command(
@@ -33,11 +33,7 @@ def export_command(
     with user_errors():
         if export_format != "onnx":
             raise ValueError(f"unknown --format {export_format!r}; only 'onnx' is supported")
-        missing = [name for name in ("torch", "onnx", "onnxruntime")
-                   if importlib.util.find_spec(name) is None]
-        if missing:
-            raise ValueError(f"export needs {', '.join(missing)}: pip install "
-                             "'pneumoscan[torch,onnx,export]'")
+        require("export", ("torch", "onnx", "onnxruntime"), "torch,onnx,export")
         from pneumoscan.export import DEFAULT_OPSET, export_onnx, sample_images
 
         images = sample_images(check_data, check_images) if check_data is not None else []

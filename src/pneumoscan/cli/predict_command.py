@@ -20,6 +20,7 @@ from rich.table import Table
 
 from pneumoscan import DISCLAIMER
 from pneumoscan.cli.console import configure_logging, console, progress_bar, stdout, user_errors
+from pneumoscan.extras import require
 
 if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
     from pneumoscan.prediction_output import OverlayNamer
@@ -91,6 +92,7 @@ def _run_as_shard(predictor: Predictor, files: list[tuple[Path, str]], out: Path
         raise ValueError("under torchrun, pass --out: the processes merge into one file")
     if cam_dir is not None:
         raise ValueError("--cam-dir is not supported under torchrun; run it in one process")
+    require("prediction under torchrun", ("torch",), "torch")
     from pneumoscan import distributed
     from pneumoscan.prediction_output import result_row
     from pneumoscan.sharded_prediction import run_sharded

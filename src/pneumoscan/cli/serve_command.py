@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from pneumoscan.cli.console import configure_logging, console, user_errors
+from pneumoscan.extras import require
 
 
 def serve_command(
@@ -35,6 +36,8 @@ def serve_command(
                "workers": workers}
     with user_errors():
         settings = ServerSettings(**{k: v for k, v in options.items() if v is not None})
+        if settings.backend == "torch":  # fail here, not in every worker's start-up
+            require("--backend torch", ("torch",), "torch")
         # The app is built by a factory in each worker process: pass the options on to it
         # as the same environment variables a deployment would set.
         for name, value in settings.model_dump(exclude_unset=True).items():

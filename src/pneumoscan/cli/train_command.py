@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from pneumoscan.cli.console import configure_logging, console, progress_bar, user_errors
+from pneumoscan.extras import require
 
 if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
     from pneumoscan.config import TrainConfig
@@ -42,6 +43,8 @@ def train_command(
 ) -> None:
     """Train a pneumonia classifier; writes model.safetensors + model.json to --out."""
     configure_logging(verbose)
+    with user_errors():
+        require("training", ("torch",), "torch")
     from pneumoscan import distributed
     from pneumoscan.config import load_config
 
