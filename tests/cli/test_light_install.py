@@ -100,6 +100,8 @@ def test_evaluate_runs_without_torch(tmp_path: Path, shared_normal_images: list[
      "--backend torch needs torch (not installed): pip install 'pneumoscan[torch]'"),
     (("evaluate", "--data", "DATA", "--out", "OUT", "--backend", "torch"), None,
      "--backend torch needs torch (not installed): pip install 'pneumoscan[torch]'"),
+    (("serve", "--backend", "torch", "--port", "1"), None,
+     "--backend torch needs torch (not installed): pip install 'pneumoscan[torch]'"),
     (("predict", "IMAGE", "--out", "OUT.csv"), {"WORLD_SIZE": "2", "RANK": "0"},
      "prediction under torchrun needs torch (not installed): "
      "pip install 'pneumoscan[torch]'"),
