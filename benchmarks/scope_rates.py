@@ -6,7 +6,7 @@ Usage:
 Prints, for a model (default: the shipped one):
 
 - the false-flag rate: the share of the model's own patient-level validation images
-  (rebuilt from the seed and val_fraction in its model.json) that the check calls out of
+  (its split rebuilt from the config in its model.json) that the check calls out of
   scope, with a 95 % Wilson interval, through the full Predictor on the files;
 - whether each shared adult DICOM radiograph is in scope (all should be);
 - the detection rate on a set of non-X-ray images assembled from what installed packages
@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.stats import binomtest
 
 from pneumoscan.imaging import ImageSource, decode_image
-from pneumoscan.metrics import wilson_interval
 from pneumoscan.predictor import Predictor
+from pneumoscan.scope_fitting import training_split
 
 logger = logging.getLogger("scope_rates")
 
@@ -110,9 +111,7 @@ def _matplotlib_mr_head() -> np.ndarray:
 
 def validation_false_flags(predictor: Predictor, data: Path) -> tuple[int, int, list[str]]:
     """Flagged count, total and reasons on the model's own validation split."""
-    from fit_scope import training_split  # the sibling script (this folder is on sys.path)
-
-    _, validation = training_split(predictor.card, data)
+    validation = training_split(predictor.card, data).validation
     flagged, total, reasons = 0, 0, []
     for result in predictor.predict_files([s.path for s in validation], batch_size=32):
         if result.prediction is None:
@@ -120,8 +119,18 @@ def validation_false_flags(predictor: Predictor, data: Path) -> tuple[int, int, 
         total += 1
         if not result.prediction.in_scope:
             flagged += 1
-            reasons.append(f"{Path(result.file).name}: {result.prediction.scope_reason}")
+            reasons.append(f"{Path(result.file).name}: {result.prediction.scope_reason}"
+                           f"{_distance(result.prediction.scope_distance)}")
     return flagged, total, reasons
+
+
+def _wilson(successes: int, trials: int) -> tuple[float, float]:
+    interval = binomtest(successes, trials).proportion_ci(method="wilson")
+    return interval.low, interval.high
+
+
+def _distance(distance: float | None) -> str:
+    return "" if distance is None else f" (distance {distance:.2f} x the cut-off)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,13 +142,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     predictor = Predictor.load(args.model, backend="torch")
-    scope = predictor.card.scope
-    print(f"model {predictor.version}; feature statistics: "
-          + (f"{scope['n_components']} components, cut-off {scope['max_distance']:.2f}"
-             if scope else "NOT FITTED (image checks only; run benchmarks/fit_scope.py)"))
+    scope = predictor.scope
+    print(f"model {predictor.version}; scope statistics: "
+          + (f"features {scope.features.n_components} components, cut-off "
+             f"{scope.features.max_distance:.2f}; layout {scope.layout.n_components} "
+             f"components, cut-off {scope.layout.max_distance:.2f}" if scope is not None
+             else "NOT FITTED (every image out of scope; run pneumoscan fit-scope)"))
 
     flagged, total, reasons = validation_false_flags(predictor, args.data)
-    low, high = wilson_interval(flagged, total)
+    low, high = _wilson(flagged, total)
     print(f"\nfalse-flag rate on validation: {flagged}/{total} = {flagged / total:.2%} "
           f"(95% CI {low:.2%} to {high:.2%})")
     for reason in reasons:
@@ -149,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\nshared adult DICOM radiographs (should be in scope):")
     for path in sorted(dicom_dir.glob("*.dcm")):
         result = predictor.predict(path, heatmap=False)
-        print(f"  {path.name}: {'in scope' if result.in_scope else result.scope_reason}")
+        print(f"  {path.name}: {'in scope' if result.in_scope else result.scope_reason}"
+              f"{_distance(result.scope_distance)}")
 
     detected, tried = 0, 0
     print("\nnon-X-ray images (should be out of scope):")
@@ -162,8 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         tried += 1
         detected += not result.in_scope
         print(f"  {'FLAGGED' if not result.in_scope else 'missed '} {name}"
-              + (f": {result.scope_reason}" if not result.in_scope else ""))
-    low, high = wilson_interval(detected, tried)
+              + (f": {result.scope_reason}" if not result.in_scope else "")
+              + _distance(result.scope_distance))
+    low, high = _wilson(detected, tried)
     print(f"\ndetection rate on non-X-ray images: {detected}/{tried} = {detected / tried:.1%} "
           f"(95% CI {low:.1%} to {high:.1%})")
 

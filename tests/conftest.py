@@ -1,14 +1,20 @@
-"""Shared fixtures: the shared data folder (skipped when absent), tiny synthetic data sets
-and a tiny random model, so most tests run in milliseconds without the real model."""
+"""Shared fixtures: the shared data folder (skipped when absent), the shipped model (loaded
+once), tiny synthetic data sets and a tiny random model, so most tests run in milliseconds
+without the real model."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if TYPE_CHECKING:
+    from pneumoscan.predictor import Predictor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a stray pretrained=True fails fast
 
@@ -34,6 +40,29 @@ def chest_xray_dir() -> Path:
 def dicom_dir() -> Path:
     """``../shared/data/dicom``, or skip."""
     return _require(DICOM_DIR)
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The shipped model's weights (``pneumoscan/weights/default.safetensors``; its card,
+    ONNX export and scope statistics beside them). They are part of the package, so a
+    missing part fails the test instead of skipping it."""
+    from pneumoscan.modelfile import default_model_path
+
+    weights = default_model_path()
+    missing = [p.name for p in (weights, weights.with_suffix(".json")) if not p.is_file()]
+    if missing:
+        pytest.fail(f"the shipped model is incomplete: {', '.join(missing)} missing from "
+                    f"{weights.parent}")
+    return weights
+
+
+@pytest.fixture(scope="session")
+def shipped_predictor(shipped_model: Path) -> Predictor:
+    """The shipped model on the torch backend, loaded once for the session."""
+    from pneumoscan.predictor import Predictor
+
+    return Predictor.load(shipped_model, backend="torch")
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +104,21 @@ def make_synthetic_dataset(root: Path, n_patients: int = 12, images_per_patient:
                 Image.fromarray(synthetic_xray(rng, True)).save(
                     pneu_dir / f"person{p + 1}_{cause}_{p * 10 + m}.jpeg")
     return root
+
+
+def trained_looking_model(tiny_model_dir: Path, data: Path, target: Path,
+                          **config: object) -> Path:
+    """A copy of the tiny model whose card says it was trained on ``data`` with ``config``."""
+    import shutil
+
+    from pneumoscan.dataset import discover, fingerprint
+
+    shutil.copytree(tiny_model_dir, target)
+    card = json.loads((target / "model.json").read_text())
+    card["training"] = {"config": {"val_fraction": 0.25, "seed": 3, **config}}
+    card["data_fingerprint"] = fingerprint(discover(data).splits["train"])
+    (target / "model.json").write_text(json.dumps(card))
+    return target
 
 
 @pytest.fixture

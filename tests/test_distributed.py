@@ -41,7 +41,12 @@ DIGEST = re.compile(r"weights identical on all 2 processes \(sha256 ([0-9a-f]{64
 
 # ---- the single-process behaviour of the helpers ----------------------------------------
 
-def test_single_process_helpers_are_identities() -> None:
+def test_single_process_helpers_are_identities(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_collectives(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a collective ran without a process group")
+
+    for name in ("barrier", "all_reduce", "all_gather_object", "broadcast"):
+        monkeypatch.setattr(torch.distributed, name, no_collectives)
     assert (distributed.world_size(), distributed.rank()) == (1, 0)
     assert distributed.is_main_process()
     assert distributed.all_reduce_mean(2.5) == 2.5
@@ -51,8 +56,11 @@ def test_single_process_helpers_are_identities() -> None:
     model = torch.nn.Linear(2, 2)
     assert distributed.wrap_model(model, torch.device("cpu")) is model
     distributed.barrier()
+    distributed.broadcast_buffers(torch.nn.BatchNorm1d(2))
+    ran = []
     with distributed.main_process_first():
-        pass
+        ran.append(distributed.rank())
+    assert ran == [0]
 
 
 def test_select_device() -> None:
@@ -74,6 +82,9 @@ def test_process_group_without_torchrun_is_a_no_op(monkeypatch: pytest.MonkeyPat
 
 
 def test_autocast_only_on_cuda() -> None:
+    """On the CPU no autocast: under torch.autocast("cpu") a product would be bfloat16."""
+    with torch.autocast("cpu"):
+        assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
     with distributed.autocast(torch.device("cpu")):
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32
 
@@ -84,7 +95,8 @@ def test_state_digest_sees_every_bit() -> None:
     assert distributed.state_digest(state) == distributed.state_digest(same)
     nudged = {"w": torch.tensor([1.0, np.nextafter(2.0, 3.0)]), "n": torch.tensor(3)}
     assert distributed.state_digest(state) != distributed.state_digest(nudged)
-    assert distributed.check_in_sync(torch.nn.Linear(2, 2)) != ""
+    model = torch.nn.Linear(2, 2)
+    assert distributed.check_in_sync(model) == distributed.state_digest(model.state_dict())
 
 
 def test_train_rejects_a_batch_that_does_not_split(monkeypatch: pytest.MonkeyPatch,

@@ -22,7 +22,7 @@ from pneumoscan.export import (
     export_onnx,
     sample_images,
 )
-from pneumoscan.modelfile import default_model_path, read_card
+from pneumoscan.modelfile import read_card
 from pneumoscan.onnx_backend import WEIGHTS_DIGEST_KEY, weights_digest
 
 
@@ -132,20 +132,18 @@ def test_export_command(tiny_model_dir: Path, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_shipped_onnx_matches_torch_on_every_validation_image(chest_xray_dir: Path) -> None:
+def test_shipped_onnx_matches_torch_on_every_validation_image(shipped_model: Path,
+                                                             chest_xray_dir: Path) -> None:
     """The shipped ``default.onnx``: max |logit diff| <= 1e-4 and the same label as PyTorch
     on every image of the shipped model's patient-level validation split."""
     from pneumoscan.dataset import discover, split_for_training
 
-    weights = default_model_path()
-    if not weights.is_file() or not weights.with_suffix(".onnx").is_file():
-        pytest.skip(f"no shipped model and ONNX export at {weights.with_suffix('.*')}")
-    config = read_card(None).training.get("config", {})
+    config = read_card(shipped_model).training.get("config", {})
     pool = discover(chest_xray_dir).splits["train"]
     validation = split_for_training(pool, config.get("val_fraction", 0.15),
                                     config.get("seed", 0),
                                     config.get("protocol_fraction", 0.0)).validation
-    report = compare_with_torch(None, weights.with_suffix(".onnx"),
+    report = compare_with_torch(shipped_model, shipped_model.with_suffix(".onnx"),
                                 [s.path for s in validation])
     assert report.n_images == len(validation) > 500
     assert report.max_abs_diff_logits <= LOGIT_TOLERANCE, report.describe()

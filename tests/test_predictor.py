@@ -1,12 +1,10 @@
 """The Predictor: every input kind, batches with bad files, DICOM equivalences, cause,
-resolution independence. Accuracy-dependent checks use the shipped model (or the model
-folder in ``$PNEUMOSCAN_TEST_MODEL``) and skip with a reason when there is none."""
+resolution independence. Accuracy-dependent checks use the shipped model."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from PIL import Image
 
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError
 from pneumoscan.imaging import decode_image
-from pneumoscan.modelfile import default_model_path
 from pneumoscan.predictor import FileResult, Prediction, Predictor
 
 NEMA_PAIR = ("cr_nema_pa_monochrome1_jpeg2000.dcm", "cr_nema_pa_monochrome1_jpegls.dcm")
@@ -28,16 +25,9 @@ def tiny(tiny_model_dir: Path) -> Predictor:
 
 
 @pytest.fixture(scope="module")
-def trained() -> Predictor:
-    """The shipped model, or ``$PNEUMOSCAN_TEST_MODEL``; skip when neither exists."""
-    override = os.environ.get("PNEUMOSCAN_TEST_MODEL")
-    if override:
-        return Predictor.load(override, backend="torch")
-    if not default_model_path().is_file():
-        pytest.skip("no trained model: the shipped weights (pneumoscan/weights/"
-                    "default.safetensors) are not there yet; set PNEUMOSCAN_TEST_MODEL to "
-                    "a trained model folder to run this test")
-    return Predictor.load(backend="torch")
+def trained(shipped_predictor: Predictor) -> Predictor:
+    """The shipped model (the session's one copy)."""
+    return shipped_predictor
 
 
 def _with_card(model_dir: Path, target: Path, **changes: object) -> Path:

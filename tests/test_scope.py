@@ -1,9 +1,9 @@
-"""Input-scope check: image statistics and DICOM tags, the fitted feature distance, and the
-full Predictor on photographs, blank images, CT / MR files and real radiographs."""
+"""Input-scope check: image statistics and DICOM tags, the fitted distances, a model without
+a fit, and the full Predictor on photographs, blank images, CT / MR files and real
+radiographs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +11,23 @@ import pytest
 from PIL import Image
 
 from pneumoscan.imaging import DecodedImage, DicomInfo, decode_image
-from pneumoscan.modelfile import default_model_path
 from pneumoscan.predictor import Predictor
 from pneumoscan.scope import (
+    FEATURE_REASON,
     IN_SCOPE,
+    LAYOUT_REASON,
     MIN_SIDE,
+    NOT_FITTED_REASON,
     THUMBNAIL_SIDE,
+    DistanceStatistics,
+    ScopeResult,
+    ScopeStatistics,
     assess_scope,
     check_features,
     check_image,
-    check_thumbnail,
+    check_layout,
     fit_distance_statistics,
     fit_scope_statistics,
-    pca_distance,
     thumbnail,
 )
 
@@ -49,21 +53,6 @@ def _dicom(modality: str = "CR", body: str = "CHEST", view: str = "PA") -> Dicom
 def radiograph(chest_xray_dir: Path) -> np.ndarray:
     path = sorted((chest_xray_dir / "train" / "NORMAL").glob("*.jpeg"))[0]
     return np.asarray(Image.open(path).convert("L"))
-
-
-@pytest.fixture(scope="module")
-def fitted() -> Predictor:
-    """A trained model with fitted scope statistics: ``$PNEUMOSCAN_TEST_MODEL`` or the
-    shipped one; skip when neither has them."""
-    override = os.environ.get("PNEUMOSCAN_TEST_MODEL")
-    if not override and not default_model_path().is_file():
-        pytest.skip("no trained model: the shipped weights are not there yet; set "
-                    "PNEUMOSCAN_TEST_MODEL to a trained model folder to run this test")
-    predictor = Predictor.load(override or None, backend="torch")
-    if not predictor.card.scope:
-        pytest.skip(f"model {predictor.version} has no fitted scope statistics; run "
-                    "benchmarks/fit_scope.py on it")
-    return predictor
 
 
 # ---------------------------------------------------------------- image statistics
@@ -145,7 +134,7 @@ def test_real_ct_and_mr_dicoms_are_flagged_by_their_tags() -> None:
         assert not result.in_scope and f"modality {modality}" in result.reason
 
 
-# ---------------------------------------------------------------- feature statistics
+# ---------------------------------------------------------------- fitted distances
 
 
 @pytest.fixture(scope="module")
@@ -156,52 +145,88 @@ def gaussian_features() -> np.ndarray:
         + rng.normal(scale=0.1, size=(4000, 40)) + 3.0
 
 
-def test_fit_keeps_about_half_a_percent_of_training_beyond_the_cut_off(
+@pytest.fixture(scope="module")
+def model_input(radiograph: np.ndarray) -> np.ndarray:
+    """The radiograph as the model and the layout check see it: ``(160, 160)`` uint8."""
+    return np.asarray(Image.fromarray(radiograph).resize((160, 160)))
+
+
+@pytest.fixture(scope="module")
+def radiograph_layout(model_input: np.ndarray) -> DistanceStatistics:
+    """Layout statistics of shifted, rescaled, noisy copies of one radiograph."""
+    rng = np.random.default_rng(0)
+    copies = []
+    for _ in range(300):
+        dy, dx = rng.integers(-2, 3, size=2)
+        shifted = np.roll(model_input, (dy, dx), axis=(0, 1)).astype(float)
+        noisy = np.clip(shifted * rng.uniform(0.8, 1.2) + rng.normal(0, 6, shifted.shape),
+                        0, 255).astype(np.uint8)
+        copies.append(thumbnail(noisy))
+    return fit_distance_statistics(np.stack(copies), max_components=16, explained=0.999,
+                                   exceed_fraction=0.0025)
+
+
+def test_fit_keeps_the_asked_share_of_training_beyond_the_cut_off(
         gaussian_features: np.ndarray) -> None:
-    stats = fit_scope_statistics(gaussian_features)
-    assert stats["n_images"] == 4000
-    assert len(stats["mean"]) == 40 and len(stats["variances"]) == stats["n_components"]
-    assert np.asarray(stats["components"]).shape == (stats["n_components"], 40)
-    assert 2 <= stats["n_components"] <= 6  # the data live in 6 dimensions
-    distances = np.array([pca_distance(f, stats) for f in gaussian_features])
-    assert np.mean(distances > stats["quantile_distance"]) == pytest.approx(0.005, abs=0.0015)
-    assert stats["max_distance"] == pytest.approx(1.2 * stats["quantile_distance"])
-    assert np.mean(distances > stats["max_distance"]) < 0.005  # the margin only adds room
+    stats = fit_distance_statistics(gaussian_features, exceed_fraction=0.005, margin=1.2)
+    assert stats.n_images == 4000
+    assert stats.mean.shape == (40,) and stats.variances.shape == (stats.n_components,)
+    assert stats.components.shape == (stats.n_components, 40)
+    assert 2 <= stats.n_components <= 6  # the data live in 6 dimensions
+    distances = np.array([stats.distance(f) for f in gaussian_features])
+    assert np.mean(distances > stats.quantile_distance) == pytest.approx(0.005, abs=0.0015)
+    assert stats.max_distance == pytest.approx(1.2 * stats.quantile_distance)
+    assert np.mean(distances > stats.max_distance) < 0.005  # the margin only adds room
     rng = np.random.default_rng(1)
-    # Off the training subspace, or far along it: flagged, with the distance in the reason.
+    # Off the training subspace, or far along it: flagged, the distance in its own field.
     outlier = gaussian_features.mean(0) + rng.normal(scale=3.0, size=40)
     result = check_features(outlier, stats)
-    assert not result.in_scope and "feature distance" in result.reason
+    assert result == ScopeResult(False, FEATURE_REASON, stats.ratio(outlier))
+    assert result.distance is not None and result.distance > 1.0
     far = gaussian_features.mean(0) + 10 * (gaussian_features[0] - gaussian_features.mean(0))
     assert not check_features(far, stats).in_scope
 
 
-def test_fit_statistics_are_json_ready(gaussian_features: np.ndarray) -> None:
-    import json
+def test_fit_scope_statistics_splits_the_exceed_fraction(gaussian_features: np.ndarray) -> None:
+    thumbnails = np.random.default_rng(0).normal(size=(500, THUMBNAIL_SIDE**2))
+    stats = fit_scope_statistics(gaussian_features[:500], thumbnails, exceed_fraction=0.01)
+    assert stats.features.exceed_fraction == stats.layout.exceed_fraction == 0.005
+    assert (stats.features.margin, stats.layout.margin) == (1.2, 1.0)
+    assert stats.layout.mean.shape == (THUMBNAIL_SIDE**2,)
+    assert stats.layout.n_components == 16
 
-    stats = fit_scope_statistics(gaussian_features[:500], exceed_fraction=0.01)
-    again = json.loads(json.dumps(stats))
-    assert again["exceed_fraction"] == 0.01
-    assert check_features(gaussian_features[3], again) == check_features(
-        gaussian_features[3], stats)
+
+def test_fitted_arrays_are_what_float32_storage_keeps(gaussian_features: np.ndarray) -> None:
+    """The cut-off is measured with the arrays as stored, so it holds after a round trip."""
+    stats = fit_distance_statistics(gaussian_features[:300])
+    for values in (stats.mean, stats.components, stats.variances):
+        assert values.dtype == np.float64
+        np.testing.assert_array_equal(values, values.astype(np.float32))
 
 
-def test_pca_distance_by_hand() -> None:
-    stats = {"mean": [1.0, 0.0, 0.0], "components": [[1.0, 0.0, 0.0]], "variances": [4.0],
-             "residual_variance": 0.5}
+def test_distance_by_hand() -> None:
+    stats = DistanceStatistics(
+        mean=np.array([1.0, 0.0, 0.0]), components=np.array([[1.0, 0.0, 0.0]]),
+        variances=np.array([4.0]), residual_variance=0.5, max_distance=2.0,
+        quantile_distance=2.0, margin=1.0, exceed_fraction=0.01, n_images=100)
     # centred (2, 1, 1): projection 2 -> 2**2 / 4 = 1; residual (0, 1, 1) -> 2 / 0.5 = 4
-    assert pca_distance(np.array([3.0, 1.0, 1.0]), stats) == pytest.approx(np.sqrt(5.0))
+    vector = np.array([3.0, 1.0, 1.0])
+    assert stats.distance(vector) == pytest.approx(np.sqrt(5.0))
+    assert check_features(vector, stats) == ScopeResult(False, FEATURE_REASON,
+                                                        pytest.approx(np.sqrt(5.0) / 2))
+    assert check_features(np.array([2.0, 0.0, 0.0]), stats) == ScopeResult(True, "", 0.25)
+    with pytest.raises(ValueError, match=r"3 dimensions, the input 4; refit.*fit-scope"):
+        stats.distance(np.ones(4))
 
 
-def test_unfitted_statistics_pass_and_mismatches_are_explained() -> None:
-    assert check_features(np.ones(8), {}) == IN_SCOPE
-    assert check_thumbnail(np.zeros((64, 64), np.uint8), {}) == IN_SCOPE
-    stats = fit_scope_statistics(np.random.default_rng(0).normal(size=(50, 8)))
-    assert "thumbnail" not in stats and stats["exceed_fraction"] == 0.005
-    with pytest.raises(ValueError, match="refit"):
-        check_features(np.ones(9), stats)
+def test_fit_needs_ten_vectors() -> None:
     with pytest.raises(ValueError, match="N >= 10"):
-        fit_scope_statistics(np.ones((3, 8)))
+        fit_distance_statistics(np.ones((3, 8)))
+
+
+def test_fit_distance_statistics_caps_components() -> None:
+    data = np.random.default_rng(0).normal(size=(200, 50))
+    assert fit_distance_statistics(data, max_components=5, explained=0.999).n_components == 5
 
 
 def test_thumbnail_is_exposure_blind_layout(radiograph: np.ndarray) -> None:
@@ -214,71 +239,87 @@ def test_thumbnail_is_exposure_blind_layout(radiograph: np.ndarray) -> None:
     assert np.abs(thumbnail(brighter) - vector).mean() < 0.02
 
 
-def test_layout_check_with_fitted_thumbnails(radiograph: np.ndarray) -> None:
-    """Thumbnails of shifted, noisy copies of one radiograph: the radiograph fits, a
-    mirror-free transposed version (lungs stacked vertically) and noise do not."""
-    rng = np.random.default_rng(0)
-    copies = []
-    for _ in range(300):
-        dy, dx = rng.integers(-8, 9, size=2)
-        shifted = np.roll(radiograph, (dy, dx), axis=(0, 1)).astype(float)
-        noisy = np.clip(shifted * rng.uniform(0.8, 1.2) + rng.normal(0, 6, shifted.shape),
-                        0, 255).astype(np.uint8)
-        copies.append(thumbnail(noisy))
-    features = rng.normal(size=(300, 8))
-    stats = fit_scope_statistics(features, np.stack(copies))
-    layout = stats["thumbnail"]
-    assert layout["exceed_fraction"] == stats["exceed_fraction"] == 0.0025  # split in two
-    assert check_thumbnail(radiograph, layout) == IN_SCOPE
-    rotated = check_thumbnail(np.ascontiguousarray(radiograph.T[::-1]), layout)
-    assert not rotated.in_scope and "layout" in rotated.reason
-    noise = rng.integers(0, 256, radiograph.shape, dtype=np.uint8)
-    assert not check_thumbnail(noise, layout).in_scope
-    assert "layout" in assess_scope(_decoded(noise), features[0], stats, noise).reason
+def test_layout_check_with_fitted_thumbnails(model_input: np.ndarray,
+                                             radiograph_layout: DistanceStatistics) -> None:
+    """The radiograph fits its copies' layout; transposed (lungs stacked vertically) and
+    noise do not."""
+    fits = check_layout(model_input, radiograph_layout)
+    assert fits.in_scope and fits.distance is not None and 0.0 < fits.distance <= 1.0
+    rotated = check_layout(np.ascontiguousarray(model_input.T[::-1]), radiograph_layout)
+    assert not rotated.in_scope and rotated.reason == LAYOUT_REASON
+    noise = np.random.default_rng(0).integers(0, 256, model_input.shape, dtype=np.uint8)
+    assert not check_layout(noise, radiograph_layout).in_scope
 
 
-def test_fit_distance_statistics_caps_components() -> None:
-    data = np.random.default_rng(0).normal(size=(200, 50))
-    stats = fit_distance_statistics(data, max_components=5, explained=0.999)
-    assert stats["n_components"] == 5
+def test_assess_scope_image_checks_then_layout_then_features(
+        gaussian_features: np.ndarray, radiograph: np.ndarray, model_input: np.ndarray,
+        radiograph_layout: DistanceStatistics) -> None:
+    stats = ScopeStatistics(features=fit_distance_statistics(gaussian_features),
+                            layout=radiograph_layout)
+    blank = np.zeros((300, 300), np.uint8)
+    assert "near-uniform" in assess_scope(_decoded(blank), blank[:160, :160],
+                                          gaussian_features[0], stats).reason
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)
+    assert assess_scope(_decoded(noise), noise[:160, :160], gaussian_features[0],
+                        stats).reason == LAYOUT_REASON
+    decoded = _decoded(radiograph)
+    far = assess_scope(decoded, model_input, gaussian_features[0] + 100.0, stats)
+    assert far.reason == FEATURE_REASON and far.distance is not None and far.distance > 1
+    near = assess_scope(decoded, model_input, gaussian_features[1], stats)
+    assert near.in_scope and near.distance == pytest.approx(max(
+        stats.layout.ratio(thumbnail(model_input)), stats.features.ratio(gaussian_features[1])))
 
 
-def test_assess_scope_runs_image_checks_before_features(gaussian_features: np.ndarray,
-                                                        radiograph: np.ndarray) -> None:
-    stats = fit_scope_statistics(gaussian_features)
-    blank = assess_scope(_decoded(np.zeros((300, 300), np.uint8)), gaussian_features[0], stats)
-    assert "near-uniform" in blank.reason
-    far = assess_scope(_decoded(radiograph), gaussian_features[0] + 100.0, stats)
-    assert "feature distance" in far.reason
-    assert assess_scope(_decoded(radiograph), gaussian_features[1], stats).in_scope
+def test_without_statistics_nothing_is_in_scope(radiograph: np.ndarray,
+                                                model_input: np.ndarray) -> None:
+    """An unfitted model says so, never "in scope"; the image checks still come first."""
+    features = np.zeros(8)
+    result = assess_scope(_decoded(radiograph), model_input, features, None)
+    assert result == ScopeResult(False, NOT_FITTED_REASON, None)
+    colour = assess_scope(_decoded(radiograph, was_color=True), model_input, features, None)
+    assert "colour" in colour.reason
+
+
+def test_reasons_are_words_without_numbers() -> None:
+    for reason in (LAYOUT_REASON, FEATURE_REASON, NOT_FITTED_REASON):
+        assert not any(character.isdigit() for character in reason)
 
 
 # ---------------------------------------------------------------- the predictor, end to end
 
 
-def test_predictions_carry_scope(tiny_model_dir: Path) -> None:
-    from skimage.data import astronaut
+def test_a_model_without_a_scope_fit_calls_everything_out_of_scope(
+        tiny_model_dir: Path, radiograph: np.ndarray) -> None:
+    from skimage.data import astronaut, camera
 
     predictor = Predictor.load(tiny_model_dir, backend="torch")
+    assert predictor.scope is None
+    for pixels in (radiograph, camera()):
+        result = predictor.predict(pixels, heatmap=False)
+        assert (result.in_scope, result.scope_reason) == (False, NOT_FITTED_REASON)
+        assert result.to_dict()["scope_distance"] is None
     photo = predictor.predict(astronaut(), heatmap=False)
     blank = predictor.predict(np.full((400, 400), 30, np.uint8), heatmap=False)
     assert not photo.in_scope and "colour" in photo.scope_reason
     assert not blank.in_scope and "near-uniform" in blank.scope_reason
-    assert blank.to_dict()["in_scope"] is False
     assert 0.0 <= photo.probability <= 1.0  # still predicted, but flagged
 
 
-def test_trained_model_keeps_radiographs_in_scope(fitted: Predictor, chest_xray_dir: Path,
+def test_shipped_model_keeps_radiographs_in_scope(shipped_predictor: Predictor,
+                                                  chest_xray_dir: Path,
                                                   dicom_dir: Path) -> None:
     """Shared adult DICOMs, training-set images and their 4x up-scaled copies: in scope."""
     paths = sorted(dicom_dir.glob("*.dcm"))
-    results = {p.name: fitted.predict(p, heatmap=False) for p in paths}
+    results = {p.name: shipped_predictor.predict(p, heatmap=False) for p in paths}
     # The deliberately mislabelled MONOCHROME1 file decodes, as its header says, to a
     # negative image: no radiograph the model knows looks like that, and flagging it is
     # right. (Its pixel-level inversion is tested in test_predictor.py.)
-    results.pop("cr_siim_pa_header_says_monochrome1.dcm")
+    negative = results.pop("cr_siim_pa_header_says_monochrome1.dcm")
+    assert negative.scope_reason == LAYOUT_REASON
     assert all(r.in_scope for r in results.values()), {
         n: r.scope_reason for n, r in results.items() if not r.in_scope}
+    assert all(r.scope_distance is not None and r.scope_distance <= 1.0
+               for r in results.values())
     images = [p for cls in ("NORMAL", "PNEUMONIA")
               for p in sorted((chest_xray_dir / "train" / cls).glob("*.jpeg"))[:10]]
     flagged = []
@@ -286,20 +327,24 @@ def test_trained_model_keeps_radiographs_in_scope(fitted: Predictor, chest_xray_
         small = np.asarray(Image.open(path).convert("L"))
         large = np.asarray(Image.fromarray(small).resize((896, 896), Image.Resampling.BICUBIC))
         for name, pixels in ((path.name, small), (f"{path.name} x4", large)):
-            result = fitted.predict(pixels, heatmap=False)
+            result = shipped_predictor.predict(pixels, heatmap=False)
             if not result.in_scope:
                 flagged.append(f"{name}: {result.scope_reason}")
     assert len(flagged) <= 1, flagged  # at most 1 of 40, far above the ~1 % target
 
 
-def test_trained_model_flags_grey_photographs_and_scans(fitted: Predictor) -> None:
-    """Grayscale photographs and CT / MR pixels (no DICOM header to help) are flagged by
-    the feature distance."""
+def test_shipped_model_flags_grey_photographs_and_scans(shipped_predictor: Predictor) -> None:
+    """Grayscale photographs and CT / MR pixels (no DICOM header to help) are flagged; by
+    the fitted distances, a reason in words and the distance beside it."""
     from skimage.data import camera, moon
 
     sources = {"camera": camera(), "moon": moon(),
                "CT pixels": decode_image(_testdata("693_J2KI.dcm")).pixels,
                "head CT pixels": decode_image(_testdata("J2K_pixelrep_mismatch.dcm")).pixels}
-    missed = [name for name, pixels in sources.items()
-              if fitted.predict(pixels, heatmap=False).in_scope]
-    assert not missed
+    results = {name: shipped_predictor.predict(pixels, heatmap=False)
+               for name, pixels in sources.items()}
+    assert not [name for name, result in results.items() if result.in_scope]
+    assert results["camera"].scope_reason in (LAYOUT_REASON, FEATURE_REASON)
+    for result in results.values():  # some are caught sooner, by the image statistics
+        if result.scope_reason in (LAYOUT_REASON, FEATURE_REASON):
+            assert result.scope_distance is not None and result.scope_distance > 1.0

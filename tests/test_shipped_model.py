@@ -1,55 +1,74 @@
-"""The model shipped inside the package: present, loadable without pickle, consistent with
-its model.json, and clearly separating shared pneumonia images from normal ones."""
+"""The model shipped inside the package: within its size budgets, loadable without pickle,
+its parts made for one another (card, ONNX export, scope statistics), and ranking images it
+never trained on (its own validation split) well."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors import safe_open
+from sklearn.metrics import roc_auc_score
 
-from pneumoscan.modelfile import default_model_path, load_model, read_card
-
-
-@pytest.fixture(scope="module")
-def shipped() -> Path:
-    path = default_model_path()
-    if not path.is_file():
-        pytest.fail(f"the shipped model is missing at {path}")
-    return path
+from pneumoscan.modelfile import load_model, load_scope, read_card, scope_path
+from pneumoscan.predictor import Predictor
+from pneumoscan.scope import THUMBNAIL_SIDE
+from pneumoscan.scope_fitting import training_split
 
 
-def test_shipped_weights_are_safetensors_within_size_budget(shipped: Path) -> None:
-    assert shipped.suffix == ".safetensors"
-    assert shipped.stat().st_size <= 25 * 1024 * 1024
-    with safe_open(str(shipped), framework="numpy") as handle:
-        assert "head.weight" in handle.keys()  # noqa: SIM118 (safe_open is not a dict)
+def test_shipped_files_are_within_their_size_budgets(shipped_model: Path) -> None:
+    assert shipped_model.stat().st_size <= 25 * 1024 * 1024
+    assert shipped_model.with_suffix(".json").stat().st_size < 20 * 1024  # a card, no arrays
+    assert scope_path(shipped_model).stat().st_size < 1024 * 1024
 
 
-def test_shipped_card_matches_weights(shipped: Path) -> None:
-    card = read_card(None)
-    raw = json.loads(shipped.with_suffix(".json").read_text())
-    assert raw["arch"] == card.arch
-    model, loaded_card = load_model(None)  # strict load: every tensor matches the card's arch
-    assert loaded_card == card
+def test_shipped_weights_load_strictly_into_the_cards_architecture(shipped_model: Path,
+                                                                   ) -> None:
+    model, card = load_model(shipped_model)  # strict: every tensor, no pickle
+    with safe_open(str(shipped_model), framework="numpy") as handle:
+        assert len(handle.keys()) == len(model.state_dict())
     assert card.class_names == ["NORMAL", "PNEUMONIA"]
     assert 0.0 < card.threshold < 1.0
     assert card.temperature > 0
     assert card.validation["auc"] > 0.95
-    head = model.head.weight.detach().numpy()
-    with safe_open(str(shipped), framework="numpy") as handle:
-        np.testing.assert_array_equal(handle.get_tensor("head.weight"), head)
 
 
-def test_shipped_model_separates_shared_pneumonia_from_normal(
-        shared_normal_images: list[Path], shared_pneumonia_images: list[Path]) -> None:
-    from pneumoscan import Predictor
+def test_shipped_onnx_export_is_of_these_weights(shipped_model: Path) -> None:
+    """The backend refuses an export whose weights digest differs from the weights'; its
+    pooled features have the dimension the scope statistics were fitted on."""
+    pytest.importorskip("onnxruntime")
+    from pneumoscan.onnx_backend import OnnxBackend
 
-    predictor = Predictor.load(backend="torch")
-    normal = [predictor.predict(p, heatmap=False).probability for p in shared_normal_images]
-    pneumonia = [predictor.predict(p, heatmap=False).probability
-                 for p in shared_pneumonia_images]
-    assert min(pneumonia) > max(normal)
-    assert np.mean(pneumonia) - np.mean(normal) > 0.5
+    side = read_card(shipped_model).preprocessing.image_size
+    logits, _, pooled = OnnxBackend(shipped_model).run(np.zeros((1, 1, side, side), np.float32))
+    scope = load_scope(shipped_model)
+    assert scope is not None
+    assert logits.shape == (1, 2) and pooled.shape == (1, len(scope.features.mean))
+
+
+def test_shipped_scope_statistics_are_fitted_on_its_training_split(
+        shipped_model: Path, chest_xray_dir: Path) -> None:
+    scope = load_scope(shipped_model)  # None also when fitted for other weights
+    assert scope is not None, "run: pneumoscan fit-scope " + str(shipped_model) + " --data DATA"
+    model, card = load_model(shipped_model)
+    channels = model.head.weight.shape[1]
+    assert scope.features.mean.shape == (channels,)
+    assert scope.layout.mean.shape == (THUMBNAIL_SIDE**2,)
+    # The training images and one augmented copy of each: the split the card describes.
+    train = training_split(card, chest_xray_dir).train
+    assert scope.features.n_images == scope.layout.n_images == 2 * len(train)
+
+
+@pytest.mark.slow
+def test_shipped_model_ranks_its_validation_images(shipped_predictor: Predictor,
+                                                   chest_xray_dir: Path) -> None:
+    """50 normal and 50 pneumonia images of the validation split (never trained on)."""
+    validation = training_split(read_card(None), chest_xray_dir).validation
+    chosen = [s for label in (0, 1) for s in [s for s in validation if s.label == label][:50]]
+    labels = np.array([s.label for s in chosen])
+    results = list(shipped_predictor.predict_files([s.path for s in chosen], batch_size=25))
+    probabilities = np.array([r.prediction.probability for r in results if r.prediction])
+    assert len(probabilities) == 100
+    assert roc_auc_score(labels, probabilities) > 0.97
+    assert probabilities[labels == 1].mean() - probabilities[labels == 0].mean() > 0.5

@@ -12,7 +12,6 @@ Nothing is exported on the fly: when the file is missing the error says to run
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.errors import ModelFileError
-from pneumoscan.modelfile import read_card, resolve_model_paths
+from pneumoscan.modelfile import read_card, resolve_model_paths, weights_digest
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +42,6 @@ def onnx_path_for(model_path: Path | str | None) -> Path:
     """
     weights, _ = resolve_model_paths(model_path)
     return weights.with_suffix(".onnx")
-
-
-def weights_digest(weights_path: Path) -> str:
-    """SHA-256 of a weights file, hex: what ties an ONNX export to its weights."""
-    digest = hashlib.sha256()
-    with weights_path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_hint(model_path: Path | str | None) -> str:

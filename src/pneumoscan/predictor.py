@@ -25,9 +25,9 @@ from pneumoscan.errors import PneumoscanError
 from pneumoscan.heatmap import class_activation_map
 from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage, ImageSource, decode_image
 from pneumoscan.inference import run_batches
-from pneumoscan.modelfile import ModelCard, read_card, resolve_model_paths
+from pneumoscan.modelfile import ModelCard, load_scope, read_card, resolve_model_paths
 from pneumoscan.preprocessing import normalize, resize
-from pneumoscan.scope import ScopeResult, assess_scope
+from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class Prediction:
     width: int  # original image size
     height: int
     pixels: np.ndarray | None = None  # the decoded (H, W) image, for overlays
+    # Distance to the training images in units of the scope cut-off (above 1: out of
+    # scope); None when the image checks or a missing scope fit decided first.
+    scope_distance: float | None = None
 
     @property
     def is_pneumonia(self) -> bool:
@@ -58,7 +61,10 @@ class Prediction:
         data: dict[str, Any] = {
             "label": self.label, "probability": round(self.probability, 6),
             "threshold": self.threshold, "in_scope": self.in_scope,
-            "scope_reason": self.scope_reason, "cause": self.cause,
+            "scope_reason": self.scope_reason,
+            "scope_distance": None if self.scope_distance is None
+            else round(self.scope_distance, 3),
+            "cause": self.cause,
             "cause_probability": None if self.cause_probability is None
             else round(self.cause_probability, 6),
             "model": self.model, "width": self.width, "height": self.height,
@@ -85,13 +91,13 @@ class Predictor:
     """A loaded model plus everything needed to turn an image into a :class:`Prediction`."""
 
     def __init__(self, backend: Backend, card: ModelCard, head_weight: np.ndarray,
-                 *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 scope: ScopeStatistics | None = None) -> None:
         self.backend = backend
         self.card = card
         self.head_weight = head_weight  # (2, C): row 0 pneumonia, row 1 bacterial
         self.max_pixels = max_pixels
-        # The card stores the scope statistics as JSON lists; convert them once, not per image.
-        self._scope = _lists_to_arrays(card.scope)
+        self.scope = scope  # None: not fitted, and every image is out of scope
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, backend: str = "auto",
@@ -102,7 +108,8 @@ class Predictor:
         weights_path, _ = resolve_model_paths(path)
         card = read_card(path)
         head = load_file(str(weights_path))["head.weight"]
-        return cls(create_backend(backend, path), card, head, max_pixels=max_pixels)
+        return cls(create_backend(backend, path), card, head, max_pixels=max_pixels,
+                   scope=load_scope(path))
 
     @property
     def version(self) -> str:
@@ -129,7 +136,7 @@ class Predictor:
         decisions = decide(logits, self.card)
         results = []
         for i, decoded in enumerate(images):
-            scope = assess_scope(decoded, pooled[i], self._scope, resized[i])
+            scope = assess_scope(decoded, resized[i], pooled[i], self.scope)
             results.append(self._result(decoded, decisions, i, features[i], scope, heatmap))
         return results
 
@@ -195,20 +202,13 @@ class Predictor:
             threshold=self.card.threshold,
             in_scope=scope.in_scope,
             scope_reason=scope.reason,
+            scope_distance=scope.distance,
             cause=self.card.cause_names[decisions.cause_index[index]] if positive else None,
             cause_probability=float(decisions.cause_probability[index]) if positive else None,
-            heatmap=class_activation_map(features, self.head_weight[0]) if heatmap else None,
+            heatmap=(class_activation_map(features, self.head_weight[0],
+                                          self.card.heatmap_scale) if heatmap else None),
             model=self.version,
             width=width,
             height=height,
             pixels=decoded.pixels,
         )
-
-
-def _lists_to_arrays(value: Any) -> Any:
-    """Numeric lists (nested in dicts) as float64 arrays; everything else unchanged."""
-    if isinstance(value, dict):
-        return {k: _lists_to_arrays(v) for k, v in value.items()}
-    if isinstance(value, list) and value and not isinstance(value[0], str):
-        return np.asarray(value, dtype=np.float64)
-    return value

@@ -1,18 +1,18 @@
 """Input-scope check: is this plausibly a frontal chest radiograph the model can judge?
 
 A result on a photograph, a document or a CT slice would be meaningless, so every result
-carries ``in_scope`` and a reason. Checks, cheapest first:
+carries ``in_scope`` and a reason a person can read. Checks, cheapest first:
 
 1. DICOM header: modality (CT, MR, US... are not radiographs), body part, lateral view;
 2. image statistics: colour, size, aspect ratio, near-uniform pixels, too few grey levels
    (drawings, documents, binary masks), mostly white (documents), mostly black (the
    surround of CT / MR slices and ultrasound sectors);
-3. when the model card holds training statistics (``card.scope``, fitted by
-   :func:`fit_scope_statistics`, see ``benchmarks/fit_scope.py``), two distances to the
-   training images, each a Mahalanobis distance in a PCA subspace plus the residual
-   outside it: of the image's layout (a 24 x 24 equalised thumbnail: where the dark lungs
-   and bright mediastinum are, model-independent) and of the model's pooled features
-   (how the model itself sees the image).
+3. two distances to the model's training images (:class:`ScopeStatistics`, part of the
+   model: fitted by ``pneumoscan train`` and ``pneumoscan fit-scope``, stored beside the
+   weights), each a Mahalanobis distance in a PCA subspace plus the residual outside it:
+   of the image's layout (a 24 x 24 equalised thumbnail: where the dark lungs and bright
+   mediastinum are, model-independent) and of the model's pooled features (how the model
+   itself sees the image). A model without them answers "not fitted", never "in scope".
 
 The thresholds of 2. sit far outside what the 5,216 training radiographs show (noted
 beside each), so they flag only what is plainly not a radiograph; 3. catches the rest.
@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -70,15 +69,25 @@ THUMBNAIL_SIDE = 24
 THUMBNAIL_COMPONENTS = 16
 
 
+#: The reasons of the distance checks, and of a model that has no statistics.
+LAYOUT_REASON = "does not look like a frontal chest radiograph"
+FEATURE_REASON = "unlike the chest radiographs this model was trained on"
+NOT_FITTED_REASON = "scope check not fitted for this model"
+
+
 @dataclass(frozen=True)
 class ScopeResult:
     """Whether an input is in the model's scope, and why not when it isn't."""
 
     in_scope: bool
-    reason: str  # "" when in scope
+    reason: str  # "" when in scope; else a sentence for a person, without numbers
+    # The distance to the training images in units of its cut-off (above 1: out of scope),
+    # the larger of the layout's and the features'; None when no distance was measured.
+    distance: float | None = None
 
 
 IN_SCOPE = ScopeResult(True, "")
+NOT_FITTED = ScopeResult(False, NOT_FITTED_REASON)
 
 
 def check_dicom_header(decoded: DecodedImage) -> ScopeResult:
@@ -156,80 +165,103 @@ def thumbnail(resized: np.ndarray) -> np.ndarray:
     return np.take(equalization_lut(small).astype(np.float32) / 255.0, small)
 
 
-def pca_distance(vector: np.ndarray, statistics: dict[str, Any]) -> float:
-    """Distance of ``vector`` ``(C,)`` from the fitted distribution in ``statistics``.
+@dataclass(frozen=True)
+class DistanceStatistics:
+    """A PCA model of fitting vectors ``(N, C)`` and the cut-off of its :meth:`distance`.
 
-    ``sqrt(sum_k p_k**2 / var_k + |r|**2 / residual_variance)``: the Mahalanobis distance
-    of the projection ``p`` on the fitted PCA components, plus the squared norm of the
-    residual ``r`` outside them, scaled so its fitting-set mean equals the component count.
-    The components are orthonormal, so ``|r|**2 = |c|**2 - |p|**2`` for the centred ``c``:
-    a per-request cost of four small products, not a projection back to ``C`` dimensions.
+    The arrays are float64 in memory (float32 on disk: the fit rounds them so, before it
+    measures the quantile, so that the cut-off holds for what is stored).
     """
-    mean = np.asarray(statistics["mean"], dtype=np.float64)
-    components = np.asarray(statistics["components"], dtype=np.float64)  # (k, C)
-    variances = np.asarray(statistics["variances"], dtype=np.float64)  # (k,)
-    if len(mean) != vector.shape[-1]:
-        raise ValueError(f"scope statistics have {len(mean)} dimensions, the input "
-                         f"{vector.shape[-1]}; refit them with benchmarks/fit_scope.py")
-    centred = vector - mean  # float64
-    projected = components @ centred
-    residual = max(float(centred @ centred) - float(projected @ projected), 0.0)
-    return math.sqrt(float((projected / variances) @ projected)
-                     + residual / float(statistics["residual_variance"]))
+
+    mean: np.ndarray  # (C,)
+    components: np.ndarray  # (k, C), orthonormal rows
+    variances: np.ndarray  # (k,), the fitting vectors' variance along each component
+    residual_variance: float  # scales the residual term so its fitting-set mean is k
+    max_distance: float  # the cut-off: margin x quantile_distance
+    quantile_distance: float  # the 1 - exceed_fraction quantile of the fitting distances
+    margin: float
+    exceed_fraction: float
+    n_images: int
+
+    @property
+    def n_components(self) -> int:
+        return len(self.variances)
+
+    def distance(self, vector: np.ndarray) -> float:
+        """Distance of ``vector`` ``(C,)`` from the fitted distribution.
+
+        ``sqrt(sum_k p_k**2 / var_k + |r|**2 / residual_variance)``: the Mahalanobis
+        distance of the projection ``p`` on the components, plus the squared norm of the
+        residual ``r`` outside them. The components are orthonormal, so
+        ``|r|**2 = |c|**2 - |p|**2`` for the centred ``c``: a per-request cost of four
+        small products, not a projection back to ``C`` dimensions.
+        """
+        if len(self.mean) != vector.shape[-1]:
+            raise ValueError(f"scope statistics have {len(self.mean)} dimensions, the input "
+                             f"{vector.shape[-1]}; refit them: pneumoscan fit-scope MODEL "
+                             "--data DATA")
+        centred = vector - self.mean  # float64
+        projected = self.components @ centred
+        residual = max(float(centred @ centred) - float(projected @ projected), 0.0)
+        return math.sqrt(float((projected / self.variances) @ projected)
+                         + residual / self.residual_variance)
+
+    def ratio(self, vector: np.ndarray) -> float:
+        """:meth:`distance` in units of the cut-off: above 1 is out of scope."""
+        return self.distance(vector) / self.max_distance
 
 
-def check_features(pooled: np.ndarray, statistics: dict[str, Any]) -> ScopeResult:
-    """Compare pooled features ``(C,)`` with the training distribution in ``statistics``.
+@dataclass(frozen=True)
+class ScopeStatistics:
+    """What the distance checks compare an image with: the model's training images."""
 
-    ``statistics`` (``card.scope``, from :func:`fit_scope_statistics`) holds ``mean``
-    ``(C,)``, ``components`` ``(k, C)``, ``variances`` ``(k,)``, ``residual_variance`` and
-    ``max_distance``, the cut-off. Empty statistics (an unfitted model) pass everything.
+    features: DistanceStatistics  # of the pooled last feature maps (C,)
+    layout: DistanceStatistics  # of the :func:`thumbnail` vectors (THUMBNAIL_SIDE**2,)
+
+
+def check_layout(resized: np.ndarray, statistics: DistanceStatistics) -> ScopeResult:
+    """Compare the image's layout (:func:`thumbnail` of the ``(S, S)`` model input) with
+    the training radiographs'."""
+    ratio = statistics.ratio(thumbnail(resized))
+    return ScopeResult(ratio <= 1.0, "" if ratio <= 1.0 else LAYOUT_REASON, ratio)
+
+
+def check_features(pooled: np.ndarray, statistics: DistanceStatistics) -> ScopeResult:
+    """Compare the model's pooled features ``(C,)`` with the training images'."""
+    ratio = statistics.ratio(pooled)
+    return ScopeResult(ratio <= 1.0, "" if ratio <= 1.0 else FEATURE_REASON, ratio)
+
+
+def assess_scope(decoded: DecodedImage, resized: np.ndarray, pooled: np.ndarray,
+                 statistics: ScopeStatistics | None) -> ScopeResult:
+    """All checks, cheapest first: header and image statistics, then the layout of the
+    ``(S, S)`` model input ``resized``, then the pooled features ``(C,)``.
+
+    Without ``statistics`` an image that passes the image checks is out of scope with
+    :data:`NOT_FITTED_REASON`: a model that cannot tell must not say "in scope".
     """
-    if not statistics:
-        return IN_SCOPE
-    distance = pca_distance(pooled, statistics)
-    limit = float(statistics["max_distance"])
-    if distance > limit:
-        return ScopeResult(False, "unlike the training radiographs to the model (feature "
-                                  f"distance {distance:.1f} > {limit:.1f})")
-    return IN_SCOPE
-
-
-def check_thumbnail(resized: np.ndarray, statistics: dict[str, Any]) -> ScopeResult:
-    """Compare the image's layout (:func:`thumbnail`) with the training radiographs'.
-
-    ``statistics`` is ``card.scope["thumbnail"]``; absent or empty passes everything.
-    """
-    if not statistics:
-        return IN_SCOPE
-    distance = pca_distance(thumbnail(resized), statistics)
-    limit = float(statistics["max_distance"])
-    if distance > limit:
-        return ScopeResult(False, "its layout does not look like a frontal chest radiograph "
-                                  f"(thumbnail distance {distance:.1f} > {limit:.1f})")
-    return IN_SCOPE
-
-
-def assess_scope(decoded: DecodedImage, pooled: np.ndarray, statistics: dict[str, Any],
-                 resized: np.ndarray | None = None) -> ScopeResult:
-    """All checks, cheapest first: header and image statistics, then the image's layout
-    (when ``resized``, the ``(S, S)`` model input, is given), then the feature distance."""
     result = check_image(decoded)
-    if result.in_scope and resized is not None:
-        result = check_thumbnail(resized, statistics.get("thumbnail", {}))
-    if result.in_scope:
-        result = check_features(pooled, statistics)
-    return result
+    if not result.in_scope:
+        return result
+    if statistics is None:
+        return NOT_FITTED
+    layout = check_layout(resized, statistics.layout)
+    if not layout.in_scope:
+        return layout
+    features = check_features(pooled, statistics.features)
+    if not features.in_scope:
+        return features
+    return ScopeResult(True, "", max(layout.distance or 0.0, features.distance or 0.0))
 
 
 def fit_distance_statistics(vectors: np.ndarray, *, max_components: int = 32,
                             explained: float = 0.99, exceed_fraction: float = 0.0025,
-                            margin: float = 1.0) -> dict[str, Any]:
-    """PCA statistics of ``vectors`` ``(N, C)`` and the cut-off for :func:`pca_distance`.
+                            margin: float = 1.0) -> DistanceStatistics:
+    """PCA statistics of ``vectors`` ``(N, C)`` and the cut-off of their distance.
 
     Keeps the fewest components explaining ``explained`` of the variance (at most
     ``max_components``); ``max_distance`` is ``margin`` times the ``1 - exceed_fraction``
-    quantile of the fitting vectors' own distances (``quantile_distance``).
+    quantile of the fitting vectors' own distances.
     """
     data = np.asarray(vectors, dtype=np.float64)
     if data.ndim != 2 or len(data) < 10:
@@ -245,52 +277,40 @@ def fit_distance_statistics(vectors: np.ndarray, *, max_components: int = 32,
     residual = centred - (centred @ components.T) @ components
     # The residual term weighs like the k projected dimensions together: its mean is k.
     residual_variance = max(float(np.mean(np.sum(residual**2, axis=1))) / k, 1e-12)
-    statistics: dict[str, Any] = {
-        "mean": _rounded(mean), "components": [_rounded(c) for c in components],
-        "variances": _rounded(variances), "residual_variance": residual_variance,
-    }
-    distances = np.array([pca_distance(v, statistics) for v in data])
+    unscaled = DistanceStatistics(
+        mean=_stored(mean), components=_stored(components), variances=_stored(variances),
+        residual_variance=residual_variance, max_distance=1.0, quantile_distance=1.0,
+        margin=margin, exceed_fraction=exceed_fraction, n_images=len(data))
+    distances = np.array([unscaled.distance(v) for v in data])
     quantile = float(np.quantile(distances, 1.0 - exceed_fraction))
-    statistics.update(max_distance=quantile * margin, quantile_distance=quantile,
-                      margin=margin, n_images=len(data), n_components=k,
-                      exceed_fraction=exceed_fraction)
-    return statistics
+    return replace(unscaled, max_distance=quantile * margin, quantile_distance=quantile)
 
 
-def fit_scope_statistics(pooled_features: np.ndarray, thumbnails: np.ndarray | None = None,
-                         *, exceed_fraction: float = TRAINING_EXCEED_FRACTION,
+def fit_scope_statistics(pooled_features: np.ndarray, thumbnails: np.ndarray, *,
+                         exceed_fraction: float = TRAINING_EXCEED_FRACTION,
                          feature_margin: float = FEATURE_MARGIN,
-                         max_components: int = 32) -> dict[str, Any]:
-    """Fit the ``scope`` entry of a model card on training images.
+                         max_components: int = 32) -> ScopeStatistics:
+    """Fit a model's :class:`ScopeStatistics` on its training images.
 
     Args:
         pooled_features: ``(N, C)`` globally pooled last feature maps of training images
             (their augmented copies may be included: real radiographs vary more than one
             centre's training set).
-        thumbnails: optional ``(M, THUMBNAIL_SIDE**2)`` :func:`thumbnail` vectors of the
-            same images, for the layout check.
+        thumbnails: ``(M, THUMBNAIL_SIDE**2)`` :func:`thumbnail` vectors of the same images.
         exceed_fraction: share of the fitting images that may fall beyond the cut-offs,
-            split evenly between the two checks when both are fitted.
+            split evenly between the two checks.
         feature_margin: the feature cut-off is this many times its training quantile
             (see :data:`FEATURE_MARGIN`).
         max_components: most PCA components kept for the features.
-
-    Returns:
-        The feature statistics (``mean``, ``components``, ``variances``,
-        ``residual_variance``, ``max_distance``, ``n_images``, ``n_components``,
-        ``exceed_fraction``), plus a ``thumbnail`` entry of the same form when
-        ``thumbnails`` are given.
     """
-    share = exceed_fraction / (2 if thumbnails is not None else 1)
-    statistics = fit_distance_statistics(pooled_features, max_components=max_components,
-                                         exceed_fraction=share, margin=feature_margin)
-    if thumbnails is not None:
-        statistics["thumbnail"] = fit_distance_statistics(
-            thumbnails, max_components=THUMBNAIL_COMPONENTS, explained=0.999,
-            exceed_fraction=share)
-    return statistics
+    share = exceed_fraction / 2
+    return ScopeStatistics(
+        features=fit_distance_statistics(pooled_features, max_components=max_components,
+                                         exceed_fraction=share, margin=feature_margin),
+        layout=fit_distance_statistics(thumbnails, max_components=THUMBNAIL_COMPONENTS,
+                                       explained=0.999, exceed_fraction=share))
 
 
-def _rounded(values: np.ndarray) -> list[float]:
-    """Six significant digits: plenty for a distance, and a model.json a third the size."""
-    return [float(f"{v:.6g}") for v in values]
+def _stored(values: np.ndarray) -> np.ndarray:
+    """As stored (float32), back in float64 for the arithmetic."""
+    return values.astype(np.float32).astype(np.float64)

@@ -51,6 +51,7 @@ from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelfile import CLASS_NAMES, ModelCard, save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
 from pneumoscan.preprocessing import PreprocessConfig, normalize
+from pneumoscan.scope_fitting import describe_scope, fit_scope
 
 logger = logging.getLogger(__name__)
 
@@ -329,15 +330,16 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
             logger.info("weights identical on all %d processes (sha256 %s)", world, digest)
     if main and not interrupted:
         model.load_state_dict(load_file(str(out / BEST_WEIGHTS)))
-        _finish(model, config, preprocess, val_arrays, pool, state, out, device)
+        _finish(model, config, preprocess, val_arrays, pool, state, out, device, cache_dir)
     distributed.barrier()  # the others wait until the model is written
     return out
 
 
 def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConfig,
             val: Arrays, pool: list[Sample], state: dict[str, Any], out: Path,
-            device: torch.device = torch.device("cpu")) -> None:
-    """Calibrate and pick the threshold on validation, then write the model and its card."""
+            device: torch.device = torch.device("cpu"), cache_dir: Path | None = None) -> None:
+    """Calibrate and pick the threshold on validation, write the model and its card, then fit
+    its input-scope check on the training images."""
     logits = predict_logits(model, val.pixels, preprocess, device=device)
     temperature = fit_temperature(logits[:, 0], val.labels)
     probabilities = apply_temperature(logits[:, 0], temperature)
@@ -386,6 +388,11 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
     logger.info("validation: AUC %.4f [%.4f, %.4f]  sensitivity %.3f  specificity %.3f  "
                 "at threshold %.2f (T=%.2f)", validation["auc"], *validation["auc_ci95"],
                 validation["sensitivity"], validation["specificity"], threshold, temperature)
+    # The input-scope check is part of the model: fitted on its training images, stored
+    # beside the weights (pneumoscan.scope_fitting; `pneumoscan fit-scope` does the same).
+    split = split_for_training(pool, config.val_fraction, config.seed, config.protocol_fraction)
+    scope, _ = fit_scope(out, split.train, cache_dir=cache_dir)
+    logger.info("scope check %s", describe_scope(scope))
 
 
 def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:

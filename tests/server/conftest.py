@@ -39,8 +39,8 @@ class FakePredictor:
         self.backend = FakeBackend()
         self.card = ModelCard(arch="fake", preprocessing=PreprocessConfig(image_size=64),
                               version="fake-1", threshold=0.5,
-                              validation={"auc": 0.9, "brier": float("nan")},
-                              scope={"mean": [0.0] * 4, "max_distance": 3.0})
+                              validation={"auc": 0.9, "brier": float("nan")})
+        self.scope = object()  # "fitted": the routes only ask whether there is one
         self.batches: list[int] = []
         self.threads: list[str] = []  # the thread each batch was predicted on
         self.running = 0

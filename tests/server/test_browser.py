@@ -20,8 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .test_e2e import shipped_model_present
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,19 +35,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server_url(request: pytest.FixtureRequest,
+def server_url(shipped_model: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``pneumoscan serve`` in a child process; stopped after the module."""
+    """A real ``pneumoscan serve`` of the shipped model in a child process; stopped after
+    the module."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: run `make browser` (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed: "
                         "pip install -e '.[dev]'")
     port = free_port()
     command = [sys.executable, "-m", "pneumoscan", "serve", "--host", "127.0.0.1",
-               "--port", str(port)]
-    if not shipped_model_present():
-        command += ["--model", str(request.getfixturevalue("tiny_model_dir")),
-                    "--backend", "torch"]
+               "--port", str(port), "--model", str(shipped_model)]
     log_path = tmp_path_factory.mktemp("server") / "serve.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -1,8 +1,7 @@
 """End to end: the real Predictor behind the app, real files, every status code.
 
-The shipped model (``pneumoscan/weights/default.safetensors``) is used when it is present;
-until it is, the tiny random model from ``tests/conftest.py`` stands in, so the same
-decode -> preprocess -> network -> heat map path is exercised either way.
+The shipped model (``pneumoscan/weights/default.safetensors``, the session's
+``shipped_model``) behind the app, on the backend users get (ONNX Runtime when installed).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from pneumoscan.modelfile import default_model_path
 from pneumoscan.server import ServerSettings, create_app
 from pneumoscan.server.settings import MEGABYTE
 
@@ -27,24 +25,9 @@ pytestmark = pytest.mark.slow
 PREDICT = "/api/v1/predict"
 
 
-def shipped_model_present() -> bool:
-    weights = default_model_path()
-    return weights.is_file() and weights.with_suffix(".json").is_file()
-
-
 @pytest.fixture(scope="module")
-def model_path(request: pytest.FixtureRequest) -> Path | None:
-    """None (the shipped model) when it exists, else the tiny test model."""
-    if shipped_model_present():
-        return None
-    return Path(request.getfixturevalue("tiny_model_dir"))
-
-
-@pytest.fixture(scope="module")
-def client(model_path: Path | None) -> Iterator[TestClient]:
-    # The tiny test model has no ONNX export: run it on torch; the shipped one as users do.
-    backend = "auto" if model_path is None else "torch"
-    with TestClient(create_app(ServerSettings(model=model_path, backend=backend))) as client:
+def client(shipped_model: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(ServerSettings(model=shipped_model))) as client:
         yield client
 
 
@@ -137,8 +120,10 @@ def test_serve_command_passes_options_to_uvicorn(monkeypatch: pytest.MonkeyPatch
     calls: list[dict] = []
     monkeypatch.setattr(uvicorn, "run", lambda target, **kw: calls.append({"target": target,
                                                                            **kw}))
-    for name in ("PNEUMOSCAN_MODEL", "PNEUMOSCAN_PORT", "PNEUMOSCAN_BACKEND"):
-        monkeypatch.delenv(name, raising=False)
+    # The command hands its options on as PNEUMOSCAN_* variables: it writes them into a
+    # copy of the environment (without any set outside), which the test then drops.
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
+                                        if not k.startswith("PNEUMOSCAN_")})
     result = CliRunner().invoke(app, ["serve", "--port", "8123", "--model", str(tmp_path),
                                       "--backend", "torch"])
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ import typer
 
 from pneumoscan import DISCLAIMER, __version__
 from pneumoscan.cli.evaluate_command import evaluate_command
+from pneumoscan.cli.fit_scope_command import fit_scope_command
 from pneumoscan.cli.train_command import train_command
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("fit-scope")(fit_scope_command)
 
 
 def _register_optional_commands() -> None:

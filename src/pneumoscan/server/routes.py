@@ -161,9 +161,8 @@ def health(predictor: Predictor = Depends(get_predictor),
 @router.get("/model", response_model=ModelInfo, summary="The model card's facts")
 def model_info(predictor: Predictor = Depends(get_predictor)) -> dict[str, Any]:
     card = predictor.card.to_dict()
-    scope = card.pop("scope", None)
     card.update(version=predictor.version, backend=_backend_name(predictor),
-                scope_check=bool(scope))
+                scope_check=predictor.scope is not None)
     return _finite(card)  # model.json may hold NaN, which JSON cannot carry
 
 

@@ -17,7 +17,12 @@ class PredictionResponse(BaseModel):
     threshold: float = Field(description="The model's operating threshold on `probability`.")
     in_scope: bool = Field(description="False: not plausibly a frontal chest radiograph; "
                                        "the result is not meaningful.")
-    scope_reason: str = Field(description="Why the image is out of scope; empty when in scope.")
+    scope_reason: str = Field(description="Why the image is out of scope, in words; empty "
+                              "when in scope.")
+    scope_distance: float | None = Field(
+        default=None, description="Distance from the model's training radiographs in units "
+        "of the scope cut-off (above 1: out of scope); null when not measured (the image "
+        "checks decided, or the model has no scope fit).")
     cause: str | None = Field(
         default=None, description="Secondary, lower-confidence estimate (bacterial or viral), "
         "only when the label is pneumonia.")
@@ -65,7 +70,7 @@ class HealthResponse(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """The model card's facts (the input-scope statistics are summarised, not sent)."""
+    """The model card's facts, and whether the model has a fitted input-scope check."""
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -79,7 +84,7 @@ class ModelInfo(BaseModel):
     preprocessing: dict[str, Any]
     validation: dict[str, Any]
     backend: str
-    scope_check: bool = Field(description="True when the card holds the training-feature "
+    scope_check: bool = Field(description="True when the model has the training-image "
                               "statistics used to flag unfamiliar images.")
     disclaimer: str = DISCLAIMER
 
