@@ -82,3 +82,28 @@ def test_blur_sigma_blurs_only_when_asked() -> None:
     out = augment_batch(images, blurring, torch.Generator().manual_seed(0))
     sharp = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
     assert (out[..., 1:, :] - out[..., :-1, :]).abs().mean() < sharp
+
+
+def test_pad_fill_puts_a_constant_grey_where_a_zoom_out_uncovers() -> None:
+    images = torch.full((8, 1, 32, 32), 0.5)
+    zooming = AugmentConfig(**{**OFF.__dict__, "scale": 0.5, "pad_fill": 1.0})
+    out = augment_batch(images, zooming, torch.Generator().manual_seed(2))
+    replicated = augment_batch(images, AugmentConfig(**{**OFF.__dict__, "scale": 0.5}),
+                               torch.Generator().manual_seed(2))
+    assert torch.allclose(replicated, torch.full_like(replicated, 0.5), atol=1e-5)
+    corners = out[:, 0, 0, 0]
+    # images shrunk (zoom < 1) get a constant border, black, white or a grey in between
+    assert ((corners - 0.5).abs() > 0.05).any()
+    assert torch.allclose(out[:, 0, 16, 16], torch.full((8,), 0.5), atol=1e-4)  # centre kept
+
+
+def test_annotations_and_borders_on_a_share_of_images_and_seeded() -> None:
+    images = torch.full((40, 1, 48, 48), 0.5)
+    marking = AugmentConfig(**{**OFF.__dict__, "annotate": 0.5, "border": 0.3})
+    out = augment_batch(images, marking, torch.Generator().manual_seed(3))
+    again = augment_batch(images, marking, torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)
+    changed = (out - 0.5).abs().amax(dim=(1, 2, 3)) > 0.2
+    assert 10 < int(changed.sum()) < 40  # some images marked, some left alone
+    centre = out[:, :, 20:28, 20:28]
+    assert torch.allclose(centre, torch.full_like(centre, 0.5), atol=1e-5)  # lungs untouched

@@ -13,10 +13,13 @@ from pneumoscan.dataset import (
     describe,
     discover,
     fingerprint,
+    hold_out_protocol_blocks,
     parse_cause,
     parse_patient_id,
+    patient_series,
     samples_for_evaluation,
     split_by_patient,
+    split_for_training,
 )
 from pneumoscan.errors import DataLayoutError
 
@@ -211,3 +214,51 @@ def test_fingerprint_tracks_names_sizes_and_labels(tmp_path: Path) -> None:
 
 def test_describe_counts_images_and_patients() -> None:
     assert describe(_toy_samples(4, 2)) == "8 images (NORMAL 2, PNEUMONIA 6) from 4 patients"
+
+
+def _numbered_samples() -> list[Sample]:
+    samples = []
+    for n in range(1, 201):
+        samples.append(Sample(Path(f"person{n}_bacteria_1.jpeg"), 1, f"person{n}", 1))
+    for n in range(100, 180):
+        samples.append(Sample(Path(f"IM-{n:04d}-0001.jpeg"), 0, f"im-{n:04d}"))
+        samples.append(Sample(Path(f"IM-{n:04d}-0002.jpeg"), 0, f"im-{n:04d}"))
+    return samples
+
+
+def test_patient_series() -> None:
+    assert patient_series("person12") == ("person", 12)
+    assert patient_series("im-0115") == ("im", 115)
+    assert patient_series("normal2-im-0383") == ("normal2-im", 383)
+    assert patient_series("scan_7") is None
+
+
+def test_protocol_blocks_are_runs_of_consecutive_patients_of_each_series() -> None:
+    samples = _numbered_samples()
+    rest, held = hold_out_protocol_blocks(samples, 0.10, seed=0, blocks=10)
+    assert len(rest) + len(held) == len(samples)
+    assert not {s.patient_id for s in rest} & {s.patient_id for s in held}
+    for series, total in (("person", 200), ("im", 80)):
+        numbers = sorted({patient_series(s.patient_id)[1] for s in held  # type: ignore[index]
+                          if s.patient_id.startswith(series)})
+        assert len(numbers) == total // 10  # one block of ten in each series
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # consecutive
+    assert hold_out_protocol_blocks(samples, 0.10, seed=0, blocks=10) == (rest, held)
+    assert hold_out_protocol_blocks(samples, 0.10, seed=1, blocks=10)[1] != held
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        hold_out_protocol_blocks(samples, 0.0)
+
+
+def test_split_for_training_has_three_disjoint_sides() -> None:
+    samples = _numbered_samples()
+    split = split_for_training(samples, 0.2, seed=0, protocol_fraction=0.1)
+    sides = [{s.patient_id for s in side} for side in (split.train, split.validation,
+                                                        split.protocol)]
+    assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2]
+                               or sides[1] & sides[2])
+    assert sum(len(side) for side in (split.train, split.validation, split.protocol)) == \
+        len(samples)
+    # without a protocol hold-out it is the plain patient-level split of older models
+    plain = split_for_training(samples, 0.2, seed=0)
+    assert plain.protocol == []
+    assert (plain.train, plain.validation) == split_by_patient(samples, 0.2, seed=0)
