@@ -100,7 +100,7 @@ def score_model(path: Path, data: Path, split: str, markdown: bool) -> None:
                 scores, card.threshold, markdown)
 
 
-def score_epochs(run: Path, data: Path, split: str, markdown: bool) -> None:
+def score_epochs(run: Path, data: Path, split: str, markdown: bool, last: int) -> None:
     """Every saved epoch of ``run``, each with its operating point refitted on the
     patient-level validation split by the training rule."""
     model, card = load_model(run)
@@ -109,7 +109,7 @@ def score_epochs(run: Path, data: Path, split: str, markdown: bool) -> None:
     images, labels = (val_images, val_labels) if split == "validation" else \
         validation_images(data, card, split)
     for weights in sorted((run / "epochs").glob("epoch*.safetensors"),
-                          key=lambda p: int(p.stem[5:])):
+                          key=lambda p: int(p.stem[5:]))[-last:]:
         model.load_state_dict(load_file(str(weights)))
         fit_logits = {s.name: model_logits(model, card, apply_shift(s, val_images))
                       for s in SHIFTS}
@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/chest_xray"))
     parser.add_argument("--split", choices=("validation", "protocol"), default="validation")
     parser.add_argument("--epochs", type=Path, help="score every saved epoch of this run")
+    parser.add_argument("--last", type=int, default=3, help="with --epochs: how many of the "
+                        "last epochs to score")
     parser.add_argument("--markdown", action="store_true", help="tables as Markdown")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
@@ -137,7 +139,7 @@ def main() -> None:
         raise SystemExit(f"{args.data}: data folder not found (the shared training data)")
     torch.set_num_threads(args.threads)
     if args.epochs:
-        score_epochs(args.epochs, args.data, args.split, args.markdown)
+        score_epochs(args.epochs, args.data, args.split, args.markdown, args.last)
         return
     from pneumoscan.modelfile import default_model_path
 
