@@ -16,14 +16,15 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from serving import SERVE, memory_mb, running_server  # beside this script, on Python's path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "chest_xray" / "train"
@@ -50,16 +51,6 @@ def percentile(values: list[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """Resident memory (VmRSS) and its peak (VmHWM) of a process, in MB (Linux)."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024.0
-    return values
 
 
 def pick_images(folder: Path, count: int) -> list[tuple[str, bytes]]:
@@ -103,38 +94,6 @@ async def run_load(url: str, images: list[tuple[str, bytes]], requests: int,
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     result.wall_s = time.perf_counter() - started
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(model: str | None, backend: str, concurrency: int | None,
-                 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [sys.executable, "-m", "pneumoscan", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--backend", backend]
-    if model:
-        command += ["--model", model]
-    env = dict(os.environ)
-    if concurrency is not None:
-        env["PNEUMOSCAN_MAX_CONCURRENCY"] = str(concurrency)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}: {' '.join(command)}")
-        try:
-            if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.5)
-    process.terminate()
-    raise SystemExit("the server did not start within 300 s")
 
 
 def report(result: LoadResult, requests: int, concurrency: int, heatmap: bool,
@@ -182,23 +141,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     images = pick_images(args.images, min(args.requests, 64))
-    process = None
-    if args.url:
-        url, pid = args.url.rstrip("/"), args.server_pid
-    else:
-        process, url = start_server(args.model, args.backend, args.server_concurrency)
-        pid = process.pid
-    try:
+    with ExitStack() as stack:
+        if args.url:
+            url, pid = args.url.rstrip("/"), args.server_pid
+        else:
+            command = [*SERVE, "--backend", args.backend]
+            if args.model:
+                command += ["--model", args.model]
+            env = {} if args.server_concurrency is None else {
+                "PNEUMOSCAN_MAX_CONCURRENCY": str(args.server_concurrency)}
+            server = stack.enter_context(running_server(command, env=env))
+            url, pid = server.url, server.pid
         health = httpx.get(url + "/api/v1/health", timeout=10).json()
         memory_before = memory_mb(pid) if pid else {}
         result = asyncio.run(run_load(url, images, args.requests, args.concurrency,
                                       args.heatmap, args.max_seconds))
         memory_after = memory_mb(pid) if pid else {}
         alive = httpx.get(url + "/api/v1/health", timeout=10).status_code == 200
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
     print(report(result, args.requests, args.concurrency, args.heatmap, memory_before,
                  memory_after, health))
     print(f"server healthy afterwards: {alive}")
