@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 
 from pneumoscan import __version__, distributed
 from pneumoscan.augmentation import augment_batch
-from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
+from pneumoscan.calibration import apply_temperature, fit_temperature
 from pneumoscan.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pneumoscan.config import TrainConfig, dump_config
 from pneumoscan.dataset import (
@@ -45,13 +45,16 @@ from pneumoscan.dataset import (
     split_for_training,
 )
 from pneumoscan.errors import DataLayoutError
+from pneumoscan.heatmap import heatmap_scale, raw_activation_map
 from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import predict_logits
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelfile import CLASS_NAMES, ModelCard, save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
-from pneumoscan.preprocessing import PreprocessConfig, normalize
+from pneumoscan.preprocessing import PreprocessConfig, normalize, resize
 from pneumoscan.scope_fitting import describe_scope, fit_scope
+from pneumoscan.shift_scores import fit_operating_point
+from pneumoscan.shifts import SHIFTS, SOURCE_SIZE, apply_shift
 
 logger = logging.getLogger(__name__)
 
@@ -341,11 +344,17 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
     """Calibrate and pick the threshold on validation, write the model and its card, then fit
     its input-scope check on the training images."""
     logits = predict_logits(model, val.pixels, preprocess, device=device)
-    temperature = fit_temperature(logits[:, 0], val.labels)
+    # The operating point suits shifted films too: the threshold rule sees the validation
+    # images under every shift of the suite, pooled with the clean ones.
+    source, _ = load_resized(val.samples, max(SOURCE_SIZE, config.image_size))
+    shifted_logits = {
+        shift.name: predict_logits(model, _resized(apply_shift(shift, source), config),
+                                   preprocess, device=device)[:, 0]
+        for shift in SHIFTS}
+    temperature, threshold = fit_operating_point(
+        val.labels, shifted_logits, min_sensitivity=config.min_sensitivity,
+        plateau=config.threshold_plateau)
     probabilities = apply_temperature(logits[:, 0], temperature)
-    threshold = choose_threshold(val.labels, probabilities,
-                                 min_sensitivity=config.min_sensitivity,
-                                 plateau=config.threshold_plateau)
     validation = compute_metrics(val.labels, probabilities, threshold)
     known = val.causes >= 0
     cause_temperature = 1.0
@@ -366,7 +375,10 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
         threshold_rule=(f"median of thresholds with validation sensitivity >= "
                         f"{config.min_sensitivity} and Youden J within "
                         f"{config.threshold_plateau} of its best, on temperature-scaled "
-                        "probabilities of a class-weighted model"),
+                        "probabilities of a class-weighted model, over the validation "
+                        f"images clean and under the {len(SHIFTS) - 1} shifts of the "
+                        "shift suite pooled"),
+        heatmap_scale=fit_heatmap_scale(model, val, preprocess, device),
         validation=validation,
         data_fingerprint=fingerprint(pool),
         training={"config": config.to_dict(), "epochs_run": state["epoch"],
@@ -393,6 +405,26 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
     split = split_for_training(pool, config.val_fraction, config.seed, config.protocol_fraction)
     scope, _ = fit_scope(out, split.train, cache_dir=cache_dir)
     logger.info("scope check %s", describe_scope(scope))
+
+
+def _resized(images: np.ndarray, config: TrainConfig) -> np.ndarray:
+    return np.stack([resize(image, config.image_size) for image in images])
+
+
+@torch.inference_mode()
+def fit_heatmap_scale(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,
+                      device: torch.device = torch.device("cpu")) -> float:
+    """The model-wide heat-map scale: :func:`pneumoscan.heatmap.heatmap_scale` of the
+    class activation maps of the validation pneumonia images."""
+    model.eval()
+    weight = model.head.weight[0].detach().float().cpu().numpy()  # (C,)
+    pneumonia = val.pixels[val.labels == 1]
+    cams = []
+    for start in range(0, len(pneumonia), 64):
+        batch = torch.from_numpy(normalize(pneumonia[start:start + 64], preprocess))
+        _, features, _ = model.forward_with_features(batch.to(device))
+        cams.append(raw_activation_map(features.float().cpu().numpy(), weight))
+    return heatmap_scale(np.concatenate(cams)) if cams else 0.0
 
 
 def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
