@@ -16,6 +16,8 @@ from sklearn.metrics import (
     RocCurveDisplay,
 )
 
+from pneumoscan.decision import is_positive
+
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
@@ -29,7 +31,7 @@ def plot_roc(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
     """ROC curve with the operating point at ``threshold`` marked."""
     fig, ax = plt.subplots(figsize=(5, 5))
     RocCurveDisplay.from_predictions(labels, probabilities, ax=ax, name="pneumoscan")
-    predicted = probabilities >= threshold
+    predicted = is_positive(probabilities, threshold)
     tpr = predicted[labels == 1].mean()
     fpr = predicted[labels == 0].mean()
     ax.plot([fpr], [tpr], "o", color="crimson", markersize=9,

@@ -138,7 +138,7 @@ def test_usage_errors_exit_2(runner: CliRunner, tiny_model_dir: Path, scans: Pat
                              tmp_path: Path) -> None:
     assert _invoke(runner, tmp_path / "missing.png", "--model", tiny_model_dir).exit_code == 2
     wrong = _invoke(runner, scans, "--out", tmp_path / "r.xlsx", "--model", tiny_model_dir)
-    assert wrong.exit_code == 2 and ".csv or .json" in " ".join(wrong.output.split())
+    assert wrong.exit_code == 2 and ".csv, .json or .jsonl" in " ".join(wrong.output.split())
     assert _invoke(runner, scans, "--model", tmp_path / "no_model").exit_code == 2
     assert _invoke(runner, scans, "--batch-size", "0").exit_code == 2
 
