@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 
+import pytest
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -54,3 +55,16 @@ def test_the_cli_logs_plain_lines_into_a_pipe() -> None:
                           check=True, timeout=120)
     assert done.stderr.splitlines() == [done.stderr.strip()]
     assert done.stderr.strip().endswith(f"INFO uvicorn.access: GET {URL} 200")
+
+
+def test_plain_lines_follow_a_replaced_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler writes to whatever ``sys.stderr`` is now (a test runner swaps it)."""
+    handler = log_handler(Console(stderr=True, force_terminal=False))
+    record = logging.LogRecord("pneumoscan", logging.INFO, __file__, 1, "hello", None, None)
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    handler.handle(record)
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    handler.handle(record)
+    assert second.getvalue().endswith("INFO pneumoscan: hello\n")

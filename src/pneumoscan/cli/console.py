@@ -42,16 +42,31 @@ class OneLineFormatter(logging.Formatter):
         return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
 
 
+class PlainLineHandler(logging.Handler):
+    """Writes each record as one line to ``output``'s stream, looked up at every record (as
+    rich does), so a replaced ``sys.stderr`` is followed rather than written after close."""
+
+    def __init__(self, output: Console) -> None:
+        super().__init__()
+        self.output = output
+        self.setFormatter(OneLineFormatter(PLAIN_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = self.output.file
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def log_handler(output: Console) -> logging.Handler:
     """Rich's handler when ``output`` is a terminal, else plain one-line records on the same
     stream."""
-    if output.is_terminal:
-        handler: logging.Handler = RichHandler(console=output, show_path=False,
-                                               rich_tracebacks=False)
-        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
-    else:
-        handler = logging.StreamHandler(output.file)
-        handler.setFormatter(OneLineFormatter(PLAIN_FORMAT))
+    if not output.is_terminal:
+        return PlainLineHandler(output)
+    handler = RichHandler(console=output, show_path=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
     return handler
 
 
