@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
+from pneumoscan.heatmap import legend_bar
 from pneumoscan.server import ServerSettings, create_app
 from pneumoscan.server.settings import MEGABYTE
 
@@ -48,7 +49,8 @@ def test_real_model_on_a_shared_xray(client: TestClient,
     assert body["model"] == card["version"]
     assert (body["cause"] is None) == (body["label"] == card["class_names"][0])
     overlay = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
-    assert overlay.size == (body["width"], body["height"])
+    legend = legend_bar(body["width"]).shape[0]  # the colour bar below the image
+    assert overlay.size == (body["width"], body["height"] + legend)
 
 
 def test_real_model_same_answer_as_body_as_form_and_as_the_library(
@@ -76,8 +78,9 @@ def test_real_model_on_a_compressed_dicom(client: TestClient, dicom_dir: Path) -
     assert body["status"] == 200
     assert (body["width"], body["height"]) == (1841, 1955)
     overlay = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
-    assert max(overlay.size) == 1024  # shrunk for the page, aspect kept
-    assert overlay.size == Image.open(io.BytesIO(base64.b64decode(body["image_png"]))).size
+    image = Image.open(io.BytesIO(base64.b64decode(body["image_png"])))
+    assert image.size == (964, 1024)  # shrunk for the page, aspect kept
+    assert overlay.size == (964, 1024 + legend_bar(964).shape[0])  # and the legend below
 
 
 def test_real_model_batch(client: TestClient, shared_normal_images: list[Path],

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from pneumoscan import DISCLAIMER
+from pneumoscan.heatmap import legend_bar
 from pneumoscan.server import ServerSettings, create_app
 from pneumoscan.server.settings import MEGABYTE
 
@@ -134,7 +135,8 @@ def test_heatmap_png_on_request_keeps_aspect(client: TestClient, xray_png: bytes
         response = post_file(client, xray_png, "x.png", data={"heatmap": "true"})
     assert response.status_code == 200
     overlay = decode_png(response.json()["heatmap_png"])
-    assert overlay.size == (300, 200) and overlay.mode == "RGB"
+    legend = legend_bar(300).shape[0]  # the colour bar below the image
+    assert overlay.size == (300, 200 + legend) and overlay.mode == "RGB"
 
 
 @pytest.mark.parametrize("content_type", ["image/jpeg", "application/octet-stream",

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
 
 async def get_predictor(request: Request) -> Predictor:
-    """The predictor loaded at start-up (tests override this dependency)."""
+    """The predictor loaded at start-up (or handed to ``create_app``); 503 until then."""
     predictor: Predictor | None = getattr(request.app.state, "predictor", None)
     if predictor is None:
         raise HTTPException(503, "the model is not loaded yet; retry in a few seconds")
