@@ -21,9 +21,10 @@ import torch
 from PIL import Image
 
 from pneumoscan.heatmap import raw_activation_map
+from pneumoscan.inference import run_batches
 from pneumoscan.modelfile import ModelCard, default_model_path, load_model
 from pneumoscan.models import PneumoniaNet
-from pneumoscan.preprocessing import normalize, resize
+from pneumoscan.preprocessing import resize
 from pneumoscan.shifts import apply_shift, shift_by_name
 from shift_suite import validation_images
 
@@ -32,16 +33,16 @@ def evidence_maps(model: PneumoniaNet, card: ModelCard, images: np.ndarray) -> n
     """Positive evidence ``(N, S, S)`` at the model's input size, bilinear from the CAM."""
     size = card.preprocessing.image_size
     weight = model.head.weight[0].detach().numpy()
-    maps = []
-    with torch.inference_mode():
-        for start in range(0, len(images), 64):
-            batch = np.stack([resize(im, size) for im in images[start:start + 64]])
-            _, features, _ = model.forward_with_features(
-                torch.from_numpy(normalize(batch, card.preprocessing)))
-            for raw in raw_activation_map(features.numpy(), weight):
-                up = Image.fromarray(np.maximum(raw, 0).astype(np.float32), mode="F")
-                maps.append(np.asarray(up.resize((size, size), Image.Resampling.BILINEAR)))
-    return np.stack(maps)
+
+    def evidence(batch: np.ndarray) -> tuple[np.ndarray]:
+        with torch.inference_mode():
+            _, features, _ = model.forward_with_features(torch.from_numpy(batch))
+        return (np.maximum(raw_activation_map(features.numpy(), weight), 0),)
+
+    resized = np.stack([resize(image, size) for image in images])
+    (raw,) = run_batches(evidence, resized, card.preprocessing)
+    return np.stack([np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize(
+        (size, size), Image.Resampling.BILINEAR)) for m in raw])
 
 
 def shares(maps: np.ndarray) -> tuple[float, float]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pneumoscan.decision import is_positive
 from pneumoscan.shifts import SHIFTS, Shift, apply_shift
 
 #: Calibrated pneumonia probabilities ``(N,)`` for source-size uint8 images ``(N, H, W)``.
@@ -56,7 +57,7 @@ def score_shift(shift: Shift, labels: np.ndarray, probabilities: np.ndarray,
     from sklearn.metrics import roc_auc_score
 
     labels = np.asarray(labels).astype(bool)
-    called = np.asarray(probabilities) >= threshold
+    called = is_positive(np.asarray(probabilities), threshold)
     return ShiftScore(shift.name, shift.group, float(roc_auc_score(labels, probabilities)),
                       float(called[labels].mean()), float((~called[~labels]).mean()))
 

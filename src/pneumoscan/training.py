@@ -47,7 +47,7 @@ from pneumoscan.dataset import (
 from pneumoscan.errors import DataLayoutError
 from pneumoscan.heatmap import heatmap_scale, raw_activation_map
 from pneumoscan.image_cache import load_resized
-from pneumoscan.inference import predict_logits
+from pneumoscan.inference import predict_logits, run_batches
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelfile import CLASS_NAMES, ModelCard, save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
@@ -333,20 +333,23 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
             logger.info("weights identical on all %d processes (sha256 %s)", world, digest)
     if main and not interrupted:
         model.load_state_dict(load_file(str(out / BEST_WEIGHTS)))
-        _finish(model, config, preprocess, val_arrays, pool, state, out, device, cache_dir)
+        _finish(model, config, preprocess, val_arrays, pool, state, out, device, cache_dir,
+                n_train=len(train_arrays.labels))
     distributed.barrier()  # the others wait until the model is written
     return out
 
 
 def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConfig,
             val: Arrays, pool: list[Sample], state: dict[str, Any], out: Path,
-            device: torch.device = torch.device("cpu"), cache_dir: Path | None = None) -> None:
+            device: torch.device = torch.device("cpu"), cache_dir: Path | None = None, *,
+            n_train: int = 0) -> None:
     """Calibrate and pick the threshold on validation, write the model and its card, then fit
     its input-scope check on the training images."""
     logits = predict_logits(model, val.pixels, preprocess, device=device)
     # The operating point suits shifted films too: the threshold rule sees the validation
     # images under every shift of the suite, pooled with the clean ones.
-    source, _ = load_resized(val.samples, max(SOURCE_SIZE, config.image_size))
+    source, _ = load_resized(val.samples, max(SOURCE_SIZE, config.image_size),
+                             cache_dir=cache_dir)
     shifted_logits = {
         shift.name: predict_logits(model, _resized(apply_shift(shift, source), config),
                                    preprocess, device=device)[:, 0]
@@ -384,7 +387,7 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
         training={"config": config.to_dict(), "epochs_run": state["epoch"],
                   "best_epoch": state["best_epoch"],
                   "train_minutes": round(state["train_seconds"] / 60, 1),
-                  "n_train": len(pool) - len(val.samples), "n_val": len(val.samples),
+                  "n_train": n_train, "n_val": len(val.samples),
                   "parameters": count_parameters(model), "threads": torch.get_num_threads(),
                   "processes": distributed.world_size(), "device": device.type},
         version=(f"{config.arch}-{config.image_size}px{'-eq' if config.equalize else ''}"
@@ -411,20 +414,20 @@ def _resized(images: np.ndarray, config: TrainConfig) -> np.ndarray:
     return np.stack([resize(image, config.image_size) for image in images])
 
 
-@torch.inference_mode()
 def fit_heatmap_scale(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,
                       device: torch.device = torch.device("cpu")) -> float:
     """The model-wide heat-map scale: :func:`pneumoscan.heatmap.heatmap_scale` of the
     class activation maps of the validation pneumonia images."""
     model.eval()
     weight = model.head.weight[0].detach().float().cpu().numpy()  # (C,)
-    pneumonia = val.pixels[val.labels == 1]
-    cams = []
-    for start in range(0, len(pneumonia), 64):
-        batch = torch.from_numpy(normalize(pneumonia[start:start + 64], preprocess))
-        _, features, _ = model.forward_with_features(batch.to(device))
-        cams.append(raw_activation_map(features.float().cpu().numpy(), weight))
-    return heatmap_scale(np.concatenate(cams)) if cams else 0.0
+
+    def evidence(batch: np.ndarray) -> tuple[np.ndarray]:
+        with torch.inference_mode():
+            _, features, _ = model.forward_with_features(torch.from_numpy(batch).to(device))
+        return (raw_activation_map(features.float().cpu().numpy(), weight),)  # (B, h, w)
+
+    (maps,) = run_batches(evidence, val.pixels[val.labels == 1], preprocess)
+    return heatmap_scale(maps)
 
 
 def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
