@@ -149,7 +149,7 @@ def main() -> None:
             raise SystemExit(f"{run}: its validation split differs from the first model's")
         labels_ref, files_ref = labels, files
         logits = predict_logits(model, pixels, card.preprocessing)
-        probability = apply_temperature(logits[:, 0], card.temperature)
+        probability = apply_temperature(logits[:, 0], card.temperature, card.bias)
         calibrated[str(run)] = probability
         extra = (f"{count_parameters(model) / 1e6:.1f} M / "
                  f"{_latency_ms(model, card.preprocessing.image_size):.1f} ms")
@@ -158,7 +158,7 @@ def main() -> None:
             for name, shifted in _stressed(pixels):
                 shifted_logits = predict_logits(model, shifted, card.preprocessing)
                 print(_row(f"{run.name} under {name}", labels,
-                           apply_temperature(shifted_logits[:, 0], card.temperature),
+                           apply_temperature(shifted_logits[:, 0], card.temperature, card.bias),
                            card.threshold, "same threshold"))
         if args.tta:
             tta_logits = predict_logits(model, pixels, card.preprocessing, tta=True)

@@ -93,7 +93,8 @@ def score_model(path: Path, data: Path, split: str, markdown: bool) -> None:
     images, labels = validation_images(data, card, split)
     started = time.perf_counter()
     probabilities = shifted_probabilities(
-        lambda x: apply_temperature(model_logits(model, card, x), card.temperature), images)
+        lambda x: apply_temperature(model_logits(model, card, x), card.temperature, card.bias),
+        images)
     scores = score_suite(labels, probabilities, card.threshold)
     print_table(f"{card.version or path} on its {split} split ({len(labels)} images, "
                 f"{int((labels == 0).sum())} normal), {time.perf_counter() - started:.0f} s",
@@ -113,12 +114,12 @@ def score_epochs(run: Path, data: Path, split: str, markdown: bool, last: int) -
         model.load_state_dict(load_file(str(weights)))
         fit_logits = {s.name: model_logits(model, card, apply_shift(s, val_images))
                       for s in SHIFTS}
-        temperature, threshold = fit_operating_point(
+        temperature, bias, threshold = fit_operating_point(
             val_labels, fit_logits, min_sensitivity=config["min_sensitivity"],
             plateau=config["threshold_plateau"])
         logits = fit_logits if split == "validation" else {
             s.name: model_logits(model, card, apply_shift(s, images)) for s in SHIFTS}
-        probabilities = {k: apply_temperature(v, temperature) for k, v in logits.items()}
+        probabilities = {k: apply_temperature(v, temperature, bias) for k, v in logits.items()}
         print_table(f"{run.name} {weights.stem} on its {split} split",
                     score_suite(labels, probabilities, threshold), threshold, markdown)
 

@@ -78,3 +78,19 @@ def test_choose_threshold_plateau_widens_the_choice() -> None:
 def test_choose_threshold_needs_both_classes() -> None:
     with pytest.raises(ValueError, match="both classes"):
         choose_threshold(np.array([1, 1]), np.array([0.2, 0.9]))
+
+
+def test_fit_platt_recovers_a_known_temperature_and_bias() -> None:
+    from pneumoscan.calibration import fit_platt
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, 20_000)
+    labels = (rng.random(20_000) < apply_temperature(logits, 1.5, 2.0)).astype(int)
+    temperature, bias = fit_platt(logits, labels)
+    assert temperature == pytest.approx(1.5, rel=0.05)
+    assert bias == pytest.approx(2.0, abs=0.1)
+
+
+def test_apply_temperature_with_a_bias() -> None:
+    out = apply_temperature(np.array([0.0, 2.0]), 2.0, np.log(3.0))
+    np.testing.assert_allclose(out, [0.75, 1 / (1 + np.exp(-(1 + np.log(3.0))))])

@@ -52,10 +52,10 @@ def test_shifted_probabilities_calls_the_model_once_per_shift() -> None:
 def test_the_operating_point_moves_up_when_shifted_normals_score_higher() -> None:
     clean = np.array([-3.0, -2.0, -2.5, -1.5, 2.0, 3.0, 2.5, 1.5])
     shifted = clean + np.array([2.5, 2.5, 2.5, 2.5, 0, 0, 0, 0])  # normals drift up
-    temperature, threshold = fit_operating_point(
+    temperature, _, threshold = fit_operating_point(
         LABELS, {"none": clean, "crop 84%": shifted}, min_sensitivity=0.95, plateau=0.02)
-    _, clean_threshold = fit_operating_point(LABELS, {"none": clean}, min_sensitivity=0.95,
-                                             plateau=0.02)
+    *_, clean_threshold = fit_operating_point(LABELS, {"none": clean}, min_sensitivity=0.95,
+                                              plateau=0.02)
     assert temperature > 0
     assert threshold > clean_threshold
 

@@ -2,7 +2,8 @@
 
 One rule for the Predictor, ``pneumoscan evaluate`` and the ONNX parity check:
 
-- P(pneumonia) is ``sigmoid(logit 0 / temperature)``, the model card's calibration;
+- P(pneumonia) is ``sigmoid(logit 0 / temperature + bias)``, the model card's
+  calibration;
 - the label is pneumonia when P(pneumonia) reaches the card's threshold (inclusive);
 - P(bacterial | pneumonia) is ``sigmoid(logit 1 / cause_temperature)``; the cause is
   bacterial when it reaches :data:`CAUSE_THRESHOLD`, and is reported only for pneumonia.
@@ -57,7 +58,8 @@ class Decisions:
 def decide(logits: np.ndarray, card: ModelCard) -> Decisions:
     """Apply the model card's calibration, threshold and cause rule to logits ``(B, 2)``."""
     probabilities = apply_temperature(logits, np.array([card.temperature,
-                                                        card.cause_temperature]))  # (B, 2)
+                                                        card.cause_temperature]),
+                                      np.array([card.bias, 0.0]))  # (B, 2)
     probability, cause_probability = probabilities[:, 0], probabilities[:, 1]
     return Decisions(probability=probability, cause_probability=cause_probability,
                      positive=is_positive(probability, card.threshold),

@@ -55,6 +55,7 @@ class ModelCard:
     outputs: list[str] = field(default_factory=lambda: ["pneumonia", "bacterial"])
     threshold: float = 0.5  # on the calibrated P(pneumonia), chosen on validation
     temperature: float = 1.0  # pneumonia logit is divided by this before the sigmoid
+    bias: float = 0.0  # added to the pneumonia logit after the temperature (Platt scaling)
     cause_temperature: float = 1.0  # same for the bacterial-vs-viral logit
     heatmap_scale: float = 0.0  # CAM value shown at full colour, the same for every image
     # (0: each image's own maximum, as models trained before November 2026 had it)

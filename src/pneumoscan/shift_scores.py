@@ -95,23 +95,25 @@ def pooled(labels: np.ndarray, probabilities: dict[str, np.ndarray],
 
 
 def fit_operating_point(labels: np.ndarray, logits: dict[str, np.ndarray], *,
-                        min_sensitivity: float, plateau: float) -> tuple[float, float]:
-    """Temperature (on the clean logits) and threshold (on every shifted copy pooled).
+                        min_sensitivity: float, plateau: float) -> tuple[float, float, float]:
+    """Calibration (on the clean logits) and threshold (on every shifted copy pooled).
 
-    The temperature is fitted where calibration is judged, on clean images. The threshold
-    follows the training rule (:func:`pneumoscan.calibration.choose_threshold`) on the
-    clean and shifted validation images together: shifted normals score higher, so the
-    threshold that suits them sits higher than the clean images alone would put it.
+    The calibration (:func:`pneumoscan.calibration.fit_platt`) is fitted where it is judged,
+    on clean images. The threshold follows the training rule
+    (:func:`pneumoscan.calibration.choose_threshold`) on the clean and shifted validation
+    images together: shifted normals score higher, so the threshold that suits them sits
+    higher than the clean images alone would put it.
 
     Returns:
-        ``(temperature, threshold)``.
+        ``(temperature, bias, threshold)``.
     """
-    from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
+    from pneumoscan.calibration import apply_temperature, choose_threshold, fit_platt
 
     if "none" not in logits:
-        raise ValueError("the clean row ('none') is needed to fit the temperature")
-    temperature = fit_temperature(logits["none"], labels)
-    probabilities = {name: apply_temperature(v, temperature) for name, v in logits.items()}
+        raise ValueError("the clean row ('none') is needed to fit the calibration")
+    temperature, bias = fit_platt(logits["none"], labels)
+    probabilities = {name: apply_temperature(v, temperature, bias)
+                     for name, v in logits.items()}
     threshold = choose_threshold(*pooled(labels, probabilities),
                                  min_sensitivity=min_sensitivity, plateau=plateau)
-    return temperature, threshold
+    return temperature, bias, threshold

@@ -354,10 +354,10 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
         shift.name: predict_logits(model, _resized(apply_shift(shift, source), config),
                                    preprocess, device=device)[:, 0]
         for shift in SHIFTS}
-    temperature, threshold = fit_operating_point(
+    temperature, bias, threshold = fit_operating_point(
         val.labels, shifted_logits, min_sensitivity=config.min_sensitivity,
         plateau=config.threshold_plateau)
-    probabilities = apply_temperature(logits[:, 0], temperature)
+    probabilities = apply_temperature(logits[:, 0], temperature, bias)
     validation = compute_metrics(val.labels, probabilities, threshold)
     known = val.causes >= 0
     cause_temperature = 1.0
@@ -374,11 +374,12 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
         preprocessing=preprocess,
         threshold=threshold,
         temperature=temperature,
+        bias=bias,
         cause_temperature=cause_temperature,
         threshold_rule=(f"median of thresholds with validation sensitivity >= "
                         f"{config.min_sensitivity} and Youden J within "
-                        f"{config.threshold_plateau} of its best, on temperature-scaled "
-                        "probabilities of a class-weighted model, over the validation "
+                        f"{config.threshold_plateau} of its best, on "
+                        "Platt-scaled probabilities of a class-weighted model, over the validation "
                         f"images clean and under the {len(SHIFTS) - 1} shifts of the "
                         "shift suite pooled"),
         heatmap_scale=fit_heatmap_scale(model, val, preprocess, device),
