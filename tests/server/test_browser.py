@@ -26,6 +26,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT_S = 180  # importing torch and loading the model on a busy 2-core machine
+DOCS_TIMEOUT_MS = 180_000  # /docs and /redoc: a megabyte or two of script to run
 
 
 def free_port() -> int:
@@ -178,14 +179,15 @@ def test_api_docs_render_the_predict_operation(browser, server_url: str) -> None
     outside = []
     page.on("request", lambda request: outside.append(request.url)
             if not request.url.startswith(server_url) else None)
-    page.goto(server_url + "/docs")
+    # Generous timeouts: a 1.5 MB script to parse on a busy 2-core machine.
+    page.goto(server_url + "/docs", wait_until="domcontentloaded", timeout=DOCS_TIMEOUT_MS)
     operation = page.locator("#operations-default-predict_api_v1_predict_post")
-    operation.wait_for(state="visible", timeout=60_000)
+    operation.wait_for(state="visible", timeout=DOCS_TIMEOUT_MS)
     assert "/api/v1/predict" in operation.inner_text()
     assert "Predict pneumonia on one chest X-ray" in operation.inner_text()
     assert "Unable to render this definition" not in page.inner_text("body")
     operation.locator(".opblock-summary").first.click()  # open it: the request body shows
-    page.get_by_text("multipart/form-data").first.wait_for(timeout=30_000)
+    page.get_by_text("multipart/form-data").first.wait_for(timeout=DOCS_TIMEOUT_MS)
     assert errors == [] and outside == []
 
 
@@ -193,7 +195,8 @@ def test_redoc_renders_the_predict_operation(browser, server_url: str) -> None:
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server_url + "/redoc")
-    page.get_by_text("Predict pneumonia on one chest X-ray").first.wait_for(timeout=60_000)
+    page.goto(server_url + "/redoc", wait_until="domcontentloaded", timeout=DOCS_TIMEOUT_MS)
+    page.get_by_text("Predict pneumonia on one chest X-ray").first.wait_for(
+        timeout=DOCS_TIMEOUT_MS)
     assert "/api/v1/predict" in page.inner_text("body")
     assert errors == []
