@@ -15,14 +15,11 @@ single models' (all numbers here are validation numbers, not test numbers).
 from __future__ import annotations
 
 import argparse
-import io
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
 
 from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
 from pneumoscan.dataset import discover, split_for_training
@@ -58,56 +55,6 @@ def _cfg(size: int):
     return PreprocessConfig(image_size=size)
 
 
-def _stressed(pixels: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Validation images ``(N, S, S)`` uint8 under shifts another machine or site could
-    produce: exposure, contrast, framing (zoom, border), sharpness, resolution, noise,
-    rotation and JPEG re-compression. Fixed settings, so every model sees the same images."""
-    x = pixels.astype(np.float32) / 255.0
-    mean = x.mean(axis=(1, 2), keepdims=True)
-    shifts = {
-        "gamma 0.7 (brighter)": x ** 0.7,
-        "gamma 1.4 (darker)": x ** 1.4,
-        "contrast x0.7": (x - mean) * 0.7 + mean,
-        "contrast x1.3": (x - mean) * 1.3 + mean,
-    }
-    exposure = [(k, np.clip(np.rint(v * 255), 0, 255).astype(np.uint8))
-                for k, v in shifts.items()]
-    rng = np.random.default_rng(0)
-    noisy = np.clip(pixels + rng.normal(0, 8, pixels.shape), 0, 255).astype(np.uint8)
-    per_image = {
-        "zoom out 15% (black border)": partial(_zoom, factor=0.85),
-        "zoom in 15% (tighter crop)": partial(_zoom, factor=1.15),
-        "blur (Gaussian, radius 1.5 px)": lambda im: im.filter(ImageFilter.GaussianBlur(1.5)),
-        "sharpen (unsharp mask)": lambda im: im.filter(ImageFilter.UnsharpMask(2, 150, 0)),
-        "half resolution source": _half_resolution,
-        "rotated 10 degrees": lambda im: im.rotate(10, resample=Image.Resampling.BILINEAR),
-        "JPEG quality 25": _jpeg_25,
-    }
-    return exposure + [("noise sigma 8", noisy)] + [
-        (name, np.stack([np.asarray(change(Image.fromarray(p))) for p in pixels]))
-        for name, change in per_image.items()]
-
-
-def _zoom(image: Image.Image, factor: float) -> Image.Image:
-    side = image.width
-    scaled = image.resize((round(side * factor),) * 2, Image.Resampling.BILINEAR)
-    canvas = Image.new("L", (side, side), 0)
-    offset = (side - scaled.width) // 2
-    canvas.paste(scaled, (offset, offset))  # a negative offset crops the centre
-    return canvas
-
-
-def _half_resolution(image: Image.Image) -> Image.Image:
-    small = image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR)
-    return small.resize(image.size, Image.Resampling.BILINEAR)
-
-
-def _jpeg_25(image: Image.Image) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=25)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("L")
-
-
 def _row(name: str, labels: np.ndarray, probability: np.ndarray, threshold: float,
          extra: str) -> str:
     m = compute_metrics(labels, probability, threshold)
@@ -123,9 +70,6 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--tta", action="store_true", help="also evaluate with TTA")
-    parser.add_argument("--stress", action="store_true",
-                        help="also score validation images under fixed shifts of exposure, "
-                             "framing, sharpness, resolution, noise and compression")
     parser.add_argument("--ensemble", action="append", default=[],
                         help="comma-separated run folders to average (repeatable)")
     args = parser.parse_args()
@@ -154,12 +98,6 @@ def main() -> None:
         extra = (f"{count_parameters(model) / 1e6:.1f} M / "
                  f"{_latency_ms(model, card.preprocessing.image_size):.1f} ms")
         print(_row(f"{run.name}", labels, probability, card.threshold, extra))
-        if args.stress:
-            for name, shifted in _stressed(pixels):
-                shifted_logits = predict_logits(model, shifted, card.preprocessing)
-                print(_row(f"{run.name} under {name}", labels,
-                           apply_temperature(shifted_logits[:, 0], card.temperature, card.bias),
-                           card.threshold, "same threshold"))
         if args.tta:
             tta_logits = predict_logits(model, pixels, card.preprocessing, tta=True)
             temperature = fit_temperature(tta_logits[:, 0], labels)
