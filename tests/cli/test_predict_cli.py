@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from pneumoscan import DISCLAIMER
 from pneumoscan.cli.main import app
+from pneumoscan.heatmap import legend_bar
 from pneumoscan.prediction_output import ROW_FIELDS
 
 
@@ -155,7 +156,8 @@ def test_cam_dir_overlays_at_original_aspect(runner: CliRunner, tiny_model_dir: 
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in cams.iterdir())
     assert written == ["sub__tall.png.png", "tall.png.png"]
-    assert Image.open(cams / "tall.png.png").size == (150, 300)
+    legend = legend_bar(150).shape[0]  # the colour bar below the image
+    assert Image.open(cams / "tall.png.png").size == (150, 300 + legend)
     assert Image.open(cams / "tall.png.png").mode == "RGB"
 
 
@@ -188,7 +190,8 @@ def test_dicom_with_overlay_and_no_patient_tags(runner: CliRunner, tiny_model_di
     result = _invoke(runner, path, "--cam-dir", cams, "--model", tiny_model_dir, "-v")
     assert result.exit_code == 0, result.output
     # 1841 wide x 1955 high, shrunk so the longer side is 1024: the same aspect ratio.
-    assert Image.open(cams / f"{path.name}.png").size == (round(1024 * 1841 / 1955), 1024)
+    width = round(1024 * 1841 / 1955)
+    assert Image.open(cams / f"{path.name}.png").size == (width, 1024 + legend_bar(width).shape[0])
     for secret in secrets:
         if len(secret) >= 4:
             assert secret not in result.output
@@ -252,9 +255,11 @@ def test_markup_like_file_names_are_shown_literally(runner: CliRunner, tiny_mode
     odd = folder / "[bold red]x[blink].jpeg"
     shutil.copy(shared_normal_images[0], odd)
     (folder / "[reverse]broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    table = _invoke(runner, folder, "--model", tiny_model_dir)
+    table = runner.invoke(app, ["predict", str(folder), "--model", str(tiny_model_dir),
+                                "--backend", "torch"], env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
-    assert "[reverse]broken" in "".join(table.stdout.split())
-    single = _invoke(runner, odd, "--model", tiny_model_dir)
+    assert "[reverse]broken" in table.stdout  # shown as text, not read as rich markup
+    single = runner.invoke(app, ["predict", str(odd), "--model", str(tiny_model_dir),
+                                 "--backend", "torch"], env={"COLUMNS": "300"})
     assert single.exit_code == 0, single.output
     assert "[bold red]x[blink].jpeg" in single.stdout
