@@ -44,7 +44,7 @@ def model_dir(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = train(config, data, tmp_path_factory.mktemp("model") / "run",
                    cache_dir=tmp_path_factory.mktemp("cache"))
     card = json.loads((folder / "model.json").read_text())
-    card.update(threshold=0.42, temperature=1.5, cause_temperature=0.8,
+    card.update(threshold=0.42, temperature=1.5, bias=0.0, cause_temperature=0.8,
                 threshold_rule="set by hand for a test")
     (folder / "model.json").write_text(json.dumps(card))
     return folder

@@ -41,3 +41,17 @@ def test_random_markings_are_seeded() -> None:
     assert not np.array_equal(first, image)
     assert np.array_equal(random_markings(image, np.random.default_rng(5), annotate=False,
                                           border=False), image)
+
+
+def test_frames_on_all_four_sides_when_asked() -> None:
+    image = np.full((80, 80), 0.4, np.float32)
+    framed = [random_markings(image, np.random.default_rng(seed), annotate=False, border=True,
+                              frame=1.0) for seed in range(5)]
+    for out in framed:
+        edges = [out[0, 40], out[-1, 40], out[40, 0], out[40, -1]]
+        assert all(v != 0.4 for v in edges)  # every side has its band
+    # without frames, the draws are those of the plain bands (older recipes reproduce)
+    plain = random_markings(image, np.random.default_rng(0), annotate=False, border=True)
+    again = random_markings(image, np.random.default_rng(0), annotate=False, border=True,
+                            frame=0.0)
+    np.testing.assert_array_equal(plain, again)

@@ -43,6 +43,7 @@ class AugmentConfig:
     # constant grey (black, white or between) instead of the replicated edge
     annotate: float = 0.0  # probability of burned-in text and side markers (both classes)
     border: float = 0.0  # probability of black or white bands along the edges
+    border_frame: float = 0.0  # share of those bands drawn on all four sides (a frame)
 
 
 def _uniform(n: int, spread: float, generator: torch.Generator) -> torch.Tensor:
@@ -110,7 +111,7 @@ def _mark(images: torch.Tensor, config: AugmentConfig,
         if annotate[i] or border[i]:
             rng = np.random.default_rng(int(seeds[i]))
             marked = random_markings(images[i, 0].numpy(), rng, annotate=bool(annotate[i]),
-                                     border=bool(border[i]))
+                                     border=bool(border[i]), frame=config.border_frame)
             out[i, 0] = torch.from_numpy(marked.astype(np.float32))
     return out
 

@@ -84,10 +84,12 @@ def draw_border(image: np.ndarray, widths: tuple[float, float, float, float],
 
 
 def random_markings(image: np.ndarray, rng: np.random.Generator, *, annotate: bool,
-                    border: bool) -> np.ndarray:
-    """Burn one to three random annotations into ``image`` and/or add random border bands."""
+                    border: bool, frame: float = 0.0) -> np.ndarray:
+    """Burn one to three random annotations into ``image`` and/or add random border bands
+    (with probability ``frame`` on all four sides, else on each side with probability 1/2)."""
     if border:
-        widths = tuple(float(w) if rng.random() < 0.5 else 0.0
+        full = frame > 0 and rng.random() < frame
+        widths = tuple(float(w) if full or rng.random() < 0.5 else 0.0
                        for w in rng.uniform(0.02, 0.12, size=4))
         image = draw_border(image, widths, float(rng.choice([0.0, 1.0])))  # type: ignore[arg-type]
     if annotate:
