@@ -24,7 +24,7 @@ from pneumoscan.heatmap import raw_activation_map
 from pneumoscan.inference import run_batches
 from pneumoscan.modelfile import ModelCard, default_model_path, load_model
 from pneumoscan.models import PneumoniaNet
-from pneumoscan.preprocessing import resize
+from pneumoscan.preprocessing import resize_all
 from pneumoscan.shifts import apply_shift, shift_by_name
 from shift_suite import validation_images
 
@@ -39,7 +39,7 @@ def evidence_maps(model: PneumoniaNet, card: ModelCard, images: np.ndarray) -> n
             _, features, _ = model.forward_with_features(torch.from_numpy(batch))
         return (np.maximum(raw_activation_map(features.numpy(), weight), 0),)
 
-    resized = np.stack([resize(image, size) for image in images])
+    resized = resize_all(images, size)
     (raw,) = run_batches(evidence, resized, card.preprocessing)
     return np.stack([np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize(
         (size, size), Image.Resampling.BILINEAR)) for m in raw])

@@ -31,7 +31,7 @@ from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import predict_logits
 from pneumoscan.modelfile import ModelCard, load_model
 from pneumoscan.models import PneumoniaNet
-from pneumoscan.preprocessing import resize
+from pneumoscan.preprocessing import resize_all
 from pneumoscan.shift_scores import (
     ShiftScore,
     fit_operating_point,
@@ -39,7 +39,7 @@ from pneumoscan.shift_scores import (
     shifted_probabilities,
     summarise,
 )
-from pneumoscan.shifts import SHIFTS, SOURCE_SIZE, apply_shift
+from pneumoscan.shifts import SOURCE_SIZE, shifted_sets
 
 
 def validation_images(data: Path, card: ModelCard, split: str,
@@ -61,8 +61,7 @@ def validation_images(data: Path, card: ModelCard, split: str,
 
 def model_logits(model: PneumoniaNet, card: ModelCard, images: np.ndarray) -> np.ndarray:
     """Pneumonia logits ``(N,)`` of source-size images, through the model's own resize."""
-    size = card.preprocessing.image_size
-    resized = np.stack([resize(image, size) for image in images])
+    resized = resize_all(images, card.preprocessing.image_size)
     return predict_logits(model, resized, card.preprocessing)[:, 0]
 
 
@@ -109,16 +108,18 @@ def score_epochs(run: Path, data: Path, split: str, markdown: bool, last: int) -
     val_images, val_labels = validation_images(data, card, "validation")
     images, labels = (val_images, val_labels) if split == "validation" else \
         validation_images(data, card, split)
+    # The shifted copies are the same for every epoch: made once.
+    fit_sets = list(shifted_sets(val_images))
+    score_sets = fit_sets if split == "validation" else list(shifted_sets(images))
     for weights in sorted((run / "epochs").glob("epoch*.safetensors"),
                           key=lambda p: int(p.stem[5:]))[-last:]:
         model.load_state_dict(load_file(str(weights)))
-        fit_logits = {s.name: model_logits(model, card, apply_shift(s, val_images))
-                      for s in SHIFTS}
+        fit_logits = {s.name: model_logits(model, card, x) for s, x in fit_sets}
         temperature, bias, threshold = fit_operating_point(
             val_labels, fit_logits, min_sensitivity=config["min_sensitivity"],
             plateau=config["threshold_plateau"])
         logits = fit_logits if split == "validation" else {
-            s.name: model_logits(model, card, apply_shift(s, images)) for s in SHIFTS}
+            s.name: model_logits(model, card, x) for s, x in score_sets}
         probabilities = {k: apply_temperature(v, temperature, bias) for k, v in logits.items()}
         print_table(f"{run.name} {weights.stem} on its {split} split",
                     score_suite(labels, probabilities, threshold), threshold, markdown)

@@ -11,6 +11,7 @@ from pneumoscan.preprocessing import (
     normalize,
     preprocess,
     resize,
+    resize_all,
 )
 
 
@@ -88,3 +89,12 @@ def test_config_round_trip_and_validation() -> None:
         PreprocessConfig(image_size=64)
     with pytest.raises(ValueError, match="'crop'"):
         PreprocessConfig.from_dict({"resize": "crop"})
+
+
+def test_resize_all_stacks_the_one_resize() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((40, 30), (64, 64))]
+    out = resize_all(iter(images), 32)
+    assert out.shape == (2, 32, 32) and out.dtype == np.uint8
+    for image, resized in zip(images, out, strict=True):
+        np.testing.assert_array_equal(resized, resize(image, 32))

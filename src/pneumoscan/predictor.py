@@ -26,7 +26,7 @@ from pneumoscan.heatmap import class_activation_map
 from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage, ImageSource, decode_image
 from pneumoscan.inference import run_batches
 from pneumoscan.modelfile import ModelCard, load_scope, read_card, resolve_model_paths
-from pneumoscan.preprocessing import normalize, resize
+from pneumoscan.preprocessing import normalize, resize_all
 from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Predictor:
             return []
         config = self.card.preprocessing
         # preprocess() in two halves: the resized image also feeds the scope check.
-        resized = np.stack([resize(d.pixels, config.image_size) for d in images])  # (B, S, S)
+        resized = resize_all((d.pixels for d in images), config.image_size)  # (B, S, S)
         # (B, 2), (B, C, h, w), (B, C)
         logits, features, pooled = self.backend.run(normalize(resized, config))
         decisions = decide(logits, self.card)

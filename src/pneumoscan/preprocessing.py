@@ -8,6 +8,7 @@ Training, evaluation, prediction, the server and the ONNX parity test all call
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,6 +54,11 @@ def resize(pixels: np.ndarray, image_size: int) -> np.ndarray:
     image = Image.fromarray(pixels, mode="L") if pixels.dtype == np.uint8 else \
         Image.fromarray(pixels.astype(np.uint8), mode="L")
     return np.asarray(image.resize((image_size, image_size), Image.Resampling.BILINEAR))
+
+
+def resize_all(images: Iterable[np.ndarray], image_size: int) -> np.ndarray:
+    """:func:`resize` each ``(H, W)`` uint8 image: ``(N, image_size, image_size)`` uint8."""
+    return np.stack([resize(image, image_size) for image in images])
 
 
 def equalize_histogram(resized: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pneumoscan.decision import is_positive
-from pneumoscan.shifts import SHIFTS, Shift, apply_shift
+from pneumoscan.shifts import SHIFTS, Shift, shifted_sets
 
 #: Calibrated pneumonia probabilities ``(N,)`` for source-size uint8 images ``(N, H, W)``.
 ProbabilityFunction = Callable[[np.ndarray], np.ndarray]
@@ -49,7 +49,8 @@ def shifted_probabilities(probability: ProbabilityFunction, images: np.ndarray,
                           shifts: Sequence[Shift] = SHIFTS, *, seed: int = 0,
                           ) -> dict[str, np.ndarray]:
     """The model's probabilities on ``images`` under each shift, by shift name."""
-    return {shift.name: probability(apply_shift(shift, images, seed=seed)) for shift in shifts}
+    return {shift.name: probability(shifted)
+            for shift, shifted in shifted_sets(images, shifts, seed=seed)}
 
 
 def score_shift(shift: Shift, labels: np.ndarray, probabilities: np.ndarray,

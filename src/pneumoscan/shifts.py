@@ -15,7 +15,7 @@ resize, as a different acquisition would.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -197,6 +197,8 @@ def apply_shift(shift: Shift, images: np.ndarray, *, seed: int = 0) -> np.ndarra
 
 
 def shifted_sets(images: np.ndarray, shifts: Sequence[Shift] = SHIFTS, *,
-                 seed: int = 0) -> list[tuple[Shift, np.ndarray]]:
-    """Every shift applied to ``images``: a list of (shift, shifted images)."""
-    return [(shift, apply_shift(shift, images, seed=seed)) for shift in shifts]
+                 seed: int = 0) -> Iterator[tuple[Shift, np.ndarray]]:
+    """Each shift applied to ``images``, one ``(shift, shifted images)`` pair at a time
+    (``list()`` it to score several models on the same copies)."""
+    for shift in shifts:
+        yield shift, apply_shift(shift, images, seed=seed)

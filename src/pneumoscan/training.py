@@ -51,10 +51,10 @@ from pneumoscan.inference import predict_logits, run_batches
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelfile import CLASS_NAMES, ModelCard, save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
-from pneumoscan.preprocessing import PreprocessConfig, normalize, resize
+from pneumoscan.preprocessing import PreprocessConfig, normalize, resize_all
 from pneumoscan.scope_fitting import describe_scope, fit_scope
 from pneumoscan.shift_scores import fit_operating_point
-from pneumoscan.shifts import SHIFTS, SOURCE_SIZE, apply_shift
+from pneumoscan.shifts import SHIFTS, SOURCE_SIZE, shifted_sets
 
 logger = logging.getLogger(__name__)
 
@@ -333,27 +333,28 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
             logger.info("weights identical on all %d processes (sha256 %s)", world, digest)
     if main and not interrupted:
         model.load_state_dict(load_file(str(out / BEST_WEIGHTS)))
-        _finish(model, config, preprocess, val_arrays, pool, state, out, device, cache_dir,
-                n_train=len(train_arrays.labels))
+        _finish(model, config, preprocess, val_arrays, train_arrays.samples, pool, state, out,
+                device, cache_dir)
     distributed.barrier()  # the others wait until the model is written
     return out
 
 
 def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConfig,
-            val: Arrays, pool: list[Sample], state: dict[str, Any], out: Path,
-            device: torch.device = torch.device("cpu"), cache_dir: Path | None = None, *,
-            n_train: int = 0) -> None:
+            val: Arrays, train_samples: list[Sample], pool: list[Sample],
+            state: dict[str, Any], out: Path, device: torch.device = torch.device("cpu"),
+            cache_dir: Path | None = None) -> None:
     """Calibrate and pick the threshold on validation, write the model and its card, then fit
     its input-scope check on the training images."""
     logits = predict_logits(model, val.pixels, preprocess, device=device)
     # The operating point suits shifted films too: the threshold rule sees the validation
-    # images under every shift of the suite, pooled with the clean ones.
+    # images under every shift of the suite (at source size, before the model's resize),
+    # pooled with the clean ones, whose logits are those above.
     source, _ = load_resized(val.samples, max(SOURCE_SIZE, config.image_size),
                              cache_dir=cache_dir)
-    shifted_logits = {
-        shift.name: predict_logits(model, _resized(apply_shift(shift, source), config),
-                                   preprocess, device=device)[:, 0]
-        for shift in SHIFTS}
+    shifted_logits = {"none": logits[:, 0]} | {
+        shift.name: predict_logits(model, resize_all(shifted, config.image_size), preprocess,
+                                   device=device)[:, 0]
+        for shift, shifted in shifted_sets(source, SHIFTS[1:])}  # SHIFTS[0] is "none"
     temperature, bias, threshold = fit_operating_point(
         val.labels, shifted_logits, min_sensitivity=config.min_sensitivity,
         plateau=config.threshold_plateau)
@@ -388,7 +389,7 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
         training={"config": config.to_dict(), "epochs_run": state["epoch"],
                   "best_epoch": state["best_epoch"],
                   "train_minutes": round(state["train_seconds"] / 60, 1),
-                  "n_train": n_train, "n_val": len(val.samples),
+                  "n_train": len(train_samples), "n_val": len(val.samples),
                   "parameters": count_parameters(model), "threads": torch.get_num_threads(),
                   "processes": distributed.world_size(), "device": device.type},
         version=(f"{config.arch}-{config.image_size}px{'-eq' if config.equalize else ''}"
@@ -406,13 +407,8 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
                 validation["sensitivity"], validation["specificity"], threshold, temperature)
     # The input-scope check is part of the model: fitted on its training images, stored
     # beside the weights (pneumoscan.scope_fitting; `pneumoscan fit-scope` does the same).
-    split = split_for_training(pool, config.val_fraction, config.seed, config.protocol_fraction)
-    scope, _ = fit_scope(out, split.train, cache_dir=cache_dir)
+    scope, _ = fit_scope(out, train_samples, cache_dir=cache_dir)
     logger.info("scope check %s", describe_scope(scope))
-
-
-def _resized(images: np.ndarray, config: TrainConfig) -> np.ndarray:
-    return np.stack([resize(image, config.image_size) for image in images])
 
 
 def fit_heatmap_scale(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,
