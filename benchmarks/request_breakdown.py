@@ -53,10 +53,10 @@ STEPS = [
     ("pneumoscan.server.routes", "run_in_threadpool", "on a worker thread (hop + work)", 1),
     ("pneumoscan.server.routes", "predict_bytes", "decode, predict, render", 2),
     ("pneumoscan.server.service", "decode_upload", "decode the JPEG", 3),
-    ("pneumoscan.predictor", "resize", "resize to the model's size", 3),
+    ("pneumoscan.predictor", "resize_all", "resize to the model's size", 3),
     ("pneumoscan.predictor", "normalize", "equalise and normalise", 3),
     ("pneumoscan.onnx_backend", "OnnxBackend.run", MODEL_STEP, 3),
-    ("pneumoscan.predictor", "apply_temperature", "calibrated probabilities", 3),
+    ("pneumoscan.predictor", "decide", "calibrated probabilities and decision", 3),
     ("pneumoscan.predictor", "assess_scope", "scope check", 3),
     ("pneumoscan.server.service", "render", "the JSON fields", 3),
 ]
