@@ -122,3 +122,14 @@ def encode_png(rgb: np.ndarray) -> bytes:
 def overlay_png(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> bytes:
     """PNG bytes of :func:`overlay`: the radiograph with its heat map, at its aspect ratio."""
     return encode_png(overlay(pixels, heatmap, alpha=alpha))
+
+
+def heat_layer(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The heat map alone at ``size`` (width, height): ``(H, W, 4)`` uint8, the colour of
+    :func:`colorize` with the heat itself as alpha.
+
+    Drawn over the radiograph at opacity ``a`` it gives :func:`overlay` with ``alpha=a``:
+    what the web page's opacity slider does.
+    """
+    heat = _upsample(heatmap, size)
+    return np.dstack([_jet()[heat], heat])

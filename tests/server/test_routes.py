@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -80,6 +81,13 @@ def test_upload_page_is_self_contained(client: TestClient) -> None:
         # No CDN: nothing the page loads may come from another host.
         assert not re.search(r"https?://", response.text), asset
     assert not re.search(r"(src|href)=\"https?://", page.text)
+
+
+def test_head_of_the_page_is_200_for_uptime_monitors(client: TestClient) -> None:
+    response = client.head("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.content == b""
 
 
 def test_docs_served_from_packaged_assets(client: TestClient) -> None:
@@ -166,6 +174,27 @@ def test_decoded_image_png_for_dicom(client: TestClient, dicom_path: Path) -> No
     body = response.json()
     assert (body["width"], body["height"]) == (256, 256)
     assert decode_png(body["image_png"]).size == (256, 256)
+
+
+def test_dicom_study_facts_without_patient_identity(client: TestClient,
+                                                   dicom_dir: Path) -> None:
+    path = dicom_dir / "cr_nema_pa_monochrome1_jpegls.dcm"
+    body = post_file(client, path.read_bytes(), "scan.dcm").json()
+    assert body["study"] == {"modality": "CR", "body_part": "CHEST", "view": "PA",
+                             "study_date": "2004-08-26"}
+
+
+def test_no_study_facts_for_a_jpeg(client: TestClient, xray_jpeg: bytes) -> None:
+    assert post_file(client, xray_jpeg).json()["study"] is None
+
+
+def test_heat_layer_is_rgba_at_the_image_aspect(client: TestClient, xray_png: bytes) -> None:
+    body = post_file(client, xray_png, "x.png", url=PREDICT + "?heatmap=true").json()
+    layer = decode_png(body["heatmap_layer_png"])
+    assert layer.mode == "RGBA" and layer.size == (256, 171)  # 300 x 200, longer side 256
+    alpha = np.asarray(layer)[..., 3]
+    assert alpha.min() < 40 < 200 < alpha.max()  # clear where no evidence, opaque where strong
+    assert post_file(client, xray_png, "x.png").json()["heatmap_layer_png"] is None
 
 
 def test_cause_only_when_pneumonia(make_client: ClientFactory, xray_jpeg: bytes) -> None:

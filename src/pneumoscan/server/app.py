@@ -99,7 +99,8 @@ def load_predictor(settings: ServerSettings) -> Predictor:
 def _add_pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/", include_in_schema=False)
+    # HEAD as well as GET: uptime monitors ask with HEAD (FastAPI adds no HEAD by itself).
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={
             "Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",

@@ -9,6 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from pneumoscan import DISCLAIMER
 
 
+class StudyFacts(BaseModel):
+    """DICOM header facts that tell a reader the right study was loaded. No patient identity
+    (no name, id, birth date or age); returned only, never logged."""
+
+    modality: str = Field(default="", description="DICOM Modality, e.g. CR or DX.")
+    body_part: str = Field(default="", description="DICOM BodyPartExamined, e.g. CHEST.")
+    view: str = Field(default="", description="DICOM ViewPosition, e.g. PA or AP.")
+    study_date: str = Field(default="", description="DICOM StudyDate as YYYY-MM-DD.")
+
+
 class PredictionResponse(BaseModel):
     """One image's result."""
 
@@ -37,6 +47,13 @@ class PredictionResponse(BaseModel):
     image_png: str | None = Field(
         default=None, description="Base64 PNG of the decoded radiograph as the model read it "
         "(image=true; useful for DICOM).")
+    heatmap_layer_png: str | None = Field(
+        default=None, description="Base64 RGBA PNG of the heat map alone (colour, with the "
+        "heat as alpha; at most 256 px), to draw over `image_png` at any opacity "
+        "(heatmap=true).")
+    study: StudyFacts | None = Field(
+        default=None, description="DICOM uploads: modality, body part, view and study date; "
+        "null for JPEG and PNG.")
     elapsed_ms: float = Field(description="Server time for this request, queueing included.")
     disclaimer: str = DISCLAIMER
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
-from pneumoscan.heatmap import encode_png, overlay
+from pneumoscan.heatmap import encode_png, heat_layer, overlay
 from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, is_dicom
 from pneumoscan.predictor import Prediction, Predictor
 
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 #: Longer side of the PNGs sent back (overlay and decoded image), pixels.
 PREVIEW_MAX_SIDE = 1024
+#: Longer side of the heat-map layer: the map is smooth, the browser scales it up.
+LAYER_MAX_SIDE = 256
 
 
 class UploadRejectedError(Exception):
@@ -40,7 +42,7 @@ def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
     """Decode, predict and render one upload."""
     decoded = decode_upload(predictor, data)
     prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
-    return render(prediction, heatmap=heatmap, image=image)
+    return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
 
 
 def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError], heatmap: bool,
@@ -55,7 +57,7 @@ def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError],
             outcomes.append(exc)
     decoded = [o for o in outcomes if isinstance(o, DecodedImage)]
     predictions = iter(predictor.predict_decoded(decoded, heatmap=heatmap))
-    return [render(next(predictions), heatmap=heatmap, image=image)
+    return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
             if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
 
 
@@ -101,16 +103,36 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def render(prediction: Prediction, *, heatmap: bool, image: bool) -> dict[str, Any]:
+def render(prediction: Prediction, *, heatmap: bool, image: bool,
+           study: dict[str, str] | None = None) -> dict[str, Any]:
     """The JSON fields of one prediction; PNGs are encoded only when asked for."""
     result = prediction.to_dict()
     result.pop("heatmap", None)
+    result["study"] = study
     if heatmap and prediction.heatmap is not None and prediction.pixels is not None:
         result["heatmap_png"] = _base64_png(overlay(prediction.pixels, prediction.heatmap,
                                                     max_side=PREVIEW_MAX_SIDE))
+        height, width = prediction.pixels.shape
+        scale = min(1.0, LAYER_MAX_SIDE / max(height, width))
+        result["heatmap_layer_png"] = _base64_png(heat_layer(
+            prediction.heatmap, (max(1, round(width * scale)), max(1, round(height * scale)))))
     if image and prediction.pixels is not None:
         result["image_png"] = _base64_png(_shrink(prediction.pixels, PREVIEW_MAX_SIDE))
     return result
+
+
+def study_facts(decoded: DecodedImage) -> dict[str, str] | None:
+    """The DICOM header facts that tell a reader the right study was loaded (modality, body
+    part, view, study date as YYYY-MM-DD); None for a JPEG or PNG. No patient identity, and
+    they go into the response only, never into a log."""
+    info = decoded.dicom
+    if info is None:
+        return None
+    date = getattr(info, "study_date", "") or ""  # read by the population check's decoder
+    if len(date) == 8 and date.isdigit():
+        date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    return {"modality": info.modality, "body_part": info.body_part,
+            "view": info.view_position, "study_date": date}
 
 
 def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:
