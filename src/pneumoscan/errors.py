@@ -19,6 +19,10 @@ class UnsupportedImageError(ImageDecodeError):
     """The bytes are a file format pneumoscan does not read (not JPEG, PNG or DICOM)."""
 
 
+class ImageTooSmallError(ImageDecodeError):
+    """Far too few pixels to be a radiograph (under ``imaging.MIN_SIDE`` on a side)."""
+
+
 class ImageTooLargeError(PneumoscanError, ValueError):
     """The image has more pixels than the configured limit (decompression-bomb guard)."""
 

@@ -18,7 +18,7 @@ import io
 import logging
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from pneumoscan.errors import (
     ImageDecodeError,
     ImageTooLargeError,
+    ImageTooSmallError,
     PneumoscanError,
     UnsupportedImageError,
 )
@@ -38,6 +39,10 @@ logger = logging.getLogger(__name__)
 #: Default limit on decoded pixels (H * W). 50 MP covers any real radiograph (a 43 cm
 #: detector at 100 µm is ~4300 x 4300 = 18.5 MP) while refusing decompression bombs.
 DEFAULT_MAX_PIXELS = 50_000_000
+
+#: Smallest side of an image worth scoring: below it there is too little anatomy to judge,
+#: and the Predictor refuses the image (ImageTooSmallError) instead of scoring it.
+MIN_SIDE = 64
 
 #: Side of the pixel grid on which an RGB file is checked for colour.
 COLOUR_SAMPLE_SIDE = 128
@@ -61,12 +66,20 @@ ImageSource = str | Path | bytes | bytearray | Image.Image | np.ndarray
 
 @dataclass(frozen=True)
 class DicomInfo:
-    """The few DICOM header facts used for scope checks; no patient data is kept."""
+    """The few DICOM header facts used by the scope and population checks.
+
+    The age and dates are patient data: they are kept out of ``repr`` (so out of any log
+    line that formats this object) and only :mod:`pneumoscan.population` reads them.
+    """
 
     modality: str
     body_part: str
     photometric: str
     view_position: str
+    patient_age: str = field(default="", repr=False)  # DICOM AS, e.g. "062Y"
+    birth_date: str = field(default="", repr=False)  # DICOM DA, YYYYMMDD
+    study_date: str = field(default="", repr=False)
+    acquisition_date: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -99,8 +112,26 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     return decode_image(source, max_pixels=max_pixels).pixels
 
 
-def decode_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Like :func:`load_image`, but also report the format, colour and DICOM facts."""
+def decode_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 min_side: int = 1) -> DecodedImage:
+    """Like :func:`load_image`, but also report the format, colour and DICOM facts.
+
+    Raises:
+        ImageTooSmallError: a side is shorter than ``min_side`` pixels (the Predictor
+            passes :data:`MIN_SIDE`).
+    """
+    decoded = _decode(source, max_pixels)
+    height, width = decoded.pixels.shape
+    if min(height, width) < min_side:
+        name = (Path(source).name if isinstance(source, (str, Path))
+                else "<bytes>" if isinstance(source, (bytes, bytearray)) else "<image>")
+        raise ImageTooSmallError(f"{name}: {width}x{height} pixels is far too small to be a chest "
+                                 f"radiograph; send an image at least {min_side} pixels on "
+                                 "each side")
+    return decoded
+
+
+def _decode(source: ImageSource, max_pixels: int) -> DecodedImage:
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
     if isinstance(source, Image.Image):
@@ -301,9 +332,19 @@ def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
         body_part=str(dataset.get("BodyPartExamined", "")),
         photometric=photometric,
         view_position=str(dataset.get("ViewPosition", "")),
+        patient_age=_text(dataset, "PatientAge"),
+        birth_date=_text(dataset, "PatientBirthDate"),
+        study_date=_text(dataset, "StudyDate"),
+        acquisition_date=_text(dataset, "AcquisitionDate"),
     )
     logger.debug("decoded DICOM %s: %sx%s %s", name, columns, rows, photometric)
     return DecodedImage(gray, "dicom", False, info)
+
+
+def _text(dataset: Any, keyword: str) -> str:
+    """A header element as text; "" when absent or empty (None values included)."""
+    value = dataset.get(keyword)
+    return "" if value is None else str(value)
 
 
 def _dicom_gray_to_uint8(pixels: np.ndarray, dataset: Any) -> np.ndarray:

@@ -7,7 +7,8 @@ stored). Loading reads tensors only: it cannot run code, unlike a pickle.
 The input-scope statistics (:class:`~pneumoscan.scope.ScopeStatistics`) are fitted state of
 the model too: ``model.scope.safetensors`` (or ``NAME.scope.safetensors``) beside the
 weights, arrays as tensors and numbers in its metadata, tied to the weights by their SHA-256
-the way the ONNX export is.
+the way the ONNX export is. So is the population classifier
+(:class:`~pneumoscan.population.PopulationClassifier`), in ``*.population.safetensors``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pneumoscan.errors import ModelFileError
+from pneumoscan.population import PopulationClassifier
 from pneumoscan.preprocessing import PreprocessConfig
 from pneumoscan.scope import DistanceStatistics, ScopeStatistics
 
@@ -37,6 +39,9 @@ FORMAT_VERSION = 1
 #: Suffix of the scope statistics beside ``NAME.safetensors``, and their format's name.
 SCOPE_SUFFIX = ".scope.safetensors"
 SCOPE_FORMAT = "pneumoscan.scope/1"
+#: Suffix and format of the population classifier (:mod:`pneumoscan.population`).
+POPULATION_SUFFIX = ".population.safetensors"
+POPULATION_FORMAT = "pneumoscan.population/1"
 
 #: Class names in output index order; a model card stores its own copy, the authority.
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
@@ -173,11 +178,21 @@ def weights_digest(weights_path: Path) -> str:
     return digest.hexdigest()
 
 
-def scope_path(model: Path | str | None) -> Path:
-    """Where a model's scope statistics live: ``FOLDER/model.scope.safetensors`` or
-    ``NAME.scope.safetensors`` beside ``NAME.safetensors``."""
+def fitted_path(model: Path | str | None, suffix: str) -> Path:
+    """Where a model's fitted state of one kind lives: ``FOLDER/model{suffix}`` or
+    ``NAME{suffix}`` beside ``NAME.safetensors``."""
     weights, _ = resolve_model_paths(model)
-    return weights.with_suffix(SCOPE_SUFFIX)
+    return weights.with_suffix(suffix)
+
+
+def scope_path(model: Path | str | None) -> Path:
+    """Where a model's scope statistics live (:func:`fitted_path` of :data:`SCOPE_SUFFIX`)."""
+    return fitted_path(model, SCOPE_SUFFIX)
+
+
+def population_path(model: Path | str | None) -> Path:
+    """Where a model's population classifier lives (of :data:`POPULATION_SUFFIX`)."""
+    return fitted_path(model, POPULATION_SUFFIX)
 
 
 def fit_scope_hint(model: Path | str | None) -> str:
@@ -186,26 +201,97 @@ def fit_scope_hint(model: Path | str | None) -> str:
     return f"pneumoscan fit-scope {target} --data DATA"
 
 
+def fit_population_hint(model: Path | str | None) -> str:
+    """The command that (re)fits a model's population classifier."""
+    target = default_model_path() if model is None else model
+    return f"pneumoscan fit-population {target} --data DATA --adults ADULT_IMAGES"
+
+
 def save_scope(statistics: ScopeStatistics, model: Path | str | None) -> Path:
     """Write ``statistics`` beside the model's weights (atomically); return the file."""
-    from safetensors.numpy import save_file
-
-    weights, _ = resolve_model_paths(model)
     tensors: dict[str, np.ndarray] = {}
-    metadata = {"format": SCOPE_FORMAT, "weights_sha256": weights_digest(weights)}
+    metadata: dict[str, str] = {}
     for part in ("features", "layout"):
         distance = getattr(statistics, part)
         for item in fields(DistanceStatistics):
             value = getattr(distance, item.name)
             if isinstance(value, np.ndarray):
-                tensors[f"{part}.{item.name}"] = np.ascontiguousarray(value, np.float32)
+                tensors[f"{part}.{item.name}"] = value
             else:
                 metadata[f"{part}.{item.name}"] = repr(value)
-    path = scope_path(weights)
+    return _write_fitted(model, SCOPE_SUFFIX, SCOPE_FORMAT, tensors, metadata)
+
+
+def save_population(classifier: PopulationClassifier, model: Path | str | None,
+                    notes: dict[str, str] | None = None) -> Path:
+    """Write ``classifier`` beside the model's weights (atomically); return the file.
+
+    ``notes``: how it was fitted (kept in the file's metadata, read by the benchmark).
+    """
+    tensors = {name: getattr(classifier, name) for name in ("mean", "scale", "weight")}
+    metadata = {name: repr(getattr(classifier, name))
+                for name in ("bias", "threshold", "n_pediatric", "n_adult")}
+    metadata.update({f"notes.{key}": value for key, value in (notes or {}).items()})
+    return _write_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT, tensors, metadata)
+
+
+def population_notes(model: Path | str | None) -> dict[str, str]:
+    """The ``notes`` stored with the model's population classifier ({} when it has none)."""
+    fitted = _read_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT,
+                          fit_population_hint(model), "")
+    if fitted is None:
+        return {}
+    return {key.removeprefix("notes."): value for key, value in fitted[1].items()
+            if key.startswith("notes.")}
+
+
+def _write_fitted(model: Path | str | None, suffix: str, file_format: str,
+                  tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
+    """Arrays as float32 tensors and numbers in the metadata, tied to the weights by their
+    SHA-256, written to a partial file that then replaces the old one."""
+    from safetensors.numpy import save_file
+
+    weights, _ = resolve_model_paths(model)
+    path = fitted_path(weights, suffix)
     partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=metadata)
+    save_file({name: np.ascontiguousarray(value, np.float32) for name, value in tensors.items()},
+              str(partial), metadata={"format": file_format,
+                                      "weights_sha256": weights_digest(weights), **metadata})
     partial.replace(path)
     return path
+
+
+def _read_fitted(model: Path | str | None, suffix: str, file_format: str, hint: str,
+                 stale_consequence: str) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """The tensors and metadata of a model's fitted state, or None when there is none for
+    these weights: state fitted for other weights (replaced, not refitted) is ignored with
+    a warning that ends with ``stale_consequence``, since it would judge the wrong network.
+
+    Raises:
+        ModelFileError: the file exists but is not readable state of ``file_format``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    weights, _ = resolve_model_paths(model)
+    path = fitted_path(weights, suffix)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({exc}); refit it: "
+                             f"{hint}") from exc
+    if metadata.get("format") != file_format:
+        raise ModelFileError(f"{path}: format {metadata.get('format')!r}, expected "
+                             f"{file_format!r}; refit it: {hint}")
+    if metadata.get("weights_sha256") != weights_digest(weights):
+        if stale_consequence:
+            logger.warning("%s was fitted for other weights than %s and is ignored: %s until "
+                           "you run `%s`", path.name, weights, stale_consequence, hint)
+        return None
+    return tensors, metadata
 
 
 def drop_card_scope(model: Path | str | None) -> bool:
@@ -223,39 +309,45 @@ def drop_card_scope(model: Path | str | None) -> bool:
 def load_scope(model: Path | str | None) -> ScopeStatistics | None:
     """The model's scope statistics, or None when it has none for these weights.
 
-    Statistics fitted for other weights (the weights were replaced, the statistics not
-    refitted) are ignored with a warning: a stale fit would judge the wrong network.
-
     Raises:
         ModelFileError: the file exists but is not readable scope statistics.
     """
-    from safetensors import SafetensorError, safe_open
-
-    weights, _ = resolve_model_paths(model)
-    path = scope_path(weights)
-    if not path.is_file():
+    hint = fit_scope_hint(model)
+    fitted = _read_fitted(model, SCOPE_SUFFIX, SCOPE_FORMAT, hint,
+                          "every image will be out of scope")
+    if fitted is None:
         return None
-    try:
-        with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as exc:
-        raise ModelFileError(f"{path}: not a readable safetensors file ({exc}); refit it: "
-                             f"{fit_scope_hint(model)}") from exc
-    if metadata.get("format") != SCOPE_FORMAT:
-        raise ModelFileError(f"{path}: format {metadata.get('format')!r}, expected "
-                             f"{SCOPE_FORMAT!r}; refit it: {fit_scope_hint(model)}")
-    if metadata.get("weights_sha256") != weights_digest(weights):
-        logger.warning("%s was fitted for other weights than %s and is ignored: every image "
-                       "will be out of scope until you run `%s`", path.name, weights,
-                       fit_scope_hint(model))
-        return None
+    tensors, metadata = fitted
     try:
         return ScopeStatistics(features=_distance_statistics("features", tensors, metadata),
                                layout=_distance_statistics("layout", tensors, metadata))
     except (KeyError, ValueError) as exc:
-        raise ModelFileError(f"{path}: incomplete scope statistics ({exc}); refit them: "
-                             f"{fit_scope_hint(model)}") from exc
+        raise ModelFileError(f"{scope_path(model)}: incomplete scope statistics ({exc}); "
+                             f"refit them: {hint}") from exc
+
+
+def load_population(model: Path | str | None) -> PopulationClassifier | None:
+    """The model's population classifier, or None when it has none for these weights.
+
+    Raises:
+        ModelFileError: the file exists but is not a readable classifier.
+    """
+    hint = fit_population_hint(model)
+    fitted = _read_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT, hint,
+                          "the population of every image without an age in its DICOM "
+                          "header will be unknown")
+    if fitted is None:
+        return None
+    tensors, metadata = fitted
+    try:
+        return PopulationClassifier(
+            mean=tensors["mean"].astype(np.float64), scale=tensors["scale"].astype(np.float64),
+            weight=tensors["weight"].astype(np.float64), bias=float(metadata["bias"]),
+            threshold=float(metadata["threshold"]), n_pediatric=int(metadata["n_pediatric"]),
+            n_adult=int(metadata["n_adult"]))
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"{population_path(model)}: incomplete population classifier "
+                             f"({exc}); refit it: {hint}") from exc
 
 
 def _distance_statistics(part: str, tensors: dict[str, np.ndarray],

@@ -2,9 +2,11 @@
 
 One row per input file, successful or not, with the same keys in CSV and JSON:
 ``file, label, probability, threshold, cause, cause_probability, in_scope, scope_reason,
-scope_distance, model, error``. On success ``error`` is empty; on failure ``probability``
-(and every other result field) is empty in CSV and ``null`` in JSON, and ``error`` says what
-went wrong.
+scope_distance, population, population_reason, population_probability, population_warning,
+applicable, model, error`` (``applicable``: in scope and no population warning; a result
+that is not applicable must not be read as a finding). On success ``error`` is empty; on
+failure ``probability`` (and every other result field) is empty in CSV and ``null`` in JSON,
+and ``error`` says what went wrong.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pneumoscan.predictor import FileResult
 
 #: Column order of CSV output and key order of JSON objects.
 ROW_FIELDS = ("file", "label", "probability", "threshold", "cause", "cause_probability",
-              "in_scope", "scope_reason", "scope_distance", "model", "error")
+              "in_scope", "scope_reason", "scope_distance", "population", "population_reason",
+              "population_probability", "population_warning", "applicable", "model", "error")
 #: Output formats by file name suffix (JSON lines too: what a torchrun run's parts hold).
 OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 #: Longest overlay file name stem kept before a hash replaces the rest.

@@ -23,9 +23,28 @@ from pneumoscan.backends import Backend, create_backend
 from pneumoscan.decision import Decisions, decide, is_positive
 from pneumoscan.errors import PneumoscanError
 from pneumoscan.heatmap import class_activation_map
-from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage, ImageSource, decode_image
+from pneumoscan.imaging import (
+    DEFAULT_MAX_PIXELS,
+    MIN_SIDE,
+    DecodedImage,
+    ImageSource,
+    decode_image,
+)
 from pneumoscan.inference import run_batches
-from pneumoscan.modelfile import ModelCard, load_scope, read_card, resolve_model_paths
+from pneumoscan.modelfile import (
+    ModelCard,
+    load_population,
+    load_scope,
+    read_card,
+    resolve_model_paths,
+)
+from pneumoscan.population import (
+    UNKNOWN,
+    PopulationClassifier,
+    PopulationResult,
+    assess_population,
+    is_applicable,
+)
 from pneumoscan.preprocessing import normalize, resize_all
 from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope
 
@@ -51,10 +70,21 @@ class Prediction:
     # Distance to the training images in units of the scope cut-off (above 1: out of
     # scope); None when the image checks or a missing scope fit decided first.
     scope_distance: float | None = None
+    # Who the image is of (pneumoscan.population): "pediatric", "adult" or "unknown", why,
+    # P(adult) when the image decided, and a warning when the result does not apply.
+    population: str = UNKNOWN
+    population_reason: str = ""
+    population_probability: float | None = None
+    population_warning: str = ""
 
     @property
     def is_pneumonia(self) -> bool:
         return bool(is_positive(self.probability, self.threshold))
+
+    @property
+    def applicable(self) -> bool:
+        """Whether the result may be read as a finding: in scope, no population warning."""
+        return is_applicable(self.in_scope, self.population_warning)
 
     def to_dict(self, *, heatmap: bool = False) -> dict[str, Any]:
         """JSON-ready fields (the heat map as nested lists, rounded, when asked)."""
@@ -64,6 +94,10 @@ class Prediction:
             "scope_reason": self.scope_reason,
             "scope_distance": None if self.scope_distance is None
             else round(self.scope_distance, 3),
+            "population": self.population, "population_reason": self.population_reason,
+            "population_probability": None if self.population_probability is None
+            else round(self.population_probability, 4),
+            "population_warning": self.population_warning, "applicable": self.applicable,
             "cause": self.cause,
             "cause_probability": None if self.cause_probability is None
             else round(self.cause_probability, 6),
@@ -92,12 +126,15 @@ class Predictor:
 
     def __init__(self, backend: Backend, card: ModelCard, head_weight: np.ndarray,
                  *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 scope: ScopeStatistics | None = None) -> None:
+                 scope: ScopeStatistics | None = None,
+                 population: PopulationClassifier | None = None) -> None:
         self.backend = backend
         self.card = card
         self.head_weight = head_weight  # (2, C): row 0 pneumonia, row 1 bacterial
         self.max_pixels = max_pixels
         self.scope = scope  # None: not fitted, and every image is out of scope
+        # None: not fitted, and an image without an age in a DICOM header is "unknown"
+        self.population = population
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, backend: str = "auto",
@@ -109,18 +146,20 @@ class Predictor:
         card = read_card(path)
         head = load_file(str(weights_path))["head.weight"]
         return cls(create_backend(backend, path), card, head, max_pixels=max_pixels,
-                   scope=load_scope(path))
+                   scope=load_scope(path), population=load_population(path))
 
     @property
     def version(self) -> str:
         return self.card.version or self.card.arch
 
     def decode(self, source: ImageSource) -> DecodedImage:
-        """Decode an input with this predictor's pixel limit."""
-        return decode_image(source, max_pixels=self.max_pixels)
+        """Decode an input with this predictor's pixel limit; refuse one under
+        :data:`~pneumoscan.imaging.MIN_SIDE` pixels on a side (ImageTooSmallError)."""
+        return decode_image(source, max_pixels=self.max_pixels, min_side=MIN_SIDE)
 
     def predict(self, source: ImageSource, *, heatmap: bool = True) -> Prediction:
-        """Predict one image. Raises ImageDecodeError / ImageTooLargeError on bad input."""
+        """Predict one image. Raises ImageDecodeError (ImageTooSmallError included) or
+        ImageTooLargeError on bad input."""
         return self.predict_decoded([self.decode(source)], heatmap=heatmap)[0]
 
     def predict_decoded(self, images: Sequence[DecodedImage], *,
@@ -137,7 +176,10 @@ class Predictor:
         results = []
         for i, decoded in enumerate(images):
             scope = assess_scope(decoded, resized[i], pooled[i], self.scope)
-            results.append(self._result(decoded, decisions, i, features[i], scope, heatmap))
+            population = assess_population(decoded.dicom, pooled[i], scope.in_scope,
+                                           self.population)
+            results.append(self._result(decoded, decisions, i, features[i], scope,
+                                        population, heatmap))
         return results
 
     def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
@@ -193,7 +235,8 @@ class Predictor:
                 yield FileResult(name, next(predictions))
 
     def _result(self, decoded: DecodedImage, decisions: Decisions, index: int,
-                features: np.ndarray, scope: ScopeResult, heatmap: bool) -> Prediction:
+                features: np.ndarray, scope: ScopeResult, population: PopulationResult,
+                heatmap: bool) -> Prediction:
         positive = bool(decisions.positive[index])
         height, width = decoded.pixels.shape
         return Prediction(
@@ -203,6 +246,10 @@ class Predictor:
             in_scope=scope.in_scope,
             scope_reason=scope.reason,
             scope_distance=scope.distance,
+            population=population.population,
+            population_reason=population.reason,
+            population_probability=population.probability,
+            population_warning=population.warning,
             cause=self.card.cause_names[decisions.cause_index[index]] if positive else None,
             cause_probability=float(decisions.cause_probability[index]) if positive else None,
             heatmap=(class_activation_map(features, self.head_weight[0],

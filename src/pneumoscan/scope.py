@@ -26,11 +26,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pneumoscan.imaging import DecodedImage
+from pneumoscan.imaging import MIN_SIDE, DecodedImage
 from pneumoscan.preprocessing import equalization_lut, resize
 
-#: Smallest side accepted: below this there is too little anatomy to judge.
-MIN_SIDE = 64
 #: Longest side over shortest side; chest radiographs are near square (0.7 to 1.4).
 MAX_ASPECT = 2.5
 #: Pixel standard deviation below which an image is near-uniform (training minimum: 19.9).

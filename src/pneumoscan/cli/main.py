@@ -8,6 +8,7 @@ import typer
 
 from pneumoscan import DISCLAIMER, __version__
 from pneumoscan.cli.evaluate_command import evaluate_command
+from pneumoscan.cli.fit_population_command import fit_population_command
 from pneumoscan.cli.fit_scope_command import fit_scope_command
 from pneumoscan.cli.train_command import train_command
 
@@ -17,10 +18,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: option, argument and text wrapped at word boundaries to the
+    # terminal; typer's rich panels added "<bool>" type columns and cut long words ("…").
+    rich_markup_mode=None,
 )
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("fit-scope")(fit_scope_command)
+app.command("fit-population")(fit_population_command)
 
 
 def _register_optional_commands() -> None:

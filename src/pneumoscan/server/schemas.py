@@ -33,6 +33,22 @@ class PredictionResponse(BaseModel):
         default=None, description="Distance from the model's training radiographs in units "
         "of the scope cut-off (above 1: out of scope); null when not measured (the image "
         "checks decided, or the model has no scope fit).")
+    population: str = Field(
+        default="unknown", description="Who the image is of: pediatric, adult or unknown "
+        "(from the DICOM age or birth and study dates when present, else estimated from the "
+        "image). The model was validated on children aged 1-5 only.")
+    population_reason: str = Field(default="", description="How the population was decided, "
+                                   "in words (never a header value).")
+    population_probability: float | None = Field(
+        default=None, description="P(adult) estimated from the image; null when the DICOM "
+        "header decided or the image was not assessed.")
+    population_warning: str = Field(
+        default="", description="Why the result does not apply to this patient (adult, an "
+        "age outside 1-5, or unknown); empty when it does.")
+    applicable: bool = Field(
+        default=False, description="True only when in scope and without a population "
+        "warning. When false, label and probability are the model's raw output, not a "
+        "finding: do not present them as one.")
     cause: str | None = Field(
         default=None, description="Secondary, lower-confidence estimate (bacterial or viral), "
         "only when the label is pneumonia.")

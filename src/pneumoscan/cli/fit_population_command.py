@@ -1,0 +1,59 @@
+"""``pneumoscan fit-population``: fit a model's adult-vs-child check (issue 16)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import typer
+
+from pneumoscan.cli.console import configure_logging, stdout, user_errors
+from pneumoscan.population import ADULT_HOLDOUT_FRACTION, ADULT_SPLIT_SEED
+
+
+def fit_population_command(
+    model: Path = typer.Argument(..., help="Model folder or .safetensors file (the shipped "
+                                 "one: src/pneumoscan/weights/default.safetensors)."),
+    data: Path = typer.Option(..., "--data", help="The data root the model was trained on; "
+                              "its training split is the pediatric side of the fit."),
+    adults: Path = typer.Option(..., "--adults", help="A folder of adult frontal chest "
+                                "radiographs (e.g. ../shared/data/adult_nih); a labels.csv "
+                                "with file and patient_id columns groups them by patient."),
+    holdout_fraction: float = typer.Option(ADULT_HOLDOUT_FRACTION, "--holdout-fraction",
+                                           min=0.05, max=0.5, help="Share of the adult "
+                                           "patients left out of the fit, to measure on."),
+    seed: int = typer.Option(ADULT_SPLIT_SEED, "--seed", help="Seed of the adult split."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache "
+                                          "(default ~/.cache/pneumoscan)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fit the population check of MODEL (adult or child, from the image) and store it
+    beside the weights (model.population.safetensors, or NAME.population.safetensors).
+
+    Fitted on the model's pediatric training split and the adult films of --adults, less a
+    held-out share of their patients. Measure it with benchmarks/population_rates.py. A
+    model without it calls every image without an age in its DICOM header "unknown"."""
+    configure_logging(verbose)
+    with user_errors():
+        if importlib.util.find_spec("torch") is None:
+            raise ValueError("fit-population runs the model with PyTorch: pip install "
+                             "'pneumoscan[torch]'")
+        from pneumoscan.modelfile import read_card
+        from pneumoscan.population_fitting import (
+            describe_population,
+            find_adult_images,
+            fit_population,
+            split_adults,
+        )
+        from pneumoscan.scope_fitting import training_split
+
+        split = training_split(read_card(model), data)
+        adult_split = split_adults(find_adult_images(adults), holdout_fraction, seed)
+        notes = {"adults": adults.resolve().name, "holdout_fraction": repr(holdout_fraction),
+                 "seed": str(seed), "adults_held_out": str(len(adult_split.held_out))}
+        classifier, path = fit_population(model, split.train, adult_split.fit,
+                                          cache_dir=cache_dir, notes=notes)
+    stdout.print(describe_population(classifier))
+    stdout.print(f"{len(adult_split.held_out)} adult images of "
+                 f"{len({s.patient_id for s in adult_split.held_out})} patients held out")
+    stdout.print(f"wrote {path}")
