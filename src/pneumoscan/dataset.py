@@ -142,12 +142,18 @@ def discover(root: Path | str) -> Discovery:
 def samples_for_evaluation(root: Path | str) -> list[Sample]:
     """The samples to evaluate under ``root``: its ``test`` split, the class folders
     directly inside it, or its only split."""
+    return evaluation_split(root)[1]
+
+
+def evaluation_split(root: Path | str) -> tuple[str, list[Sample]]:
+    """The split to evaluate under ``root`` and its samples: ``test``, ``all`` (the class
+    folders directly inside ``root``) or the only split there is (``train``, say)."""
     found = discover(root).splits
     for name in ("test", "all"):
         if name in found:
-            return found[name]
+            return name, found[name]
     if len(found) == 1:
-        return next(iter(found.values()))
+        return next(iter(found.items()))
     raise DataLayoutError(f"{root}: holds {sorted(found)} but no test/ split; point --data "
                           f"at the one folder to evaluate (e.g. {root}/val)")
 

@@ -39,6 +39,7 @@ from pneumoscan.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pneumoscan.config import TrainConfig, dump_config
 from pneumoscan.dataset import (
     Sample,
+    TrainingSplit,
     describe,
     discover,
     fingerprint,
@@ -55,6 +56,7 @@ from pneumoscan.preprocessing import PreprocessConfig, normalize, resize_all
 from pneumoscan.scope_fitting import describe_scope, fit_scope
 from pneumoscan.shift_scores import fit_operating_point
 from pneumoscan.shifts import SHIFTS, SOURCE_SIZE, shifted_sets
+from pneumoscan.training_files import record_split, save_training_files
 
 logger = logging.getLogger(__name__)
 
@@ -333,18 +335,18 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
             logger.info("weights identical on all %d processes (sha256 %s)", world, digest)
     if main and not interrupted:
         model.load_state_dict(load_file(str(out / BEST_WEIGHTS)))
-        _finish(model, config, preprocess, val_arrays, train_arrays.samples, pool, state, out,
-                device, cache_dir)
+        _finish(model, config, preprocess, val_arrays, train_arrays.samples, split, pool,
+                state, out, device, cache_dir)
     distributed.barrier()  # the others wait until the model is written
     return out
 
 
 def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConfig,
-            val: Arrays, train_samples: list[Sample], pool: list[Sample],
-            state: dict[str, Any], out: Path, device: torch.device = torch.device("cpu"),
-            cache_dir: Path | None = None) -> None:
-    """Calibrate and pick the threshold on validation, write the model and its card, then fit
-    its input-scope check on the training images."""
+            val: Arrays, train_samples: list[Sample], split: TrainingSplit,
+            pool: list[Sample], state: dict[str, Any], out: Path,
+            device: torch.device = torch.device("cpu"), cache_dir: Path | None = None) -> None:
+    """Calibrate and pick the threshold on validation, write the model and its card and the
+    digests of its split's files, then fit its input-scope check on the training images."""
     logits = predict_logits(model, val.pixels, preprocess, device=device)
     # The operating point suits shifted films too: the threshold rule sees the validation
     # images under every shift of the suite (at source size, before the model's resize),
@@ -399,6 +401,8 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     save_model(model, card, out)
+    # Which files the model has seen, so that evaluate can warn when it is shown them again.
+    save_training_files(record_split(split, card.data_fingerprint), out)
     np.savez(out / "validation_logits.npz", logits=logits, labels=val.labels,
              causes=val.causes, files=np.array([s.path.name for s in val.samples]))
     _plot_curves(state["history"], out / "curves.png")
