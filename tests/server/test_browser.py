@@ -2,13 +2,16 @@
 ``pneumoscan serve`` on 127.0.0.1.
 
 Skipped with a message when /usr/bin/chromium (``make browser`` installs it) or the
-playwright package is missing. Set ``PNEUMOSCAN_SCREENSHOT=docs/screenshot.png`` to also
-save the result page there (how the README's screenshot is made).
+playwright package is missing. Screenshots go to each test's temporary folder; set
+``PNEUMOSCAN_SCREENSHOTS=docs`` to also save them there (how the README's screenshots are
+made): ``worklist.png``, ``study.png``, ``phone-*.png``, ``adult.png``, ``out-of-scope.png``
+and ``report.png``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -85,15 +89,73 @@ def browser(server_url: str) -> Iterator[object]:
         browser.close()
 
 
-def test_upload_shows_result_and_heat_map(browser, server_url: str, tmp_path: Path,
-                                          shared_pneumonia_images: list[Path]) -> None:
-    page = browser.new_page(viewport={"width": 900, "height": 1200})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+def screenshot(page, tmp_path: Path, name: str, **options: object) -> Path:
+    """Save a screenshot in the test's folder, and in ``$PNEUMOSCAN_SCREENSHOTS`` when set."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    path = tmp_path / name
+    page.screenshot(path=str(path), animations="disabled", **options)
+    assert path.stat().st_size > 5_000
+    if folder := os.environ.get("PNEUMOSCAN_SCREENSHOTS"):
+        shutil.copy(path, Path(folder) / name)
+    return path
+
+
+def open_page(browser, server_url: str, width: int = 1280, height: int = 900, **options):
+    """A fresh page of the app; ``page.errors`` collects uncaught script errors."""
+    page = browser.new_page(viewport={"width": width, "height": height}, **options)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.goto(server_url + "/")
-    assert "Decision support, not a diagnosis" in page.inner_text("#disclaimer")
-    page.wait_for_function("document.getElementById('footer-model').textContent"
+    page.wait_for_function("() => document.getElementById('footer-model').textContent"
                            ".startsWith('model ')")
+    return page
+
+
+def wait_analysed(page, count: int) -> None:
+    """Wait until ``count`` worklist rows have a result or an error."""
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#worklist-body tr.row-done, #worklist-body "
+        f"tr.row-error').length === {count}", timeout=120_000)
+
+
+def row_texts(page) -> list[str]:
+    return page.locator("#worklist-body tr").all_inner_texts()
+
+
+def open_row(page, name: str) -> None:
+    page.locator("#worklist-body tr", has_text=name).locator("button.open-study").click()
+    page.wait_for_selector("#result:not([hidden])")
+    page.wait_for_function(
+        f"() => document.getElementById('study-name').textContent === {name!r}")
+    wait_drawn(page)
+
+
+def wait_drawn(page) -> None:
+    """Wait until the study's canvas holds the radiograph."""
+    page.wait_for_function(f"() => document.getElementById('image-canvas').width > 1 && "
+                           f"{MEAN_LEVEL} > 0")
+
+
+#: Mean red level of the study canvas, in the page (a JavaScript expression).
+MEAN_LEVEL = ("(() => { const c = document.getElementById('image-canvas');"
+              " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+              " let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i];"
+              " return s / (d.length / 4); })()")
+
+
+def colour_photo(path: Path) -> Path:
+    """A colour picture, nothing like a radiograph (out of scope)."""
+    picture = Image.new("RGB", (320, 240), (200, 40, 40))
+    picture.paste((30, 160, 30), (0, 0, 160, 240))
+    picture.paste((40, 60, 200), (160, 120, 320, 240))
+    picture.save(path)
+    return path
+
+
+def test_one_file_opens_its_study(browser, server_url: str, tmp_path: Path,
+                                  shared_pneumonia_images: list[Path]) -> None:
+    page = open_page(browser, server_url)
+    assert "Decision support, not a diagnosis" in page.inner_text("#disclaimer")
 
     # Keyboard: the first Tab stop is the file picker.
     page.keyboard.press("Tab")
@@ -101,39 +163,204 @@ def test_upload_shows_result_and_heat_map(browser, server_url: str, tmp_path: Pa
 
     page.set_input_files("#file-input", str(shared_pneumonia_images[0]))
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    wait_drawn(page)
     label = page.inner_text("#label")
     card = httpx.get(server_url + "/api/v1/model").json()
     assert label in card["class_names"]
     assert card["version"] in page.inner_text("#model-version")
     assert "threshold" in page.inner_text("#probability-text")
+    assert "Decision support, not a diagnosis" in page.inner_text("#result")
     fill = page.eval_on_selector("#bar-fill", "el => el.style.width")
     assert fill.endswith("%") and 0 <= float(fill[:-1]) <= 100
-    cause_visible = page.is_visible("#cause")
-    assert cause_visible == (label == card["class_names"][1])
+    assert page.is_visible("#cause") == (label == card["class_names"][1])
+    assert page.is_hidden("#scope-warning") and page.is_hidden("#population-warning")
+    assert "not DICOM" in page.inner_text("#study-facts")
+    assert "224 \u00d7 224 px" in page.inner_text("#study-facts")
+    assert re.search(r"\d+ KB", page.inner_text("#worklist-body"))  # never "0.00 MB"
+    assert "Analysed 1 of 1 file" in page.inner_text("#progress-text")
 
-    image = page.locator("#result-image")
-    image.wait_for(state="visible")
-    assert image.get_attribute("src").startswith("data:image/png;base64,")
-    assert page.evaluate("document.getElementById('result-image').naturalWidth") > 0
-    page.evaluate("document.activeElement.blur()")
-    page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
-    if target := os.environ.get("PNEUMOSCAN_SCREENSHOT"):
-        shutil.copy(tmp_path / "result.png", target)
-    assert (tmp_path / "result.png").stat().st_size > 10_000
+    # The heat map: an overlay with a legend, over a square pane (the image is square).
+    overlay = page.locator("#heat-overlay")
+    assert overlay.is_visible() and page.is_visible("#legend")
+    assert overlay.get_attribute("src").startswith("data:image/png;base64,")
+    assert page.evaluate("document.getElementById('heat-overlay').naturalWidth") > 0
+    box = page.locator("#pane-main").bounding_box()
+    assert abs(box["width"] - box["height"]) <= 2
+    screenshot(page, tmp_path, "study.png", full_page=True)
 
-    # The heat-map toggle works from the keyboard.
-    page.focus("#heatmap-toggle")
-    page.keyboard.press("Space")
-    assert not page.is_checked("#heatmap-toggle")
-    assert not image.get_attribute("src").startswith("data:image/png;base64,")
-    page.keyboard.press("Space")
-    assert image.get_attribute("src").startswith("data:image/png;base64,")
-    assert errors == []
+    # Opacity slider and heat-map modes, from the keyboard.
+    page.fill("#opacity", "80")
+    page.dispatch_event("#opacity", "input")
+    assert overlay.evaluate("el => el.style.opacity") == "0.8"
+    page.focus("input[name=heat][value=overlay]")
+    page.keyboard.press("ArrowRight")  # radio group: next option, side by side
+    assert page.is_checked("input[name=heat][value=side]")
+    assert page.is_visible("#pane-side") and page.is_hidden("#heat-overlay")
+    side = page.locator("#pane-side").bounding_box()
+    main = page.locator("#pane-main").bounding_box()
+    assert side["x"] > main["x"] + main["width"] - 1  # beside it, not below
+    page.check("input[name=heat][value=off]")
+    assert page.is_hidden("#pane-side") and page.is_hidden("#heat-overlay")
+    assert page.errors == []
+
+
+def test_worklist_ranks_files_and_lists_the_broken_one(
+        browser, server_url: str, tmp_path: Path, shared_pneumonia_images: list[Path],
+        shared_normal_images: list[Path], dicom_dir: Path) -> None:
+    broken = tmp_path / "notes.txt"
+    broken.write_text("not an X-ray\n")
+    files = [shared_normal_images[0], broken, shared_pneumonia_images[1]]
+    expected = {path.name: httpx.post(server_url + "/api/v1/predict", files={
+        "file": (path.name, path.read_bytes())}).json() for path in files if path != broken}
+
+    page = open_page(browser, server_url)
+    page.set_input_files("#file-input", [str(path) for path in files])
+    wait_analysed(page, 3)
+    assert "Analysed 3 of 3 files; 1 could not be read" in page.inner_text("#progress-text")
+    assert page.is_hidden("#result")  # several files: the user picks one to open
+
+    rows = row_texts(page)
+    ranked = sorted(expected, key=lambda name: -expected[name]["probability"])
+    assert [next(name for name in expected if name in row) for row in rows[:2]] == ranked
+    for row, name in zip(rows, ranked, strict=False):
+        assert f"{100 * expected[name]['probability']:.1f}%" in row
+        assert expected[name]["label"] in row
+    assert broken.name in rows[2] and "not a supported file" in rows[2]
+    error_row = page.locator("#worklist-body tr.row-error")
+    assert error_row.locator("img").count() == 0  # no broken-image icon
+    assert page.locator("#worklist-body tr.row-done img.thumb").count() == 2
+    assert page.evaluate("[...document.querySelectorAll('#worklist-body img.thumb')]"
+                         ".every(img => img.complete && img.naturalWidth > 0)")
+
+    # CSV export, in the worklist's order.
+    with page.expect_download() as download_info:
+        page.click("#export-csv")
+    csv_path = tmp_path / "worklist.csv"
+    download_info.value.save_as(csv_path)
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("rank,file,size_bytes,status,label,probability,threshold")
+    assert [line.split(",")[1] for line in lines[1:]] == [*ranked, broken.name]
+    assert lines[3].split(",")[3] == "error"
+
+    # Opening a row from the keyboard.
+    page.locator("#worklist-body tr", has_text=ranked[0]).locator("button").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.evaluate("document.activeElement.id") == "result-title"
+    assert ranked[0] in page.inner_text("#study-name")
+    assert page.locator("#worklist-body tr.open").inner_text().count(ranked[0]) == 1
+
+    # A second batch joins the list and is ranked with it: an adult film and a photo.
+    photo = colour_photo(tmp_path / "holiday_photo.png")
+    page.set_input_files("#file-input", [str(dicom_dir / "cr_ap_256px_monochrome1.dcm"),
+                                         str(photo), str(shared_pneumonia_images[2])])
+    wait_analysed(page, 6)
+    rows = row_texts(page)
+    assert "out of scope" in rows[-2] and photo.name in rows[-2]
+    assert broken.name in rows[-1]
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.locator("#worklist-section").scroll_into_view_if_needed()
+    screenshot(page, tmp_path, "worklist.png", full_page=True)
+    assert page.errors == []
+
+
+def test_zoom_pan_and_window_level_change_the_view(
+        browser, server_url: str, tmp_path: Path,
+        shared_pneumonia_images: list[Path]) -> None:
+    page = open_page(browser, server_url)
+    page.set_input_files("#file-input", str(shared_pneumonia_images[0]))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    wait_drawn(page)
+    pane = page.locator("#pane-main")
+    before = pane.screenshot()
+    level_before = page.evaluate(MEAN_LEVEL)
+
+    page.click("#zoom-in")
+    page.click("#zoom-in")
+    assert page.inner_text("#zoom-level") == "156%"
+    assert "scale(1.5625)" in page.eval_on_selector("#stage-main", "el => el.style.transform")
+    zoomed = pane.screenshot()
+    assert zoomed != before
+
+    # Pan by dragging, in pan mode.
+    page.check("input[name=drag][value=pan]")
+    box = pane.bounding_box()
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    transform = page.eval_on_selector("#stage-main", "el => el.style.transform")
+    page.mouse.move(*centre)
+    page.mouse.down()
+    page.mouse.move(centre[0] + 60, centre[1] + 40, steps=4)
+    page.mouse.up()
+    assert page.eval_on_selector("#stage-main", "el => el.style.transform") != transform
+    assert pane.screenshot() != zoomed
+
+    # The keyboard: 0 fits, + zooms.
+    pane.focus()
+    page.keyboard.press("0")
+    assert page.inner_text("#zoom-level") == "100%"
+    page.keyboard.press("+")
+    assert page.inner_text("#zoom-level") == "125%"
+    page.click("#zoom-fit")
+
+    # Window/level by dragging: narrower window, higher level, a darker image.
+    page.check("input[name=drag][value=window]")
+    page.mouse.move(*centre)
+    page.mouse.down()
+    page.mouse.move(centre[0] - 80, centre[1] + 60, steps=4)
+    page.mouse.up()
+    page.wait_for_function(f"() => {MEAN_LEVEL} < {level_before} - 5")
+    assert page.input_value("#window") == "175" and page.input_value("#level") == "188"
+    assert pane.screenshot() != before
+    page.click("#wl-reset")
+    page.wait_for_function(f"() => Math.abs({MEAN_LEVEL} - {level_before}) < 1")
+    assert page.errors == []
+
+
+def test_report_downloads_and_prints_on_one_page(
+        browser, server_url: str, tmp_path: Path,
+        shared_pneumonia_images: list[Path]) -> None:
+    page = open_page(browser, server_url)
+    page.set_input_files("#file-input", str(shared_pneumonia_images[0]))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    wait_drawn(page)
+    label = page.inner_text("#label")
+    card = httpx.get(server_url + "/api/v1/model").json()
+
+    with page.expect_download() as download_info:
+        page.click("#download-report")
+    download = download_info.value
+    assert re.fullmatch(r"pneumoscan-report-person\w+-\d{8}-\d{4}\.html",
+                        download.suggested_filename)
+    report = tmp_path / "report.html"
+    download.save_as(report)
+    html = report.read_text()
+    for needed in ("Decision support, not a diagnosis", label, "Threshold",
+                   card["name"], card["version"], "Report made",
+                   shared_pneumonia_images[0].name, "In scope"):
+        assert needed in html, needed
+    assert html.count('src="data:image/png;base64,') == 2  # the image and its heat map
+    assert not re.search(r"(src|href)=\"https?:", html)  # self-contained
+
+    # It reads on its own and prints on one A4 page.
+    viewer = browser.new_page(viewport={"width": 900, "height": 1200})
+    viewer.set_content(html)
+    assert viewer.evaluate("[...document.images].every(img => img.naturalWidth > 0)")
+    screenshot(viewer, tmp_path, "report.png", full_page=True)
+    pdf = viewer.pdf(format="A4", print_background=True)
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1
+
+    # Print from the page: only the report is printed.
+    page.evaluate("window.print = () => { window.printed = true; }")
+    page.click("#print-report")
+    assert page.evaluate("window.printed") is True
+    page.emulate_media(media="print")
+    assert page.is_hidden("#page") and page.is_visible("#print-area .report")
+    assert label in page.inner_text("#print-area")
+    assert page.errors == []
 
 
 def test_bad_file_shows_a_readable_error(browser, server_url: str, tmp_path: Path) -> None:
-    page = browser.new_page()
-    page.goto(server_url + "/")
+    page = open_page(browser, server_url)
     bad = tmp_path / "notes.txt"
     bad.write_text("not an X-ray\n")
     page.set_input_files("#file-input", str(bad))
@@ -141,33 +368,94 @@ def test_bad_file_shows_a_readable_error(browser, server_url: str, tmp_path: Pat
     error.wait_for(state="visible", timeout=30_000)
     assert "not a supported file" in error.inner_text()
     assert page.is_hidden("#result")
-    page.screenshot(path=str(tmp_path / "error.png"))
+    assert page.locator("img[src='']").count() == 0
+    assert page.locator("#worklist-body tr.row-error img").count() == 0
+    assert "13 bytes" in page.inner_text("#worklist-body")
 
 
-def test_page_fits_a_phone(browser, server_url: str, dicom_dir: Path) -> None:
-    page = browser.new_page(viewport={"width": 375, "height": 740}, is_mobile=True)
-    page.goto(server_url + "/")
-    page.set_input_files("#file-input", str(dicom_dir / "cr_ap_256px_monochrome1.dcm"))
-    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-    page.locator("#result-image").wait_for(state="visible")
-    assert page.is_hidden("#preview-image")  # browsers cannot show DICOM; no broken image
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0  # no sideways scrolling
+def test_tiny_image_is_refused_readably(browser, server_url: str, tmp_path: Path) -> None:
+    Image.new("L", (40, 40), 128).save(tmp_path / "icon.png")
+    page = open_page(browser, server_url)
+    page.set_input_files("#file-input", str(tmp_path / "icon.png"))
+    error = page.locator("#error")
+    error.wait_for(state="visible", timeout=30_000)
+    assert "too small" in error.inner_text()
+    assert "too small" in page.inner_text("#worklist-body tr.row-error")
+    assert page.is_hidden("#result")
 
 
-def test_out_of_scope_image_shows_the_warning(browser, server_url: str,
-                                              tmp_path: Path) -> None:
-    from PIL import Image
-
-    picture = Image.new("RGB", (160, 120), (200, 40, 40))
-    picture.paste((30, 160, 30), (0, 0, 80, 120))
-    picture.save(tmp_path / "photo.png")
-    page = browser.new_page()
-    page.goto(server_url + "/")
-    page.set_input_files("#file-input", str(tmp_path / "photo.png"))
+def test_out_of_scope_leads_and_shows_no_finding(browser, server_url: str,
+                                                 tmp_path: Path) -> None:
+    page = open_page(browser, server_url)
+    page.set_input_files("#file-input", str(colour_photo(tmp_path / "photo.png")))
     warning = page.locator("#scope-warning")
     warning.wait_for(state="visible", timeout=60_000)
-    assert "colour" in warning.inner_text()
+    wait_drawn(page)
+    assert "colour" in warning.inner_text() and "no result" in warning.inner_text()
+    assert page.is_hidden("#finding") and page.is_hidden("#label")
+    assert page.is_hidden("#cause") and page.is_hidden("#heat-overlay")
+    # First in the study: above the facts and the image.
+    assert warning.bounding_box()["y"] < page.locator("#study-facts").bounding_box()["y"]
+    assert "no result (out of scope)" in page.inner_text("#worklist-body")
+    assert "Decision support, not a diagnosis" in page.inner_text("#result")
+    screenshot(page, tmp_path, "out-of-scope.png", full_page=True)
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("source", ["dicom", "nih"])
+def test_adult_warning_comes_first_and_the_label_is_muted(
+        browser, server_url: str, tmp_path: Path, dicom_dir: Path, source: str) -> None:
+    adult = (dicom_dir / "cr_ap_256px_monochrome1.dcm" if source == "dicom"
+             else sorted((dicom_dir.parent / "adult_nih" / "PNEUMONIA").glob("*.jpeg"))[0])
+    answer = httpx.post(server_url + "/api/v1/predict",
+                        files={"file": (adult.name, adult.read_bytes())}).json()
+    if "population_warning" not in answer:
+        pytest.skip("the server has no population check yet")
+    assert answer["population"] == "adult" and answer["population_warning"]
+
+    page = open_page(browser, server_url)
+    page.set_input_files("#file-input", str(adult))
+    warning = page.locator("#population-warning")
+    warning.wait_for(state="visible", timeout=60_000)
+    wait_drawn(page)
+    assert answer["population_warning"].rstrip(".") in warning.inner_text()
+    assert "Not validated for this patient" in warning.inner_text()
+    label = page.locator("#label")
+    assert label.is_visible()
+    # Above the result, and the result does not look like a finding.
+    assert warning.bounding_box()["y"] < label.bounding_box()["y"]
+    assert page.is_visible("#label-caption")
+    assert "not validated" in page.inner_text("#label-caption")
+    assert "muted" in label.get_attribute("class")
+    assert "positive" not in label.get_attribute("class")
+    size = float(label.evaluate("el => getComputedStyle(el).fontSize")[:-2])
+    assert size < 18  # the confident label is 1.2rem = 19.2 px
+    assert page.is_hidden("#cause")
+    assert "adult: not validated" in page.inner_text("#worklist-body")
+    assert "(not validated)" in page.inner_text("#worklist-body")
+    if source == "dicom":
+        assert "CR" in page.inner_text("#study-facts")
+        screenshot(page, tmp_path, "adult.png", full_page=True)
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("what", ["worklist", "study"])
+def test_page_fits_a_phone(browser, server_url: str, tmp_path: Path, dicom_dir: Path,
+                           shared_pneumonia_images: list[Path], what: str) -> None:
+    page = open_page(browser, server_url, 375, 740, is_mobile=True)
+    files = ([dicom_dir / "cr_ap_256px_monochrome1.dcm"] if what == "study"
+             else [dicom_dir / "cr_ap_256px_monochrome1.dcm", *shared_pneumonia_images[:2]])
+    page.set_input_files("#file-input", [str(path) for path in files])
+    wait_analysed(page, len(files))
+    if what == "study":
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        wait_drawn(page)
+        box = page.locator("#pane-main").bounding_box()
+        assert box["width"] <= 375 and abs(box["width"] - box["height"]) <= 2
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0  # no sideways scrolling
+    screenshot(page, tmp_path, f"phone-{what}.png", full_page=True)
+    assert page.errors == []
 
 
 def test_api_docs_render_the_predict_operation(browser, server_url: str) -> None:
