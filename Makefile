@@ -7,18 +7,18 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-dev run test lint browser bench clean
+.PHONY: install install-dev run test lint browser dicom-tools bench clean
 
 # The venv is rebuilt when pyproject.toml changes. torch==2.14.1 / torchvision==0.29.1 are
 # pinned to the builds that pip finds on this machine's disk (no download).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[torch,onnx,export,serve]"
+	$(PIP) install --quiet -e ".[torch,onnx,export,serve,dicom-node]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[torch,onnx,export,serve,dev]"
+	$(PIP) install --quiet -e ".[torch,onnx,export,serve,dicom-node,dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,11 +37,24 @@ browser:
 	  else echo "not root: cannot apt-get chromium; the browser test will be skipped"; fi; \
 	fi
 
+# Debian's Orthanc (a real PACS) and dcmtk (storescu, dsrdump) for the DICOM node's tests,
+# and a C compiler for their bind shim (Orthanc 1.10 cannot be told to listen on 127.0.0.1
+# only). The tests start their own Orthanc: the Debian service, which would listen on every
+# interface, is stopped and disabled.
+dicom-tools:
+	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -x /usr/bin/storescu ] || ! command -v cc >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc dcmtk gcc >/dev/null \
+	      && (systemctl disable --now orthanc >/dev/null 2>&1 || true)) \
+	      || echo "orthanc/dcmtk could not be installed: the DICOM node's Orthanc tests will be skipped"; \
+	  else echo "not root: cannot apt-get orthanc dcmtk; the DICOM node's Orthanc tests will be skipped"; fi; \
+	fi
+
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
 
-test: install-dev browser lint
+test: install-dev browser dicom-tools lint
 	$(BIN)/pytest
 
 bench: install

@@ -36,6 +36,7 @@ def _register_optional_commands() -> None:
         ("pneumoscan.cli.predict_command", "predict", "predict_command"),
         ("pneumoscan.cli.serve_command", "serve", "serve_command"),
         ("pneumoscan.cli.export_command", "export", "export_command"),
+        ("pneumoscan.cli.dicom_node_command", "dicom-node", "dicom_node_command"),
     ):
         try:
             module = importlib.import_module(module_name)

@@ -23,6 +23,7 @@ from pneumoscan.cli.console import configure_logging, console, progress_bar, std
 from pneumoscan.extras import require
 
 if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
+    from pneumoscan.dicom_node.result_files import DicomResultWriter
     from pneumoscan.prediction_output import OverlayNamer
     from pneumoscan.predictor import FileResult, Predictor
 
@@ -37,6 +38,9 @@ def predict_command(
                                     ".csv or .json file."),
     cam_dir: Path | None = typer.Option(None, "--cam-dir", help="Also write a heat-map "
                                         "overlay PNG per image into this folder."),
+    dicom_out: Path | None = typer.Option(None, "--dicom-out", help="Also write a DICOM "
+                                          "SR and heat-map Secondary Capture per DICOM "
+                                          "input into this folder (in its study)."),
     model: Path | None = typer.Option(None, "--model", help="Model folder or .safetensors "
                                       "file (default: the shipped model)."),
     backend: str = typer.Option("auto", "--backend", help="auto, torch or onnx."),
@@ -63,14 +67,18 @@ def predict_command(
         from pneumoscan import distributed
 
         if distributed.launched_by_torchrun():
+            if dicom_out is not None:
+                raise ValueError("--dicom-out is not supported under torchrun")
             _run_as_shard(predictor, files, out, cam_dir, batch_size)
             return
         namer = None
         if cam_dir is not None:
             cam_dir.mkdir(parents=True, exist_ok=True)
             namer = OverlayNamer(cam_dir)
+        dicom_writer = _dicom_writer(dicom_out)
     single = len(files) == 1 and not inputs[0].is_dir()
-    results, overlays = _run(predictor, files, namer, batch_size, show_progress=not single)
+    results, overlays = _run(predictor, files, namer, batch_size, show_progress=not single,
+                             dicom_writer=dicom_writer)
     if out is not None:
         _write(results, out)
     if single and out is None:
@@ -78,6 +86,9 @@ def predict_command(
     elif out is None:
         _print_table(results)
     _print_footer(results, predictor.version, overlays)
+    if dicom_writer is not None:
+        stdout.print(f"{dicom_writer.written} DICOM result(s) (SR + heat map) written to "
+                     f"{escape(str(dicom_out))}")
     if not any(r.ok for r in results):
         raise typer.Exit(code=1)
 
@@ -113,8 +124,20 @@ def _silence_dicom_header_messages() -> None:
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
+def _dicom_writer(folder: Path | None) -> DicomResultWriter | None:
+    if folder is None:
+        return None
+    require("--dicom-out", ("highdicom",), "dicom-node")
+    from pneumoscan.dicom_node.log_privacy import silence_identity_warnings
+    from pneumoscan.dicom_node.result_files import DicomResultWriter
+
+    silence_identity_warnings()
+    return DicomResultWriter(folder)
+
+
 def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayNamer | None,
-         batch_size: int, *, show_progress: bool) -> tuple[list[FileResult], dict[int, Path]]:
+         batch_size: int, *, show_progress: bool, dicom_writer: DicomResultWriter | None = None,
+         ) -> tuple[list[FileResult], dict[int, Path]]:
     """Predict every file, writing overlays as results arrive (pixels are not all kept)."""
     from pneumoscan.heatmap import overlay_png
     from pneumoscan.prediction_output import write_file_inside
@@ -126,7 +149,8 @@ def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayName
     with progress_bar() as bar:
         task = bar.add_task("predicting", total=len(files), visible=show_progress)
         stream = predictor.predict_files([path for path, _ in files], batch_size=batch_size,
-                                         heatmap=namer is not None,
+                                         heatmap=namer is not None
+                                         or dicom_writer is not None,
                                          progress=lambda n: bar.advance(task, n))
         for index, result in enumerate(stream):
             prediction = result.prediction
@@ -138,6 +162,8 @@ def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayName
                     overlays[index] = path
                 except OSError as exc:
                     logger.warning("could not write the overlay %s: %s", path, exc)
+            if dicom_writer is not None and prediction is not None:
+                dicom_writer.write_or_warn(files[index][0], names[index], prediction)
             # Keep the row, drop the pixels and heat map: folders can be large.
             if prediction is not None:
                 result = FileResult(result.file, replace(prediction, pixels=None,
