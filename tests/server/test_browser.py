@@ -4,8 +4,8 @@
 Skipped with a message when /usr/bin/chromium (``make browser`` installs it) or the
 playwright package is missing. Screenshots go to each test's temporary folder; set
 ``PNEUMOSCAN_SCREENSHOTS=docs`` to also save them there (how the README's screenshots are
-made): ``worklist.png``, ``study.png``, ``phone-*.png``, ``adult.png``, ``out-of-scope.png``
-and ``report.png``.
+made): ``worklist.png``, ``study.png``, ``page.png``, ``phone-*.png``, ``adult.png``,
+``out-of-scope.png`` and ``report.png``.
 """
 
 from __future__ import annotations
@@ -89,11 +89,13 @@ def browser(server_url: str) -> Iterator[object]:
         browser.close()
 
 
-def screenshot(page, tmp_path: Path, name: str, **options: object) -> Path:
-    """Save a screenshot in the test's folder, and in ``$PNEUMOSCAN_SCREENSHOTS`` when set."""
+def screenshot(target, tmp_path: Path, name: str, **options: object) -> Path:
+    """Save a screenshot of a page or of one element (a locator) in the test's folder, and
+    in ``$PNEUMOSCAN_SCREENSHOTS`` when set."""
+    page = getattr(target, "page", target)
     page.evaluate("document.activeElement && document.activeElement.blur()")
     path = tmp_path / name
-    page.screenshot(path=str(path), animations="disabled", **options)
+    target.screenshot(path=str(path), animations="disabled", **options)
     assert path.stat().st_size > 5_000
     if folder := os.environ.get("PNEUMOSCAN_SCREENSHOTS"):
         shutil.copy(path, Path(folder) / name)
@@ -186,7 +188,8 @@ def test_one_file_opens_its_study(browser, server_url: str, tmp_path: Path,
     assert page.evaluate("document.getElementById('heat-overlay').naturalWidth") > 0
     box = page.locator("#pane-main").bounding_box()
     assert abs(box["width"] - box["height"]) <= 2
-    screenshot(page, tmp_path, "study.png", full_page=True)
+    screenshot(page.locator("#result"), tmp_path, "study.png")
+    screenshot(page, tmp_path, "page.png", full_page=True)
 
     # Opacity slider and heat-map modes, from the keyboard.
     page.fill("#opacity", "80")
@@ -258,9 +261,7 @@ def test_worklist_ranks_files_and_lists_the_broken_one(
     rows = row_texts(page)
     assert "out of scope" in rows[-2] and photo.name in rows[-2]
     assert broken.name in rows[-1]
-    page.set_viewport_size({"width": 1280, "height": 720})
-    page.locator("#worklist-section").scroll_into_view_if_needed()
-    screenshot(page, tmp_path, "worklist.png", full_page=True)
+    screenshot(page.locator("#worklist-section"), tmp_path, "worklist.png")
     assert page.errors == []
 
 
@@ -436,6 +437,13 @@ def test_adult_warning_comes_first_and_the_label_is_muted(
     if source == "dicom":
         assert "CR" in page.inner_text("#study-facts")
         screenshot(page, tmp_path, "adult.png", full_page=True)
+    # The report carries the warning and the same muted, captioned label.
+    with page.expect_download() as download_info:
+        page.click("#download-report")
+    download_info.value.save_as(tmp_path / "report.html")
+    html = (tmp_path / "report.html").read_text()
+    assert "Not validated for this patient" in html and "not a finding" in html
+    assert 'class="r-label muted"' in html
     assert page.errors == []
 
 
