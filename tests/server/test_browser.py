@@ -204,6 +204,15 @@ def test_one_file_opens_its_study(browser, server_url: str, tmp_path: Path,
     assert side["x"] > main["x"] + main["width"] - 1  # beside it, not below
     page.check("input[name=heat][value=off]")
     assert page.is_hidden("#pane-side") and page.is_hidden("#heat-overlay")
+
+    # Screen readers: every control has a name, the image says what it shows.
+    unnamed = page.evaluate(
+        "() => [...document.querySelectorAll('input, button, select')]"
+        ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')"
+        " && !e.textContent.trim()).map(e => e.id || e.name)")
+    assert unnamed == []
+    description = page.get_attribute("#pane-main", "aria-label")
+    assert shared_pneumonia_images[0].name in description and "zoom 100%" in description
     assert page.errors == []
 
 

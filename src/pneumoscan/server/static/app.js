@@ -402,8 +402,10 @@
     renderFacts(item);
     const heat = Boolean(result.in_scope && result.heatmap_layer_png);
     const layer = heat ? "data:image/png;base64," + result.heatmap_layer_png : "";
-    els.heatOverlay.src = layer;
-    els.heatSide.src = layer;
+    for (const img of [els.heatOverlay, els.heatSide]) {
+      if (layer) img.src = layer;
+      else img.removeAttribute("src"); // never an empty src: no broken-image icon
+    }
     show(els.heatMode, heat);
     show(els.legend, heat);
     loadImage(item);
