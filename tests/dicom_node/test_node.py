@@ -1,0 +1,118 @@
+"""The Storage SCP in this process, the real model, a real SCU and a real destination:
+good images get results, bad ones the right status, and the node keeps serving."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pynetdicom import AE
+
+from pneumoscan.dicom_node import intake
+from pneumoscan.dicom_node.node import DicomNode
+from pneumoscan.dicom_node.settings import DicomNodeSettings
+from pneumoscan.predictor import Predictor
+
+from .conftest import StorageSink, free_port, renamed
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom on person names
+
+
+@pytest.fixture
+def node(onnx_predictor: Predictor, sink: StorageSink, tmp_path: Path) -> Iterator[DicomNode]:
+    settings = DicomNodeSettings(send_to=sink.address, port=free_port(),
+                                 allow_ae=["MODALITY"], spool_dir=tmp_path / "spool",
+                                 retry_delay_s=0.0, shutdown_timeout_s=60)
+    node = DicomNode(settings, onnx_predictor)
+    node.start()
+    yield node
+    node.stop()
+
+
+def send(node: DicomNode, *datasets: Dataset, calling: str = "MODALITY") -> list[int | None]:
+    """C-STORE ``datasets`` over one association; their statuses (None: not sent)."""
+    ae = AE(ae_title=calling)
+    for sop_class in intake.ACCEPTED_SOP_CLASSES:  # one context per syntax a dataset has
+        for syntax in (JPEGBaseline8Bit, ExplicitVRLittleEndian):
+            ae.add_requested_context(sop_class, syntax)
+    for timeout in ("acse_timeout", "dimse_timeout", "network_timeout"):
+        setattr(ae, timeout, 60)
+    association = ae.associate("127.0.0.1", node.port, ae_title=node.settings.ae_title)
+    if not association.is_established:
+        return [None] * len(datasets)
+    statuses = []
+    try:
+        for dataset in datasets:
+            status = association.send_c_store(dataset)
+            statuses.append(int(status.Status) if "Status" in status else None)
+    finally:
+        association.release()
+    return statuses
+
+
+def test_an_image_gets_an_sr_and_a_heat_map(node: DicomNode, sink: StorageSink,
+                                            source: Dataset) -> None:
+    assert send(node, source) == [intake.SUCCESS]
+    received = sink.wait_for(2)
+    sr = next(d for d in received if d.SOPClassUID == ComprehensiveSRStorage)
+    capture = next(d for d in received if d.SOPClassUID != ComprehensiveSRStorage)
+    for result in (sr, capture):
+        assert result.StudyInstanceUID == source.StudyInstanceUID
+        assert result.PatientID == source.PatientID
+    assert capture.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert node.counts.predicted == 1
+
+
+def test_bad_input_gets_a_status_and_the_node_keeps_serving(node: DicomNode,
+                                                           sink: StorageSink,
+                                                           source: Dataset) -> None:
+    no_pixels = renamed(source)
+    del no_pixels.PixelData
+    corrupt = renamed(source)  # JPEG baseline whose stream is noise
+    corrupt.PixelData = encapsulate([b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8])
+    assert corrupt.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    lateral = renamed(source)
+    lateral.ViewPosition = "LL"
+    tiny = renamed(source)
+    tiny.set_pixel_data(np.random.default_rng(0).integers(0, 255, (32, 32), np.uint8),
+                        "MONOCHROME2", 8)
+    assert tiny.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    statuses = send(node, no_pixels, corrupt, lateral, tiny, renamed(source))
+    assert statuses == [intake.DOES_NOT_MATCH_SOP_CLASS, intake.CANNOT_DECODE,
+                        intake.SUCCESS, intake.TOO_SMALL, intake.SUCCESS]
+    sink.wait_for(2)  # the last, good image's two results; the lateral view gets none
+    assert node.stop()
+    assert len(sink.received) == 2
+    assert (node.counts.refused, node.counts.skipped, node.counts.predicted) == (3, 1, 1)
+
+
+def test_a_calling_ae_outside_the_allow_list_is_refused(node: DicomNode, source: Dataset,
+                                                        caplog: pytest.LogCaptureFixture,
+                                                        ) -> None:
+    assert send(node, source, calling="INTRUDER") == [None]
+    assert "refused an association from calling AE 'INTRUDER'" in caplog.text
+    assert send(node, renamed(source)) == [intake.SUCCESS]
+
+
+def test_stop_sends_what_was_received(node: DicomNode, sink: StorageSink,
+                                      source: Dataset) -> None:
+    assert send(node, source, renamed(source)) == [intake.SUCCESS] * 2
+    assert node.stop()  # returns once every queued result is sent
+    assert len(sink.received) == 4
+    assert node.sender.counts.delivered == 2
+
+
+def test_logs_name_no_patient(node: DicomNode, sink: StorageSink, source: Dataset,
+                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="pneumoscan")
+    send(node, source)
+    sink.wait_for(2)
+    node.stop()
+    for value in (source.PatientID, str(source.PatientName), source.StudyInstanceUID,
+                  source.SOPInstanceUID):
+        assert value not in caplog.text

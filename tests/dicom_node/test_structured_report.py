@@ -1,0 +1,167 @@
+"""The Comprehensive SR built from a real prediction: parsed back with pydicom and
+highdicom, with its UIDs, references, codes and values checked."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import highdicom as hd
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ComprehensiveSRStorage
+
+from pneumoscan.dicom_node import codes
+from pneumoscan.dicom_node.result_identity import (
+    DISCLAIMER_TEXT,
+    SR_SERIES_NUMBER,
+    SourceDatasetError,
+    result_uids,
+)
+from pneumoscan.dicom_node.structured_report import build_structured_report
+from pneumoscan.predictor import Prediction, Predictor
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom on person names
+
+
+@pytest.fixture
+def prediction(onnx_predictor: Predictor, source_path) -> Prediction:
+    return onnx_predictor.predict(source_path)
+
+
+def reparsed(sr: Dataset) -> hd.sr.ComprehensiveSR:
+    buffer = io.BytesIO()
+    sr.save_as(buffer, enforce_file_format=True)
+    buffer.seek(0)
+    return hd.sr.ComprehensiveSR.from_dataset(pydicom.dcmread(buffer))
+
+
+def items(sr: Dataset, concept: pydicom.sr.coding.Code) -> list[Dataset]:
+    """Content items named ``concept`` anywhere in the tree."""
+    found = []
+
+    def walk(sequence: list[Dataset]) -> None:
+        for item in sequence:
+            name = item.ConceptNameCodeSequence[0]
+            if (name.CodeValue, name.CodingSchemeDesignator) == (concept.value,
+                                                                concept.scheme_designator):
+                found.append(item)
+            walk(item.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    return found
+
+
+def code_of(item: Dataset) -> tuple[str, str]:
+    value = item.ConceptCodeSequence[0]
+    return value.CodeValue, value.CodingSchemeDesignator
+
+
+def number_of(item: Dataset) -> float:
+    return float(item.MeasuredValueSequence[0].NumericValue)
+
+
+def test_sr_identity_uids_and_evidence(source: Dataset, prediction: Prediction) -> None:
+    sr = reparsed(build_structured_report(source, prediction))
+    assert sr.SOPClassUID == ComprehensiveSRStorage
+    assert sr.Modality == "SR"
+    # Same patient and study, a series of its own, UIDs derived from the source's.
+    for name in ("PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber"):
+        assert sr.get(name) == source.get(name), name
+    uids = result_uids(source, prediction.model)
+    assert (sr.SeriesInstanceUID, sr.SOPInstanceUID) == (uids.sr_series, uids.sr_instance)
+    assert sr.SeriesInstanceUID != source.SeriesInstanceUID
+    assert sr.SeriesNumber == SR_SERIES_NUMBER
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
+    assert evidence.StudyInstanceUID == source.StudyInstanceUID
+    referenced = evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert referenced.ReferencedSOPClassUID == source.SOPClassUID
+    assert any(s.CodingSchemeDesignator == codes.SCHEME
+               for s in sr.CodingSchemeIdentificationSequence)
+
+
+def test_sr_content_carries_the_finding_and_its_numbers(source: Dataset,
+                                                        prediction: Prediction) -> None:
+    sr = reparsed(build_structured_report(source, prediction))
+    title = sr.ConceptNameCodeSequence[0]
+    assert (title.CodeValue, title.CodingSchemeDesignator) == (codes.REPORT_TITLE.value,
+                                                              codes.SCHEME)
+    (finding,) = items(sr, codes.PNEUMONIA)
+    expected = codes.PRESENT if prediction.is_pneumonia else codes.ABSENT
+    assert code_of(finding) == (expected.value, "SCT")
+    (probability,) = items(sr, codes.PROBABILITY)
+    assert number_of(probability) == pytest.approx(prediction.probability, abs=1e-6)
+    (threshold,) = items(sr, codes.THRESHOLD)
+    assert number_of(threshold) == pytest.approx(prediction.threshold)
+    (image,) = items(sr, codes.SOURCE_IMAGE)
+    assert image.RelationshipType == "INFERRED FROM"
+    reference = image.ReferencedSOPSequence[0]
+    assert reference.ReferencedSOPInstanceUID == source.SOPInstanceUID
+    (disclaimer,) = items(sr, codes.DISCLAIMER)
+    assert disclaimer.TextValue == DISCLAIMER_TEXT
+    assert "not for diagnostic use" in disclaimer.TextValue
+    names = [item.TextValue for item in items(sr, pydicom.sr.codedict.codes.DCM.AlgorithmVersion)]
+    assert names == [prediction.model]
+
+
+def test_sr_scope_and_population(source: Dataset, prediction: Prediction) -> None:
+    sr = reparsed(build_structured_report(source, prediction))
+    (scope,) = items(sr, codes.IN_SCOPE)
+    assert code_of(scope) == ((codes.YES if prediction.in_scope else codes.NO).value, "SCT")
+    (population,) = items(sr, codes.POPULATION)
+    assert code_of(population)[0] == codes.POPULATIONS[prediction.population].value
+    # The shared radiographs are of adults: a warning, and the result does not apply.
+    assert prediction.population == "adult" and prediction.population_warning
+    (warning,) = items(sr, codes.POPULATION_WARNING)
+    assert warning.TextValue == prediction.population_warning
+    (applicable,) = items(sr, codes.APPLICABLE)
+    assert code_of(applicable) == (codes.NO.value, "SCT")
+
+
+def test_sr_cause_only_for_pneumonia(source: Dataset, prediction: Prediction) -> None:
+    positive = replace(prediction, probability=0.97, cause="viral", cause_probability=0.2)
+    sr = reparsed(build_structured_report(source, positive))
+    (cause,) = items(sr, codes.CAUSE_ESTIMATE)
+    assert code_of(cause) == (codes.VIRAL_PNEUMONIA.value, "SCT")
+    (bacterial,) = items(sr, codes.BACTERIAL_PROBABILITY)
+    assert number_of(bacterial) == pytest.approx(0.2)
+    negative = replace(prediction, probability=0.01, cause=None, cause_probability=None)
+    sr = reparsed(build_structured_report(source, negative))
+    assert items(sr, codes.CAUSE_ESTIMATE) == []
+    assert code_of(items(sr, codes.PNEUMONIA)[0]) == (codes.ABSENT.value, "SCT")
+
+
+def test_sr_out_of_scope_reason_and_applicable(source: Dataset,
+                                               prediction: Prediction) -> None:
+    outside = replace(prediction, in_scope=False, scope_reason="mostly black")
+    sr = reparsed(build_structured_report(source, outside))
+    assert code_of(items(sr, codes.IN_SCOPE)[0]) == (codes.NO.value, "SCT")
+    assert items(sr, codes.SCOPE_REASON)[0].TextValue == "mostly black"
+    fitting = replace(prediction, population="pediatric", population_warning="",
+                      population_reason="DICOM age")
+    sr = reparsed(build_structured_report(source, fitting))
+    assert code_of(items(sr, codes.APPLICABLE)[0]) == (codes.YES.value, "SCT")
+    assert code_of(items(sr, codes.POPULATION)[0]) == ("67822003", "SCT")
+
+
+def test_sr_same_inputs_same_uids(source: Dataset, prediction: Prediction) -> None:
+    first = build_structured_report(source, prediction)
+    again = build_structured_report(source, prediction)
+    assert first.SOPInstanceUID == again.SOPInstanceUID
+
+
+def test_sr_needs_the_source_uids(source: Dataset, prediction: Prediction) -> None:
+    del source.StudyInstanceUID
+    with pytest.raises(SourceDatasetError, match="StudyInstanceUID"):
+        build_structured_report(source, prediction)
+
+
+def test_sr_for_a_source_without_patient_attributes(source: Dataset,
+                                                    prediction: Prediction) -> None:
+    for name in ("PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID"):
+        if name in source:
+            delattr(source, name)
+    sr = reparsed(build_structured_report(source, prediction))
+    assert sr.PatientBirthDate == "" and sr.PatientID == source.PatientID
