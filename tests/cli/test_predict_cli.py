@@ -4,7 +4,9 @@ codes and path safety, with the tiny random model (fast; no accuracy asserted)."
 from __future__ import annotations
 
 import csv
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -65,12 +67,24 @@ def test_single_file_shows_cause_only_when_pneumonia(runner: CliRunner, tiny_mod
     (positive / "model.json").write_text(json.dumps({**card, "threshold": 0.0}))
     result = _invoke(runner, shared_normal_images[0], "--model", positive)
     out = " ".join(result.stdout.split())
-    assert "PNEUMONIA" in out and "P(bacterial)" in out and "lower-confidence" in out
+    # Not applicable (the tiny model has no scope fit): the label dimmed, no cause estimate.
+    assert "PNEUMONIA (the model's output; not a finding" in out and "P(bacterial)" not in out
     negative = tmp_path / "never_positive"
     shutil.copytree(tiny_model_dir, negative)
     (negative / "model.json").write_text(json.dumps({**card, "threshold": 1.01}))
     out = " ".join(_invoke(runner, shared_normal_images[0], "--model", negative).stdout.split())
     assert "NORMAL" in out and "P(bacterial)" not in out
+
+
+@pytest.mark.slow
+def test_single_applicable_pneumonia_shows_label_and_cause(
+        runner: CliRunner, shared_pneumonia_images: list[Path]) -> None:
+    result = _invoke(runner, shared_pneumonia_images[0])  # the shipped model, a child's film
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "NOT APPLICABLE" not in out and "label PNEUMONIA" in out
+    assert "P(bacterial)" in out and "lower-confidence" in out
+    assert "population pediatric" in out
 
 
 def test_folder_to_csv_with_a_broken_file(runner: CliRunner, tiny_model_dir: Path,
@@ -263,3 +277,76 @@ def test_markup_like_file_names_are_shown_literally(runner: CliRunner, tiny_mode
                                  "--backend", "torch"], env={"COLUMNS": "300"})
     assert single.exit_code == 0, single.output
     assert "[bold red]x[blink].jpeg" in single.stdout
+
+
+def test_report_is_a_self_contained_worklist_with_error_rows(runner: CliRunner,
+                                                             tiny_model_dir: Path, scans: Path,
+                                                             tmp_path: Path) -> None:
+    """The tiny model has no scope fit: every result is out of scope, so none is ranked as a
+    finding; the broken file is an error row."""
+    report = tmp_path / "out" / "worklist.html"
+    result = _invoke(runner, scans, "--report", report, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    page = report.read_text()
+    assert DISCLAIMER in page
+    assert "Ranked results (0)" in page and "Not applicable (4)" in page
+    assert "Not read (1)" in page and "truncated" in page
+    assert page.count('src="data:image/jpeg;base64,') == 8  # image + heat map, 4 predicted
+    assert "OUT OF SCOPE" in page and 'class="label PNEUMONIA"' not in page
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<script" not in page
+    for name in ("n1.jpeg", "p1.jpeg", "ward b/n2.jpeg", "ward b/p2.png", "broken.jpeg"):
+        assert name in page, name
+    assert "wrote the worklist of 5 file(s)" in " ".join(result.output.split())
+    # the terminal table says the same: no bare label for a result that does not apply
+    table = " ".join(result.stdout.split())
+    assert "not applicable" in table and "out of scope" in table
+
+
+def test_report_must_be_html(runner: CliRunner, tiny_model_dir: Path, scans: Path,
+                             tmp_path: Path) -> None:
+    result = _invoke(runner, scans, "--report", tmp_path / "worklist.pdf", "--model",
+                     tiny_model_dir)
+    assert result.exit_code == 2 and "HTML file" in result.output
+    assert not (tmp_path / "worklist.pdf").exists()
+
+
+@pytest.mark.slow
+def test_report_ranks_the_shipped_models_results(runner: CliRunner, scans: Path,
+                                                 tmp_path: Path) -> None:
+    """Pediatric training films: applicable, ranked by probability as the CSV has them."""
+    report, rows_csv = tmp_path / "worklist.html", tmp_path / "rows.csv"
+    result = _invoke(runner, scans, "--report", report, "--out", rows_csv)
+    assert result.exit_code == 0, result.output
+    with rows_csv.open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["applicable"] == "True"]
+    assert rows, "the shipped model should find its own pediatric films applicable"
+    expected = [Path(r["file"]).relative_to(scans).as_posix()
+                for r in sorted(rows, key=lambda r: -float(r["probability"]))]
+    page = report.read_text()
+    ranked = page[page.index("Ranked results"):page.index("</table>")]
+    positions = [ranked.index(f"<code>{html.escape(name)}</code>") for name in expected]
+    assert positions == sorted(positions)
+
+
+def test_single_file_not_applicable_leads_and_has_no_bare_label(
+        runner: CliRunner, tiny_model_dir: Path, shared_normal_images: list[Path]) -> None:
+    result = _invoke(runner, shared_normal_images[0], "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines[1].startswith("NOT APPLICABLE")  # right under the file name
+    out = " ".join(result.stdout.split())
+    assert "not a finding for this image" in out and "population" in out
+
+
+def test_cam_dir_overlay_carries_the_result_in_its_corner(runner: CliRunner,
+                                                          tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((240, 240), 200, np.uint8)).save(folder / "flat.png")
+    cams = tmp_path / "cams"
+    assert _invoke(runner, folder, "--cam-dir", cams, "--model", tiny_model_dir).exit_code == 0
+    rgb = np.asarray(Image.open(cams / "flat.png.png"))
+    corner, middle = rgb[:12, :60].astype(int), rgb[120:, 100:140].astype(int)
+    assert corner.mean() < middle.mean() - 60  # the dark text box over a bright film
+    assert len({tuple(px) for px in corner.reshape(-1, 3)}) > 3  # with text on it

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import make_synthetic_dataset
 from pneumoscan import __version__
 from pneumoscan.cli.main import app
 
@@ -58,6 +60,25 @@ def test_train_then_evaluate(synthetic_dataset: Path, tmp_path: Path) -> None:
     assert f"threshold {card['threshold']:.2f}" in result.stdout
     assert result.stdout.startswith("n=48  AUC ")
     assert (report / "report.html").is_file()
+    # The model was trained on these very files: said loudly, and which split was scored.
+    err = " ".join(result.stderr.split())
+    assert "WARNING: the model has seen these images" in err
+    assert "images this model was trained on" in err
+    assert "evaluated the train split of" in err
+    with (report / "predictions.csv").open() as handle:
+        header = next(csv.reader(handle))
+    assert header == ["file", "true_label", "predicted_label", "probability",
+                      "cause_probability", "overlap"]
+
+    unseen = make_synthetic_dataset(tmp_path / "unseen", seed=7, n_patients=4,
+                                    splits=("test", "train"))
+    result = runner.invoke(app, ["evaluate", "--data", str(unseen), "--out",
+                                 str(tmp_path / "report2"), "--model", str(model)])
+    assert result.exit_code == 0, result.output
+    err = " ".join(result.stderr.split())
+    assert "evaluated the test split of" in err and "has seen" not in err
+    assert json.loads((tmp_path / "report2" / "metrics.json").read_text())["overlap"] == {
+        "training": 0, "validation": 0, "protocol": 0}
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
@@ -92,3 +113,15 @@ def test_unknown_config_key_is_a_user_error(synthetic_dataset: Path, tmp_path: P
                                  str(tmp_path / "run"), "--config", str(config)])
     assert result.exit_code == 2
     assert "epochz" in " ".join(_error_lines(result.stderr))
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["fit-scope"],
+                                     ["serve"], ["export"]])
+def test_help_is_plain_and_fits_80_columns(command: list[str]) -> None:
+    """No "<bool>" type noise, nothing cut mid-word ("..." or an ellipsis), no line over 80."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.stdout and "\u2026" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    for line in result.stdout.splitlines():
+        assert not line.rstrip().endswith(("\u2026",)), line

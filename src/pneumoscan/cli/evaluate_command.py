@@ -29,10 +29,11 @@ def evaluate_command(
                                    help="Images per forward pass."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details."),
 ) -> None:
-    """Evaluate a model at its validation-chosen threshold (never re-tuned here).
+    """Evaluate a model on a labelled folder.
 
-    Warns when the evaluated images include the model's own training or validation
-    files: figures on those are not a test of the model.
+    At the model's validation-chosen threshold, never re-tuned here. Warns when the
+    evaluated images include the model's own training or validation files: figures on
+    those are not a test of the model.
     """
     configure_logging(verbose)
     from pneumoscan.evaluation import evaluate

@@ -18,30 +18,44 @@ if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
 
 
 def train_command(
-    data: Path = typer.Option(..., "--data", help="ROOT/{train,val,test}/{NORMAL,PNEUMONIA} "
-                              "or ROOT/{NORMAL,PNEUMONIA}; trains on train/ (or ROOT)."),
-    out: Path = typer.Option(..., "--out", help="Output folder for the model and its logs."),
-    config: Path | None = typer.Option(None, "--config", help="TOML file of TrainConfig "
-                                       "settings (see configs/default.toml)."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs."),
-    arch: str | None = typer.Option(None, "--arch", help="efficientnet_lite0, simple_cnn, "
-                                    "resnet18, mobilenetv3_large_100, or another timm name."),
-    image_size: int | None = typer.Option(None, "--image-size", min=32, help="Input side."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of split, order and augment."),
+    data: Path = typer.Option(..., "--data", metavar="DIR",
+                              help="ROOT/{train,val,test}/{NORMAL,PNEUMONIA} or "
+                              "ROOT/{NORMAL,PNEUMONIA}; trains on train/ (or ROOT)."),
+    out: Path = typer.Option(..., "--out", metavar="DIR",
+                             help="Output folder for the model and its logs."),
+    config: Path | None = typer.Option(None, "--config", metavar="FILE",
+                                       help="TOML file of TrainConfig settings (see "
+                                       "configs/default.toml)."),
+    epochs: int | None = typer.Option(None, "--epochs", metavar="N", min=1,
+                                      help="Maximum epochs."),
+    arch: str | None = typer.Option(None, "--arch", metavar="NAME",
+                                    help="efficientnet_lite0, simple_cnn, resnet18, "
+                                    "mobilenetv3_large_100, or another timm name."),
+    image_size: int | None = typer.Option(None, "--image-size", metavar="PX", min=32,
+                                          help="Input side."),
+    seed: int | None = typer.Option(None, "--seed", metavar="N",
+                                    help="Seed of split, order and augment."),
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained",
                                            help="Start from offline ImageNet weights."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache "
-                                          "(default ~/.cache/pneumoscan)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or "
-                               "cuda; mixed precision on CUDA."),
-    devices: int = typer.Option(1, "--devices", min=1, help="Processes to start on this "
-                                "machine, trained as one with DistributedDataParallel (one "
-                                "per GPU; on the CPU they share the cores). Under torchrun "
-                                "leave it out: --nproc-per-node sets the count there."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", metavar="DIR",
+                                          help="Decoded-image cache (default "
+                                          "~/.cache/pneumoscan)."),
+    device: str = typer.Option("auto", "--device", metavar="NAME",
+                               help="auto (CUDA when present), cpu or cuda; mixed precision "
+                               "on CUDA."),
+    devices: int = typer.Option(1, "--devices", metavar="N", min=1,
+                                help="Processes to start on this machine, trained as one "
+                                "with DistributedDataParallel (one per GPU; on the CPU they "
+                                "share the cores). Under torchrun leave it out: "
+                                "--nproc-per-node sets the count there."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details."),
 ) -> None:
-    """Train a pneumonia classifier; writes model.safetensors + model.json to --out."""
+    """Train a pneumonia classifier.
+
+    Writes model.safetensors + model.json to --out, with the scope statistics and the
+    digests of the files it was trained and validated on beside them.
+    """
     configure_logging(verbose)
     with user_errors():
         require("training", ("torch",), "torch")
