@@ -1,0 +1,230 @@
+"""End to end against a real PACS: Debian's Orthanc sends the shared radiographs to a
+running ``pneumoscan dicom-node``, whose SR and heat map for each arrive back in Orthanc;
+dcmtk's ``storescu`` sends hostile files and gets failure statuses from a node that keeps
+working. Skipped with a message where Orthanc or dcmtk is not installed."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage, generate_uid
+
+from pneumoscan.dicom_node import codes
+from pneumoscan.predictor import Predictor
+
+from .conftest import free_port
+from .orthanc_server import OrthancServer, listening_addresses, missing_tools, running_orthanc
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+NODE_START_TIMEOUT_S = 120  # loading the model on a busy 2-core machine
+RESULTS_TIMEOUT_S = 120
+
+
+@dataclass
+class Node:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    spool: Path
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OrthancServer, Node]]:
+    """Orthanc, with pneumoscan as a modality, and a running ``pneumoscan dicom-node``."""
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("pacs")
+    node_port, dicom_port, http_port = free_port(), free_port(), free_port()
+    with running_orthanc(folder / "orthanc", dicom_port=dicom_port, http_port=http_port,
+                         modalities={"pneumoscan": ("PNEUMOSCAN", "127.0.0.1", node_port)},
+                         ) as orthanc:
+        node = start_node(folder, node_port, orthanc)
+        try:
+            yield orthanc, node
+        finally:
+            if node.process.poll() is None:
+                node.process.kill()
+                node.process.wait(10)
+
+
+def start_node(folder: Path, port: int, orthanc: OrthancServer) -> Node:
+    log = folder / "node.log"
+    spool = folder / "spool"
+    command = [sys.executable, "-m", "pneumoscan", "dicom-node", "--ae-title", "PNEUMOSCAN",
+               "--port", str(port), "--send-to", orthanc.address,
+               "--allow-ae", "ORTHANC,STORESCU", "--spool-dir", str(spool),
+               "--backend", "onnx"]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + NODE_START_TIMEOUT_S
+    while "listening on" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"pneumoscan dicom-node did not start:\n{log.read_text()}")
+        time.sleep(0.3)
+    return Node(process, port, log, spool)
+
+
+def upload(orthanc: OrthancServer, path: Path) -> str:
+    answer = httpx.post(orthanc.url + "/instances", content=path.read_bytes(), timeout=60)
+    answer.raise_for_status()
+    return str(answer.json()["ID"])
+
+
+def result_instances(orthanc: OrthancServer, sop_class: str) -> list[Dataset]:
+    """Every instance of ``sop_class`` in Orthanc, as datasets."""
+    found = httpx.post(orthanc.url + "/tools/find", timeout=60,
+                       json={"Level": "Instance", "Query": {"SOPClassUID": sop_class}})
+    found.raise_for_status()
+    return [pydicom.dcmread(io.BytesIO(httpx.get(f"{orthanc.url}/instances/{i}/file",
+                                                 timeout=60).content))
+            for i in found.json()]
+
+
+def wait_for_results(orthanc: OrthancServer, count: int) -> tuple[list[Dataset], list[Dataset]]:
+    deadline = time.monotonic() + RESULTS_TIMEOUT_S
+    while True:
+        reports = result_instances(orthanc, ComprehensiveSRStorage)
+        captures = [c for c in result_instances(orthanc, SecondaryCaptureImageStorage)
+                    if "SourceImageSequence" in c]  # not the SIIM sources, also SC
+        if len(reports) >= count and len(captures) >= count:
+            return reports, captures
+        if time.monotonic() > deadline:
+            pytest.fail(f"{len(reports)} SR and {len(captures)} SC of {count} arrived")
+        time.sleep(0.5)
+
+
+def probability_in(report: Dataset) -> float:
+    def walk(items: list[Dataset]) -> float | None:
+        for item in items:
+            name = item.ConceptNameCodeSequence[0].CodeValue
+            if name == codes.PROBABILITY.value:
+                return float(item.MeasuredValueSequence[0].NumericValue)
+            found = walk(item.get("ContentSequence", []))
+            if found is not None:
+                return found
+        return None
+
+    value = walk(report.ContentSequence)
+    assert value is not None
+    return value
+
+
+def finding_in(report: Dataset) -> str:
+    for item in report.ContentSequence:
+        if item.ConceptNameCodeSequence[0].CodeValue == codes.PNEUMONIA.value:
+            return str(item.ConceptCodeSequence[0].CodeValue)
+    raise AssertionError("no pneumonia finding in the SR")
+
+
+def test_orthanc_listens_on_loopback_only(pacs: tuple[OrthancServer, Node]) -> None:
+    orthanc, node = pacs
+    assert listening_addresses(orthanc.dicom_port) == {"127.0.0.1"}
+    assert listening_addresses(orthanc.http_port) == {"127.0.0.1"}
+    assert listening_addresses(node.port) == {"127.0.0.1"}
+
+
+def test_orthanc_sends_the_shared_dicoms_and_gets_results_back(
+        pacs: tuple[OrthancServer, Node], dicom_dir: Path, onnx_predictor: Predictor) -> None:
+    orthanc, _ = pacs
+    expected: dict[str, float] = {}  # source SOP Instance UID -> probability
+    ids = []
+    for path in sorted(dicom_dir.glob("*.dcm")):
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        ids.append(upload(orthanc, path))
+        # Two shared files share a UID: Orthanc keeps the first one uploaded.
+        expected.setdefault(uid, onnx_predictor.predict(path).probability)
+    sent = httpx.post(f"{orthanc.url}/modalities/pneumoscan/store", timeout=300,
+                      json={"Resources": sorted(set(ids)), "Synchronous": True})
+    assert sent.status_code == 200, sent.text
+    reports, captures = wait_for_results(orthanc, len(expected))
+    assert len(reports) == len(captures) == len(expected)
+    threshold = onnx_predictor.card.threshold
+    for report in reports:
+        evidence = report.CurrentRequestedProcedureEvidenceSequence[0]
+        source_uid = evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0] \
+            .ReferencedSOPInstanceUID
+        probability = probability_in(report)
+        assert probability == pytest.approx(expected[source_uid], abs=1e-5)
+        present = probability >= threshold
+        assert finding_in(report) == (codes.PRESENT if present else codes.ABSENT).value
+        assert report.StudyInstanceUID == evidence.StudyInstanceUID
+    sources = {c.SourceImageSequence[0].ReferencedSOPInstanceUID for c in captures}
+    assert sources == set(expected)
+
+
+def hostile_files(folder: Path, source: Path) -> dict[str, Path]:
+    """A dataset without pixels, one whose JPEG data is noise, one in MPEG-2."""
+    original = pydicom.dcmread(source)
+
+    def variant() -> Dataset:
+        dataset = deepcopy(original)
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        return dataset
+
+    files = {}
+    no_pixels = variant()
+    del no_pixels.PixelData
+    corrupt = variant()
+    corrupt.PixelData = encapsulate([b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8])
+    video = variant()
+    video.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2 MP@ML
+    for name, dataset in (("no_pixels", no_pixels), ("corrupt", corrupt), ("video", video)):
+        files[name] = folder / f"{name}.dcm"
+        dataset.save_as(files[name])
+    return files
+
+
+def storescu(node: Node, path: Path, *options: str) -> str:
+    done = subprocess.run(["storescu", "-v", "-aet", "STORESCU", "-aec", "PNEUMOSCAN",
+                           *options, "127.0.0.1", str(node.port), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    return done.stdout + done.stderr
+
+
+def test_storescu_hostile_files_get_failures_and_the_node_keeps_working(
+        pacs: tuple[OrthancServer, Node], dicom_dir: Path, tmp_path: Path) -> None:
+    orthanc, node = pacs
+    files = hostile_files(tmp_path, dicom_dir / "cr_siim_pa_jpeg_baseline.dcm")
+    assert "Store Response (Error: DataSetDoesNotMatchSOPClass)" in \
+        storescu(node, files["no_pixels"])
+    assert "Store Response (Error: CannotUnderstand)" in \
+        storescu(node, files["corrupt"], "-xy")  # propose JPEG baseline
+    assert "No Acceptable Presentation Contexts" in storescu(node, files["video"], "-xm")
+    before = len(result_instances(orthanc, ComprehensiveSRStorage))
+    good = tmp_path / "good.dcm"
+    dataset = pydicom.dcmread(dicom_dir / "cr_nema_pa_monochrome1_jpegls.dcm")
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.save_as(good)
+    assert "Store Response (Success)" in storescu(node, good, "-xu")  # JPEG-LS near-lossless
+    wait_for_results(orthanc, before + 1)
+    log = node.log.read_text()
+    assert "refused with 0xA900" in log and "refused with 0xC100" in log
+    assert dataset.PatientID not in log and str(dataset.PatientName) not in log
+
+
+def test_sigterm_finishes_and_reports(pacs: tuple[OrthancServer, Node]) -> None:
+    _, node = pacs
+    os.kill(node.process.pid, signal.SIGTERM)
+    assert node.process.wait(120) == 0
+    log = node.log.read_text()
+    assert "0 spooled, 0 lost" in log
+    assert not node.spool.exists()
