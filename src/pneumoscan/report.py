@@ -46,7 +46,8 @@ th{background:#f3f3f3} .notice{background:#fff4e5;border-left:4px solid #f0a020;
 .plots figure{margin:0;max-width:560px}
 .plots img{max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:.95em;margin-top:.4em}
-td.num{text-align:right;font-variant-numeric:tabular-nums} .thumb img{display:block}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.thumb img{display:block;width:96px;height:auto}
 """
 
 
