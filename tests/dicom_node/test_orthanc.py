@@ -28,6 +28,7 @@ from pneumoscan.predictor import Predictor
 
 from .conftest import free_port
 from .orthanc_server import OrthancServer, listening_addresses, missing_tools, running_orthanc
+from .sr_content import finding_in, probability_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -108,29 +109,6 @@ def wait_for_results(orthanc: OrthancServer, count: int) -> tuple[list[Dataset],
         if time.monotonic() > deadline:
             pytest.fail(f"{len(reports)} SR and {len(captures)} SC of {count} arrived")
         time.sleep(0.5)
-
-
-def probability_in(report: Dataset) -> float:
-    def walk(items: list[Dataset]) -> float | None:
-        for item in items:
-            name = item.ConceptNameCodeSequence[0].CodeValue
-            if name == codes.PROBABILITY.value:
-                return float(item.MeasuredValueSequence[0].NumericValue)
-            found = walk(item.get("ContentSequence", []))
-            if found is not None:
-                return found
-        return None
-
-    value = walk(report.ContentSequence)
-    assert value is not None
-    return value
-
-
-def finding_in(report: Dataset) -> str:
-    for item in report.ContentSequence:
-        if item.ConceptNameCodeSequence[0].CodeValue == codes.PNEUMONIA.value:
-            return str(item.ConceptCodeSequence[0].CodeValue)
-    raise AssertionError("no pneumonia finding in the SR")
 
 
 def test_orthanc_listens_on_loopback_only(pacs: tuple[OrthancServer, Node]) -> None:
