@@ -240,6 +240,15 @@ def _not_applicable_because(prediction: Prediction) -> list[str]:
     return why
 
 
+def _population_flagged(prediction: Prediction) -> bool:
+    """A population warning worth its own line: not the "unknown" of an image whose
+    population was not assessed because it is out of scope (that flag says enough)."""
+    from pneumoscan.population import UNKNOWN
+
+    return bool(prediction.population_warning) and (prediction.in_scope
+                                                    or prediction.population != UNKNOWN)
+
+
 def _print_summary(result: FileResult, overlay: Path | None) -> None:
     """The single-file summary: any reason the result does not apply first, then label,
     probability, threshold, cause, scope, population, model."""
@@ -286,32 +295,34 @@ def _print_summary(result: FileResult, overlay: Path | None) -> None:
 
 def _print_table(results: list[FileResult]) -> None:
     """One row per file; a result that does not apply shows "not applicable" and why
-    instead of its label, and its probability dimmed."""
+    instead of its label, and its probability dimmed; an unreadable file, its error."""
     folder = _common_folder([result.file for result in results])
     table = Table(title=None, show_lines=False, caption_justify="left",
                   caption=f"files in {escape(str(folder))}" if folder else None)
-    for column in ("file", "label", "probability", "cause", "flags", "error"):
-        table.add_column(column, overflow="fold")
+    table.add_column("file", overflow="fold")
+    table.add_column("label", no_wrap=True)
+    table.add_column("P(pneumonia)", justify="right", no_wrap=True)
+    table.add_column("cause", no_wrap=True)
+    table.add_column("flags / error", overflow="fold")
     for result in results:
         p = result.prediction
         name = escape(os.path.relpath(result.file, folder) if folder else result.file)
         if p is None:
-            table.add_row(name, "", "", "", "", f"[red]{escape(result.error)}[/]")
+            table.add_row(name, "[red]not read[/]", "", "", f"[red]{escape(result.error)}[/]")
+            continue
+        if p.applicable:
+            colour = "red" if p.is_pneumonia else "green"
+            cause = "" if p.cause is None else f"{p.cause} ({p.cause_probability:.2f})"
+            table.add_row(name, f"[{colour}]{p.label}[/]", f"{p.probability:.3f}", cause, "")
             continue
         flags = []
         if not p.in_scope:
             flags.append(f"[bold yellow]out of scope[/]: {escape(p.scope_reason)}")
-        if p.population_warning:
+        if _population_flagged(p):
             flags.append(f"[bold yellow]population {escape(p.population)}[/]"
                          + (f": {escape(p.population_reason)}" if p.population_reason else ""))
-        if p.applicable:
-            colour = "red" if p.is_pneumonia else "green"
-            cause = "" if p.cause is None else f"{p.cause} ({p.cause_probability:.2f})"
-            table.add_row(name, f"[{colour}]{p.label}[/]", f"{p.probability:.3f}", cause,
-                          "", "")
-        else:
-            table.add_row(name, f"[yellow]not applicable[/] [dim]({p.label})[/]",
-                          f"[dim]{p.probability:.3f}[/]", "", "\n".join(flags), "")
+        table.add_row(name, f"[yellow]not applicable[/]\n[dim]({p.label})[/]",
+                      f"[dim]{p.probability:.3f}[/]", "", "\n".join(flags))
     stdout.print(table)
 
 
@@ -331,7 +342,7 @@ def _print_footer(results: list[FileResult], version: str, overlays: dict[int, P
     predictions = [r.prediction for r in results if r.prediction is not None]
     failed = len(results) - len(predictions)
     out_of_scope = sum(not p.in_scope for p in predictions)
-    outside_population = sum(bool(p.population_warning) for p in predictions)
+    outside_population = sum(_population_flagged(p) for p in predictions)
     if len(results) > 1:
         threshold = predictions[0].threshold if predictions else None
         parts = [f"{len(predictions)} predicted", f"{failed} failed",
@@ -342,9 +353,9 @@ def _print_footer(results: list[FileResult], version: str, overlays: dict[int, P
         stdout.print(", ".join(parts) + f"; model {escape(version)}"
                      + ("" if threshold is None else f", threshold {threshold:.3f}"))
         # Each distinct population warning once, in full (the table names the population).
-        for warning in dict.fromkeys(p.population_warning for p in predictions
-                                     if p.population_warning):
-            count = sum(p.population_warning == warning for p in predictions)
+        flagged = [p for p in predictions if _population_flagged(p)]
+        for warning in dict.fromkeys(p.population_warning for p in flagged):
+            count = sum(p.population_warning == warning for p in flagged)
             stdout.print(f"[bold yellow]{count} file(s):[/] {escape(warning)}")
         if out_of_scope or outside_population:
             stdout.print("Results marked not applicable are not findings: the model's "
