@@ -1,0 +1,186 @@
+"""Bounded load run of the DICOM node: N radiographs over C concurrent associations.
+
+Starts ``pneumoscan dicom-node`` on 127.0.0.1 (a child process, the shipped model unless
+``--model``), and in this process a Storage SCP standing in for the PACS, where the results
+go. Sends the six shared DICOMs round-robin, each copy a new SOP instance, then waits for
+an SR and a heat-map Secondary Capture per image. Prints images/s (first send to last
+result), the C-STORE statuses and the lost count (images without both results); the exit
+status is 1 when any image is lost or refused.
+
+    python benchmarks/dicom_load.py --images 100 --associations 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import ComprehensiveSRStorage, generate_uid
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+from pneumoscan.dicom_node.intake import ACCEPTED_SOP_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DICOM_DIR = ROOT.parent / "shared" / "data" / "dicom"
+START_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ResultSink:
+    """The stand-in PACS: counts the SR and the heat map that arrive for each source."""
+
+    def __init__(self) -> None:
+        self.reports: set[str] = set()  # source SOP Instance UIDs with an SR
+        self.captures: set[str] = set()  # ... with a Secondary Capture
+        self.last_arrival = 0.0
+        self.lock = threading.Lock()
+
+    def handle(self, event: Any) -> int:
+        dataset = event.dataset
+        if dataset.SOPClassUID == ComprehensiveSRStorage:
+            evidence = dataset.CurrentRequestedProcedureEvidenceSequence[0]
+            source = evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+            target = self.reports
+        else:
+            source = dataset.SourceImageSequence[0]
+            target = self.captures
+        with self.lock:
+            target.add(str(source.ReferencedSOPInstanceUID))
+            self.last_arrival = time.perf_counter()
+        return 0x0000
+
+    def complete(self, sources: set[str]) -> set[str]:
+        with self.lock:
+            return sources & self.reports & self.captures
+
+
+def copies(folder: Path, count: int) -> list[Dataset]:
+    """``count`` datasets cycling over the DICOMs in ``folder``, each a new instance."""
+    originals = [pydicom.dcmread(p) for p in sorted(folder.glob("*.dcm"))]
+    if not originals:
+        sys.exit(f"no .dcm files in {folder}")
+    datasets = []
+    for index in range(count):
+        dataset = deepcopy(originals[index % len(originals)])
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        datasets.append(dataset)
+    return datasets
+
+
+def send_share(datasets: list[Dataset], port: int, statuses: Counter[str]) -> None:
+    """One association: C-STORE each dataset, one context per (SOP class, syntax)."""
+    ae = AE(ae_title="LOADTEST")
+    for timeout in ("acse_timeout", "dimse_timeout", "network_timeout"):
+        setattr(ae, timeout, 300)
+    pairs = {(d.SOPClassUID, d.file_meta.TransferSyntaxUID) for d in datasets}
+    for sop_class, syntax in sorted(pairs):
+        if sop_class in ACCEPTED_SOP_CLASSES:
+            ae.add_requested_context(sop_class, syntax)
+    association = ae.associate("127.0.0.1", port, ae_title="PNEUMOSCAN")
+    if not association.is_established:
+        statuses["association refused"] += len(datasets)
+        return
+    try:
+        for dataset in datasets:
+            status = association.send_c_store(dataset)
+            statuses["no response" if "Status" not in status
+                     else f"0x{int(status.Status):04X}"] += 1
+    finally:
+        association.release()
+
+
+def start_node(port: int, sink_port: int, spool: Path, log: Path, model: Path | None,
+               associations: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "pneumoscan", "dicom-node", "--port", str(port),
+               "--send-to", f"SINK@127.0.0.1:{sink_port}", "--spool-dir", str(spool),
+               "--max-associations", str(associations)]
+    if model is not None:
+        command += ["--model", str(model)]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while "listening on" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            sys.exit(f"the node did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    return process
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--associations", type=int, default=4)
+    parser.add_argument("--dicom-dir", type=Path, default=DEFAULT_DICOM_DIR)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for "
+                        "the results")
+    args = parser.parse_args()
+
+    sink = ResultSink()
+    sink_ae = AE(ae_title="SINK")
+    sink_ae.supported_contexts = AllStoragePresentationContexts
+    sink_port, node_port = free_port(), free_port()
+    server = sink_ae.start_server(("127.0.0.1", sink_port), block=False,
+                                  evt_handlers=[(evt.EVT_C_STORE, sink.handle)])
+    datasets = copies(args.dicom_dir, args.images)
+    sources = {str(d.SOPInstanceUID) for d in datasets}
+    statuses: Counter[str] = Counter()
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "node.log"
+        node = start_node(node_port, sink_port, Path(folder) / "spool", log, args.model,
+                          args.associations)
+        shares = [datasets[i::args.associations] for i in range(args.associations)]
+        threads = [threading.Thread(target=send_share, args=(share, node_port, statuses))
+                   for share in shares]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sent_s = time.perf_counter() - start
+        deadline = time.monotonic() + args.timeout
+        while len(sink.complete(sources)) < len(sources) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        wall_s = max(sink.last_arrival - start, sent_s)
+        os.kill(node.pid, signal.SIGTERM)
+        node.wait(300)
+        summary = [line for line in log.read_text().splitlines() if "stopped:" in line]
+        spooled = len(list((Path(folder) / "spool").glob("*.dcm")))
+    server.shutdown()
+
+    complete = len(sink.complete(sources))
+    lost = len(sources) - complete
+    print(f"DICOM node load run: {args.images} images over {args.associations} "
+          f"associations ({platform.node()}, {os.cpu_count()} CPUs)")
+    print(f"C-STORE statuses: {dict(statuses)}")
+    print(f"sent in {sent_s:.1f} s; last result after {wall_s:.1f} s")
+    print(f"throughput: {complete / wall_s:.2f} images/s (SR + heat map delivered each)")
+    print(f"complete: {complete}  lost: {lost}  spooled files: {spooled}")
+    print(summary[-1].split(": ", 1)[-1] if summary else "the node wrote no summary")
+    refused = sum(n for status, n in statuses.items() if status != "0x0000")
+    return 1 if lost or refused else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
