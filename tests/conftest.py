@@ -4,6 +4,7 @@ without the real model."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a stray pretrained=True fails fa
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CHEST_XRAY = SHARED_DATA / "chest_xray"
 DICOM_DIR = SHARED_DATA / "dicom"
+ADULT_DIR = SHARED_DATA / "adult_nih"
 
 
 def _require(path: Path) -> Path:
@@ -40,6 +42,12 @@ def chest_xray_dir() -> Path:
 def dicom_dir() -> Path:
     """``../shared/data/dicom``, or skip."""
     return _require(DICOM_DIR)
+
+
+@pytest.fixture(scope="session")
+def adult_dir() -> Path:
+    """``../shared/data/adult_nih`` (adult films for the population check), or skip."""
+    return _require(ADULT_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +111,27 @@ def make_synthetic_dataset(root: Path, n_patients: int = 12, images_per_patient:
                 cause = "bacteria" if p % 3 else "virus"
                 Image.fromarray(synthetic_xray(rng, True)).save(
                     pneu_dir / f"person{p + 1}_{cause}_{p * 10 + m}.jpeg")
+    return root
+
+
+def make_adult_folder(root: Path, n_patients: int = 9, with_labels: bool = True) -> Path:
+    """NIH-style adult films: ``{NORMAL,PNEUMONIA}/PPPPPPPP_00M.jpeg`` (two per patient),
+    bright and flat where the synthetic children have dark lungs, and a labels.csv."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for patient in range(n_patients):
+        label = "NORMAL" if patient % 3 == 0 else "PNEUMONIA"
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for image in range(2):
+            name = f"{label}/{patient:08d}_{image:03d}.jpeg"
+            pixels = np.clip(rng.normal(200, 20, (80, 80)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name)
+            rows.append({"file": name, "patient_id": f"P{patient}"})
+    if with_labels:
+        with (root / "labels.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["file", "patient_id"])
+            writer.writeheader()
+            writer.writerows(rows)
     return root
 
 

@@ -342,9 +342,16 @@ def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
 
 
 def _text(dataset: Any, keyword: str) -> str:
-    """A header element as text; "" when absent or empty (None values included)."""
-    value = dataset.get(keyword)
-    return "" if value is None else str(value)
+    """A header element's raw text; "" when absent or empty.
+
+    Read without pydicom's value conversion: that validates the value and logs an invalid
+    one verbatim, which for these elements (age, dates) would put patient data in a log.
+    """
+    element = dataset.get_item(keyword)
+    value = None if element is None else element.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return "" if value is None else str(value).strip(" \x00")
 
 
 def _dicom_gray_to_uint8(pixels: np.ndarray, dataset: Any) -> np.ndarray:

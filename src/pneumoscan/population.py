@@ -13,10 +13,15 @@ decides:
    ``StudyDate`` or ``AcquisitionDate``. Malformed or implausible values are ignored. The
    values are never logged and never written into a reason: a reason names the age band
    only ("18 years or older");
-2. the image: a logistic regression on the model's own pooled features
-   (:class:`PopulationClassifier`, fitted by ``pneumoscan fit-population`` on the pediatric
-   training split and adult films, stored beside the weights like the scope statistics).
-   It answers only for images in scope: on a photograph its answer would mean nothing;
+2. the image: a logistic regression (:class:`PopulationClassifier`, fitted by
+   ``pneumoscan fit-population`` on the pediatric training split and adult films, stored
+   beside the weights like the scope statistics) on what the Predictor has computed
+   anyway: the model's pooled features plus the image's layout thumbnail
+   (:func:`pneumoscan.scope.thumbnail`: where the dark lungs, the mediastinum, the arms
+   and the neck are). The features alone judged a strongly processed adult film from
+   another hospital by the processing, which it shares with the pediatric films; the
+   layout is blind to processing (docs/experiments.md). It answers only for images in
+   scope: on a photograph its answer would mean nothing;
 3. neither: :data:`UNKNOWN`, with a warning.
 
 ``in_scope`` stays about "is this a frontal chest radiograph"; this check is about who is
@@ -34,6 +39,7 @@ from datetime import date, datetime
 import numpy as np
 
 from pneumoscan.imaging import DicomInfo
+from pneumoscan.scope import thumbnail
 
 PEDIATRIC = "pediatric"
 ADULT = "adult"
@@ -77,21 +83,22 @@ class PopulationResult:
 
 @dataclass(frozen=True)
 class PopulationClassifier:
-    """Logistic regression of "adult" on a model's pooled features ``(C,)``.
+    """Logistic regression of "adult" on :func:`population_features` ``(C + T,)``.
 
     ``P(adult) = sigmoid(weight . (x - mean) / scale + bias)``; above ``threshold``: adult.
     """
 
-    mean: np.ndarray  # (C,)
-    scale: np.ndarray  # (C,), standard deviations of the fitting features (never 0)
-    weight: np.ndarray  # (C,)
+    mean: np.ndarray  # (D,) = (C + T,)
+    scale: np.ndarray  # (D,), standard deviations of the fitting features (never 0)
+    weight: np.ndarray  # (D,)
     bias: float
     threshold: float  # on P(adult)
     n_pediatric: int  # fitting images of each kind (augmented copies included)
     n_adult: int
 
     def probability(self, pooled: np.ndarray) -> np.ndarray:
-        """P(adult) of pooled features ``(C,)`` or ``(N, C)``: a float array of the batch shape.
+        """P(adult) of :func:`population_features` ``(D,)`` or ``(N, D)``: a float array of
+        the batch shape.
 
         Raises:
             ValueError: the features' dimension is not the fitted one (another model).
@@ -103,6 +110,12 @@ class PopulationClassifier:
                              "fit-population MODEL --data DATA --adults ADULTS")
         logit = ((features - self.mean) / self.scale) @ self.weight + self.bias
         return np.asarray(1.0 / (1.0 + np.exp(-logit)))
+
+
+def population_features(pooled: np.ndarray, resized: np.ndarray) -> np.ndarray:
+    """What the image classifier reads: the model's pooled features ``(C,)`` and the
+    layout :func:`~pneumoscan.scope.thumbnail` of the ``(S, S)`` model input, ``(C + T,)``."""
+    return np.concatenate([np.asarray(pooled, np.float64), thumbnail(resized)])
 
 
 def age_in_years(dicom: DicomInfo) -> float | None:
@@ -169,13 +182,15 @@ def from_image(probability: float, classifier: PopulationClassifier) -> Populati
                             "model was trained on (estimated from the image)", probability)
 
 
-def assess_population(dicom: DicomInfo | None, pooled: np.ndarray, in_scope: bool,
+def assess_population(dicom: DicomInfo | None, pooled: np.ndarray, resized: np.ndarray,
+                      in_scope: bool,
                       classifier: PopulationClassifier | None) -> PopulationResult:
     """Header first, then the image (only in scope, only with a classifier), else unknown.
 
     Args:
         dicom: the header facts of a DICOM input, None for other formats.
         pooled: the model's pooled features of the image ``(C,)``.
+        resized: the ``(S, S)`` uint8 model input.
         in_scope: the scope check's verdict on the image.
         classifier: the model's fitted classifier, None when it has none.
     """
@@ -188,7 +203,7 @@ def assess_population(dicom: DicomInfo | None, pooled: np.ndarray, in_scope: boo
     if classifier is None:
         return PopulationResult(UNKNOWN, "population check not fitted for this model",
                                 warning=UNKNOWN_WARNING)
-    probability = float(classifier.probability(pooled))
+    probability = float(classifier.probability(population_features(pooled, resized)))
     if not math.isfinite(probability):
         return PopulationResult(UNKNOWN, "the image-based estimate failed",
                                 warning=UNKNOWN_WARNING)

@@ -1,17 +1,19 @@
 """Fitting a model's population classifier: its pediatric training images against adults.
 
 ``pneumoscan fit-population`` (and ``benchmarks/population_rates.py``, which measures it).
-A logistic regression (scikit-learn) on the model's own pooled features, so it costs one
-dot product per image on features the model computes anyway. It is fitted on:
+A logistic regression (scikit-learn) on :func:`pneumoscan.population.population_features`
+(the model's pooled features and the layout thumbnail), so it costs one dot product per
+image on what the Predictor computes anyway. It is fitted on:
 
 - the pediatric side: the model's training split, rebuilt from its card
   (:func:`pneumoscan.scope_fitting.training_split`), so both validation sets stay unseen;
 - the adult side: adult frontal films (``../shared/data/adult_nih``), split by patient, a
   third held out (:func:`split_adults`) to measure the adult rate on;
 
-plus one randomly transformed copy of every image (the scope fit's transforms): framing,
-exposure and contrast differ between hospitals, and the classifier must not learn one
-collection's look for "adult". The threshold on P(adult) is the one the balanced classes
+plus randomly transformed copies (:data:`POPULATION_AUGMENT`): one of each pediatric image,
+:data:`ADULT_COPIES` of each adult one. Framing, exposure, contrast and above all the
+processing (edge enhancement) differ between hospitals, and the classifier must not learn
+one collection's look for "adult". The threshold on P(adult) is the one the balanced classes
 give, 0.5, raised when needed so that at most :data:`PEDIATRIC_EXCEED_FRACTION` of the
 pediatric fitting images' out-of-fold scores exceed it.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +31,28 @@ import numpy as np
 from pneumoscan.dataset import CLASS_NAMES, Sample, split_by_patient
 from pneumoscan.image_cache import load_resized
 from pneumoscan.modelfile import save_population
-from pneumoscan.population import ADULT_HOLDOUT_FRACTION, ADULT_SPLIT_SEED, PopulationClassifier
+from pneumoscan.population import (
+    ADULT_HOLDOUT_FRACTION,
+    ADULT_SPLIT_SEED,
+    PopulationClassifier,
+    population_features,
+)
 from pneumoscan.prediction_output import find_images
 from pneumoscan.predictor import Predictor
-from pneumoscan.scope_fitting import augmented_copies
+from pneumoscan.scope_fitting import SCOPE_AUGMENT, augmented_copies
 
 logger = logging.getLogger(__name__)
 
 #: Inverse L2 strength of the logistic regression (on standardised features).
-REGULARISATION_C = 1.0
+REGULARISATION_C = 0.1
+#: Transformed copies of each adult film in the fit (there are few adults).
+ADULT_COPIES = 6
+#: The transforms of the copies: the scope fit's, with strong sharpening or blurring and
+#: wider tone changes (how processing differs between hospitals).
+POPULATION_AUGMENT = replace(SCOPE_AUGMENT, blur_sharpen=1.5, blur_sigma=1.0, contrast=0.4,
+                             gamma=0.5)
+#: Seed of the pediatric copies (the adult copies use 0, 1, ...).
+PEDIATRIC_COPY_SEED = 100
 #: Most pediatric fitting images (out of fold) allowed above the threshold.
 PEDIATRIC_EXCEED_FRACTION = 0.005
 #: Folds of the out-of-fold scores the threshold is checked on.
@@ -118,15 +133,20 @@ def fit_classifier(pediatric: np.ndarray, adult: np.ndarray, *,
                                 n_pediatric=len(pediatric), n_adult=len(adult))
 
 
-def fitting_features(predictor: Predictor, samples: Sequence[Sample], *,
-                     cache_dir: Path | None = None, seed: int = 0) -> np.ndarray:
-    """Pooled features ``(2N, C)`` of ``samples`` and one transformed copy of each."""
+def fitting_features(predictor: Predictor, samples: Sequence[Sample], *, copies: int = 1,
+                     first_seed: int = 0, cache_dir: Path | None = None) -> np.ndarray:
+    """:func:`~pneumoscan.population.population_features` ``((1 + copies) N, D)`` of
+    ``samples`` and ``copies`` transformed copies of each (seeds ``first_seed``, ...)."""
     resized, bad = load_resized(samples, predictor.card.preprocessing.image_size,
                                 cache_dir=cache_dir)
     if bad:
         logger.warning("%d unreadable image(s) left out of the population fit", len(bad))
-    return predictor.pooled_features(np.concatenate([resized,
-                                                     augmented_copies(resized, seed)]))
+    transformed = [augmented_copies(resized, seed, POPULATION_AUGMENT)
+                   for seed in range(first_seed, first_seed + copies)]
+    images = np.concatenate([resized, *transformed])  # (M, S, S)
+    pooled = predictor.pooled_features(images)  # (M, C)
+    return np.stack([population_features(vector, image)
+                     for vector, image in zip(pooled, images, strict=True)])
 
 
 def fit_population(model: Path | str | None, pediatric: Sequence[Sample],
@@ -143,10 +163,12 @@ def fit_population(model: Path | str | None, pediatric: Sequence[Sample],
         notes: how the inputs were chosen, stored with the classifier.
     """
     predictor = Predictor.load(model, backend="torch")  # the features the check will see
-    logger.info("population fit: %d pediatric and %d adult images, plus a transformed copy "
-                "of each", len(pediatric), len(adults))
-    classifier = fit_classifier(fitting_features(predictor, pediatric, cache_dir=cache_dir),
-                                fitting_features(predictor, adults, cache_dir=cache_dir))
+    logger.info("population fit: %d pediatric and %d adult images, plus transformed copies",
+                len(pediatric), len(adults))
+    classifier = fit_classifier(
+        fitting_features(predictor, pediatric, first_seed=PEDIATRIC_COPY_SEED,
+                         cache_dir=cache_dir),
+        fitting_features(predictor, adults, copies=ADULT_COPIES, cache_dir=cache_dir))
     return classifier, save_population(classifier, model, notes)
 
 

@@ -176,8 +176,8 @@ class Predictor:
         results = []
         for i, decoded in enumerate(images):
             scope = assess_scope(decoded, resized[i], pooled[i], self.scope)
-            population = assess_population(decoded.dicom, pooled[i], scope.in_scope,
-                                           self.population)
+            population = assess_population(decoded.dicom, pooled[i], resized[i],
+                                           scope.in_scope, self.population)
             results.append(self._result(decoded, decisions, i, features[i], scope,
                                         population, heatmap))
         return results

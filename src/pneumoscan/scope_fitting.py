@@ -70,13 +70,14 @@ def training_split(card: ModelCard, data: Path | str) -> TrainingSplit:
                               float(config.get("protocol_fraction", 0.0)))
 
 
-def augmented_copies(resized: np.ndarray, seed: int = 0) -> np.ndarray:
-    """One copy ``(N, S, S)`` uint8 of each image, transformed by :data:`SCOPE_AUGMENT`."""
+def augmented_copies(resized: np.ndarray, seed: int = 0,
+                     config: AugmentConfig = SCOPE_AUGMENT) -> np.ndarray:
+    """One copy ``(N, S, S)`` uint8 of each image, transformed by ``config``."""
     generator = torch.Generator().manual_seed(seed)
     copies = []
     for start in range(0, len(resized), 256):
         batch = torch.from_numpy(resized[start:start + 256]).float().div_(255).unsqueeze(1)
-        batch = augment_batch(batch, SCOPE_AUGMENT, generator)  # (B, 1, S, S) in [0, 1]
+        batch = augment_batch(batch, config, generator)  # (B, 1, S, S) in [0, 1]
         copies.append(batch[:, 0].mul(255).round_().to(torch.uint8).numpy())
     return np.concatenate(copies) if copies else resized[:0]
 

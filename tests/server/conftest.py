@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage
 from pneumoscan.modelfile import ModelCard
-from pneumoscan.predictor import Prediction
+from pneumoscan.predictor import Prediction, Predictor
 from pneumoscan.preprocessing import PreprocessConfig
 from pneumoscan.server import ServerSettings, create_app
 
@@ -51,8 +51,8 @@ class FakePredictor:
     def version(self) -> str:
         return self.card.version
 
-    def decode(self, data: bytes) -> DecodedImage:
-        return decode_image(data, max_pixels=self.max_pixels)
+    # The real Predictor's decode (its pixel limits), so that the routes meet its refusals.
+    decode = Predictor.decode
 
     def predict_decoded(self, images: list[DecodedImage], *,
                         heatmap: bool = True) -> list[Prediction]:

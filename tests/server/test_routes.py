@@ -22,7 +22,7 @@ from pneumoscan.heatmap import legend_bar
 from pneumoscan.server import ServerSettings, create_app
 from pneumoscan.server.settings import MEGABYTE
 
-from .conftest import ClientFactory, FakePredictor
+from .conftest import ClientFactory, FakePredictor, png_bytes
 
 PREDICT = "/api/v1/predict"
 BATCH = "/api/v1/predict/batch"
@@ -308,6 +308,17 @@ def test_422_over_the_pixel_limit(client: TestClient, huge_png: bytes) -> None:
     response = post_file(client, huge_png, "huge.png")
     assert response.status_code == 422
     assert "64,000,000 pixels is over the limit of 50,000,000" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (63, 500), (500, 40)])
+def test_422_far_too_small_to_be_a_radiograph(client: TestClient, size: tuple[int, int]
+                                              ) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8)
+    response = post_file(client, png_bytes(pixels), "tiny.png")
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert f"{size[1]}x{size[0]} pixels is far too small" in detail
+    assert "at least 64 pixels" in detail
 
 
 def test_422_pixel_limit_from_settings(make_client: ClientFactory, xray_jpeg: bytes) -> None:

@@ -1,0 +1,39 @@
+"""``pneumoscan fit-population``: one command fits a model's population check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from conftest import make_adult_folder, trained_looking_model
+from pneumoscan.cli.main import app
+from pneumoscan.modelfile import load_population, population_notes
+
+runner = CliRunner()
+
+
+def test_fit_population_writes_the_classifier_beside_the_weights(
+        tiny_model_dir: Path, synthetic_dataset: Path, tmp_path: Path) -> None:
+    model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
+    adults = make_adult_folder(tmp_path / "adults", n_patients=12)
+    result = runner.invoke(app, ["fit-population", str(model), "--data",
+                                 str(synthetic_dataset), "--adults", str(adults),
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    output = result.stdout.replace("\n", "")
+    assert f"wrote {model / 'model.population.safetensors'}" in output
+    assert "adult images of 4 patients held out" in output
+    assert load_population(model) is not None
+    assert population_notes(model)["adults_held_out"] == "8"
+
+
+def test_fit_population_without_adult_images(tiny_model_dir: Path, synthetic_dataset: Path,
+                                             tmp_path: Path) -> None:
+    model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["fit-population", str(model), "--data",
+                                 str(synthetic_dataset), "--adults", str(tmp_path / "empty")])
+    assert result.exit_code != 0
+    assert "no adult images" in result.output
+    assert load_population(model) is None
