@@ -45,7 +45,7 @@ dicom-tools:
 	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -x /usr/bin/storescu ] || ! command -v cc >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc dcmtk gcc >/dev/null \
-	      && (systemctl disable --now orthanc >/dev/null 2>&1 || true)) \
+	      && (systemctl disable --now orthanc >/dev/null 2>&1 || service orthanc stop >/dev/null 2>&1 || true)) \
 	      || echo "orthanc/dcmtk could not be installed: the DICOM node's Orthanc tests will be skipped"; \
 	  else echo "not root: cannot apt-get orthanc dcmtk; the DICOM node's Orthanc tests will be skipped"; fi; \
 	fi

@@ -90,9 +90,9 @@ def test_saved_beside_the_weights_and_tied_to_them(tiny_model_dir: Path, tmp_pat
     weights.write_bytes(weights.read_bytes() + b" ")  # other weights: the record is stale
     with caplog.at_level(logging.WARNING):
         assert load_training_files(model) is None
-    assert "recorded for other weights" in caplog.text
+    assert "made for other weights" in caplog.text
     path.write_bytes(b"not safetensors")
-    with pytest.raises(ModelFileError, match="not a readable record"):
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
         load_training_files(model)
 
 

@@ -216,10 +216,10 @@ def save_scope(statistics: ScopeStatistics, model: Path | str | None) -> Path:
         for item in fields(DistanceStatistics):
             value = getattr(distance, item.name)
             if isinstance(value, np.ndarray):
-                tensors[f"{part}.{item.name}"] = value
+                tensors[f"{part}.{item.name}"] = value.astype(np.float32)
             else:
                 metadata[f"{part}.{item.name}"] = repr(value)
-    return _write_fitted(model, SCOPE_SUFFIX, SCOPE_FORMAT, tensors, metadata)
+    return write_fitted(model, SCOPE_SUFFIX, SCOPE_FORMAT, tensors, metadata)
 
 
 def save_population(classifier: PopulationClassifier, model: Path | str | None,
@@ -228,16 +228,17 @@ def save_population(classifier: PopulationClassifier, model: Path | str | None,
 
     ``notes``: how it was fitted (kept in the file's metadata, read by the benchmark).
     """
-    tensors = {name: getattr(classifier, name) for name in ("mean", "scale", "weight")}
+    tensors = {name: getattr(classifier, name).astype(np.float32)
+               for name in ("mean", "scale", "weight")}
     metadata = {name: repr(getattr(classifier, name))
                 for name in ("bias", "threshold", "n_pediatric", "n_adult")}
     metadata.update({f"notes.{key}": value for key, value in (notes or {}).items()})
-    return _write_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT, tensors, metadata)
+    return write_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT, tensors, metadata)
 
 
 def population_notes(model: Path | str | None) -> dict[str, str]:
     """The ``notes`` stored with the model's population classifier ({} when it has none)."""
-    fitted = _read_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT,
+    fitted = read_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT,
                           fit_population_hint(model), "")
     if fitted is None:
         return {}
@@ -245,27 +246,30 @@ def population_notes(model: Path | str | None) -> dict[str, str]:
             if key.startswith("notes.")}
 
 
-def _write_fitted(model: Path | str | None, suffix: str, file_format: str,
-                  tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
-    """Arrays as float32 tensors and numbers in the metadata, tied to the weights by their
-    SHA-256, written to a partial file that then replaces the old one."""
+def write_fitted(model: Path | str | None, suffix: str, file_format: str,
+                 tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
+    """The one writer of what is stored beside a model's weights (scope statistics,
+    population classifier, training-file record): arrays as tensors and strings in the
+    metadata, tied to the weights by their SHA-256, written to a partial file that then
+    replaces the old one (a kill leaves the old file whole)."""
     from safetensors.numpy import save_file
 
     weights, _ = resolve_model_paths(model)
     path = fitted_path(weights, suffix)
     partial = path.with_name(path.name + ".partial")
-    save_file({name: np.ascontiguousarray(value, np.float32) for name, value in tensors.items()},
+    save_file({name: np.ascontiguousarray(value) for name, value in tensors.items()},
               str(partial), metadata={"format": file_format,
                                       "weights_sha256": weights_digest(weights), **metadata})
     partial.replace(path)
     return path
 
 
-def _read_fitted(model: Path | str | None, suffix: str, file_format: str, hint: str,
-                 stale_consequence: str) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
-    """The tensors and metadata of a model's fitted state, or None when there is none for
-    these weights: state fitted for other weights (replaced, not refitted) is ignored with
-    a warning that ends with ``stale_consequence``, since it would judge the wrong network.
+def read_fitted(model: Path | str | None, suffix: str, file_format: str, hint: str,
+                stale_consequence: str) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """The tensors and metadata :func:`write_fitted` stored, or None when there are none
+    for these weights: state made for other weights (replaced, not refitted) is ignored
+    with a warning that ends with ``stale_consequence``, since it would describe another
+    network. ``hint`` is the command that makes the state again.
 
     Raises:
         ModelFileError: the file exists but is not readable state of ``file_format``.
@@ -281,14 +285,14 @@ def _read_fitted(model: Path | str | None, suffix: str, file_format: str, hint: 
             metadata = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as exc:
-        raise ModelFileError(f"{path}: not a readable safetensors file ({exc}); refit it: "
-                             f"{hint}") from exc
+        raise ModelFileError(f"{path}: not a readable safetensors file ({exc}); make it "
+                             f"again: {hint}") from exc
     if metadata.get("format") != file_format:
         raise ModelFileError(f"{path}: format {metadata.get('format')!r}, expected "
-                             f"{file_format!r}; refit it: {hint}")
+                             f"{file_format!r}; make it again: {hint}")
     if metadata.get("weights_sha256") != weights_digest(weights):
         if stale_consequence:
-            logger.warning("%s was fitted for other weights than %s and is ignored: %s until "
+            logger.warning("%s was made for other weights than %s and is ignored: %s until "
                            "you run `%s`", path.name, weights, stale_consequence, hint)
         return None
     return tensors, metadata
@@ -313,7 +317,7 @@ def load_scope(model: Path | str | None) -> ScopeStatistics | None:
         ModelFileError: the file exists but is not readable scope statistics.
     """
     hint = fit_scope_hint(model)
-    fitted = _read_fitted(model, SCOPE_SUFFIX, SCOPE_FORMAT, hint,
+    fitted = read_fitted(model, SCOPE_SUFFIX, SCOPE_FORMAT, hint,
                           "every image will be out of scope")
     if fitted is None:
         return None
@@ -333,7 +337,7 @@ def load_population(model: Path | str | None) -> PopulationClassifier | None:
         ModelFileError: the file exists but is not a readable classifier.
     """
     hint = fit_population_hint(model)
-    fitted = _read_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT, hint,
+    fitted = read_fitted(model, POPULATION_SUFFIX, POPULATION_FORMAT, hint,
                           "the population of every image without an age in its DICOM "
                           "header will be unknown")
     if fitted is None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.errors import ModelFileError
-from pneumoscan.modelfile import resolve_model_paths, weights_digest
+from pneumoscan.modelfile import fitted_path, read_fitted, write_fitted
 
 if TYPE_CHECKING:  # dataset imports modelfile, which stores these records
     from pneumoscan.dataset import TrainingSplit
@@ -120,23 +120,15 @@ def overlap_warnings(counts: dict[str, int], total: int) -> list[str]:
 def record_path(model: Path | str | None) -> Path:
     """Where a model's record lives: ``FOLDER/model.training-files.safetensors`` or
     ``NAME.training-files.safetensors`` beside ``NAME.safetensors``."""
-    weights, _ = resolve_model_paths(model)
-    return weights.with_suffix(SUFFIX)
+    return fitted_path(model, SUFFIX)
 
 
 def save_training_files(files: TrainingFiles, model: Path | str | None) -> Path:
     """Write ``files`` beside the model's weights (atomically); return the file."""
-    from safetensors.numpy import save_file
-
-    weights, _ = resolve_model_paths(model)
-    path = record_path(weights)
-    partial = path.with_name(path.name + ".partial")
-    save_file({"digests": np.ascontiguousarray(files.digests, np.uint8),
-               "roles": np.ascontiguousarray(files.roles, np.uint8)}, str(partial),
-              metadata={"format": FORMAT, "weights_sha256": weights_digest(weights),
-                        "data_fingerprint": files.data_fingerprint})
-    partial.replace(path)
-    return path
+    return write_fitted(model, SUFFIX, FORMAT,
+                        {"digests": files.digests.astype(np.uint8),
+                         "roles": files.roles.astype(np.uint8)},
+                        {"data_fingerprint": files.data_fingerprint})
 
 
 def load_training_files(model: Path | str | None) -> TrainingFiles | None:
@@ -147,29 +139,17 @@ def load_training_files(model: Path | str | None) -> TrainingFiles | None:
     Raises:
         ModelFileError: the file exists but is not a readable record.
     """
-    from safetensors import SafetensorError, safe_open
-
-    weights, _ = resolve_model_paths(model)
-    path = record_path(weights)
-    if not path.is_file():
+    stored = read_fitted(model, SUFFIX, FORMAT, RECORD_HINT, "overlap with the model's "
+                         "training data cannot be checked")
+    if stored is None:
         return None
+    tensors, metadata = stored
     try:
-        with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-            files = TrainingFiles(handle.get_tensor("digests"), handle.get_tensor("roles"),
-                                  metadata.get("data_fingerprint", ""))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a readable record of training files ({exc}); "
-                             f"rebuild it: {RECORD_HINT}") from exc
-    if metadata.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: format {metadata.get('format')!r}, expected "
-                             f"{FORMAT!r}; rebuild it: {RECORD_HINT}")
-    if metadata.get("weights_sha256") != weights_digest(weights):
-        logger.warning("%s was recorded for other weights than %s and is ignored: overlap "
-                       "with the model's training data cannot be checked", path.name,
-                       weights.name)
-        return None
-    return files
+        return TrainingFiles(tensors["digests"], tensors["roles"],
+                             metadata.get("data_fingerprint", ""))
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"{record_path(model)}: not a readable record of training "
+                             f"files ({exc}); make it again: {RECORD_HINT}") from exc
 
 
 def record_model(model: Path | str | None, data: Path | str) -> Path:
