@@ -36,6 +36,8 @@ class TrainConfig:
     min_sensitivity: float = 0.95  # threshold rule: lowest sensitivity accepted
     threshold_plateau: float = 0.02  # threshold rule: Youden J within this of its best
     threads: int = 0  # torch CPU threads; 0 = all cores
+    adults: str = ""  # folder of adult frontal films: fit the population check on them
+    # after training (pneumoscan.population_fitting); "" = not fitted (fit-population later)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:

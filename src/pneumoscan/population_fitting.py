@@ -172,6 +172,23 @@ def fit_population(model: Path | str | None, pediatric: Sequence[Sample],
     return classifier, save_population(classifier, model, notes)
 
 
+def fit_population_on_folder(model: Path | str | None, pediatric: Sequence[Sample],
+                             adults_dir: Path | str, *,
+                             holdout_fraction: float = ADULT_HOLDOUT_FRACTION,
+                             seed: int = ADULT_SPLIT_SEED, cache_dir: Path | None = None,
+                             ) -> tuple[PopulationClassifier, Path, AdultSplit]:
+    """:func:`fit_population` on the fitting share of the adult patients in ``adults_dir``
+    (:func:`split_adults`), the split noted with the classifier so that
+    ``benchmarks/population_rates.py`` measures on the held-out share."""
+    split = split_adults(find_adult_images(adults_dir), holdout_fraction, seed)
+    notes = {"adults": Path(adults_dir).resolve().name,
+             "holdout_fraction": repr(holdout_fraction), "seed": str(seed),
+             "adults_held_out": str(len(split.held_out))}
+    classifier, path = fit_population(model, pediatric, split.fit, cache_dir=cache_dir,
+                                      notes=notes)
+    return classifier, path, split
+
+
 def describe_population(classifier: PopulationClassifier) -> str:
     """One line: what the classifier was fitted on and its threshold."""
     return (f"fitted on {classifier.n_pediatric} pediatric and {classifier.n_adult} adult "

@@ -50,8 +50,9 @@ from pneumoscan.heatmap import heatmap_scale, raw_activation_map
 from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import predict_logits, run_batches
 from pneumoscan.metrics import compute_metrics
-from pneumoscan.modelfile import CLASS_NAMES, ModelCard, save_model
+from pneumoscan.modelfile import CLASS_NAMES, ModelCard, fit_population_hint, save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
+from pneumoscan.population_fitting import describe_population, fit_population_on_folder
 from pneumoscan.preprocessing import PreprocessConfig, normalize, resize_all
 from pneumoscan.scope_fitting import describe_scope, fit_scope
 from pneumoscan.shift_scores import fit_operating_point
@@ -413,6 +414,21 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
     # beside the weights (pneumoscan.scope_fitting; `pneumoscan fit-scope` does the same).
     scope, _ = fit_scope(out, train_samples, cache_dir=cache_dir)
     logger.info("scope check %s", describe_scope(scope))
+    _fit_population(out, config, train_samples, cache_dir)
+
+
+def _fit_population(out: Path, config: TrainConfig, train_samples: list[Sample],
+                    cache_dir: Path | None) -> None:
+    """Fit the population check on the training images and ``config.adults`` (the fitting
+    share of their patients), or say how to fit it later."""
+    if not config.adults:
+        logger.warning("population check not fitted (no adult films given): every image "
+                       "without an age in its DICOM header will be 'unknown'; run `%s`",
+                       fit_population_hint(out))
+        return
+    classifier, _, _ = fit_population_on_folder(out, train_samples, config.adults,
+                                                cache_dir=cache_dir)
+    logger.info("population check %s", describe_population(classifier))
 
 
 def fit_heatmap_scale(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_synthetic_dataset
+from conftest import make_adult_folder, make_synthetic_dataset
 from pneumoscan import __version__
 from pneumoscan.cli.main import app
+from pneumoscan.modelfile import load_population, load_scope, population_notes
 
 runner = CliRunner()
 
@@ -41,11 +42,15 @@ def test_train_then_evaluate(synthetic_dataset: Path, tmp_path: Path) -> None:
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_CONFIG)
     model = tmp_path / "model"
+    adults = make_adult_folder(tmp_path / "adults", n_patients=12)
     result = runner.invoke(app, ["train", "--data", str(synthetic_dataset), "--out", str(model),
-                                 "--config", str(config), "--seed", "1",
-                                 "--cache-dir", str(tmp_path / "cache")])
+                                 "--config", str(config), "--seed", "1", "--adults",
+                                 str(adults), "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     assert (model / "model.safetensors").is_file() and (model / "model.json").is_file()
+    # the model's checks are fitted beside it: scope, and population with --adults
+    assert load_scope(model) is not None and load_population(model) is not None
+    assert population_notes(model)["adults_held_out"] == "8"
     card = json.loads((model / "model.json").read_text())
     assert card["arch"] == "simple_cnn" and card["training"]["config"]["seed"] == 1
     assert card["training"]["epochs_run"] == 2
@@ -116,7 +121,7 @@ def test_unknown_config_key_is_a_user_error(synthetic_dataset: Path, tmp_path: P
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["fit-scope"],
-                                     ["serve"], ["export"]])
+                                     ["fit-population"], ["serve"], ["export"]])
 def test_help_is_plain_and_fits_80_columns(command: list[str]) -> None:
     """No "<bool>" type noise, nothing cut mid-word ("..." or an ellipsis), no line over 80."""
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})

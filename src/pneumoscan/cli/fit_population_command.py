@@ -39,20 +39,13 @@ def fit_population_command(
             raise ValueError("fit-population runs the model with PyTorch: pip install "
                              "'pneumoscan[torch]'")
         from pneumoscan.modelfile import read_card
-        from pneumoscan.population_fitting import (
-            describe_population,
-            find_adult_images,
-            fit_population,
-            split_adults,
-        )
+        from pneumoscan.population_fitting import describe_population, fit_population_on_folder
         from pneumoscan.scope_fitting import training_split
 
         split = training_split(read_card(model), data)
-        adult_split = split_adults(find_adult_images(adults), holdout_fraction, seed)
-        notes = {"adults": adults.resolve().name, "holdout_fraction": repr(holdout_fraction),
-                 "seed": str(seed), "adults_held_out": str(len(adult_split.held_out))}
-        classifier, path = fit_population(model, split.train, adult_split.fit,
-                                          cache_dir=cache_dir, notes=notes)
+        classifier, path, adult_split = fit_population_on_folder(
+            model, split.train, adults, holdout_fraction=holdout_fraction, seed=seed,
+            cache_dir=cache_dir)
     stdout.print(describe_population(classifier))
     stdout.print(f"{len(adult_split.held_out)} adult images of "
                  f"{len({s.patient_id for s in adult_split.held_out})} patients held out")

@@ -37,6 +37,10 @@ def train_command(
                                     help="Seed of split, order and augment."),
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained",
                                            help="Start from offline ImageNet weights."),
+    adults: Path | None = typer.Option(None, "--adults", metavar="DIR",
+                                       help="Adult frontal films (e.g. "
+                                       "../shared/data/adult_nih): fit the population check "
+                                       "on them after training."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", metavar="DIR",
                                           help="Decoded-image cache (default "
@@ -53,8 +57,9 @@ def train_command(
 ) -> None:
     """Train a pneumonia classifier.
 
-    Writes model.safetensors + model.json to --out, with the scope statistics and the
-    digests of the files it was trained and validated on beside them.
+    Writes model.safetensors + model.json to --out, with the scope statistics, the
+    population check (with --adults) and the digests of the files it was trained and
+    validated on beside them.
     """
     configure_logging(verbose)
     with user_errors():
@@ -64,7 +69,8 @@ def train_command(
 
     with user_errors():
         settings = load_config(config).with_overrides(
-            epochs=epochs, arch=arch, image_size=image_size, seed=seed, pretrained=pretrained)
+            epochs=epochs, arch=arch, image_size=image_size, seed=seed, pretrained=pretrained,
+            adults=None if adults is None else str(adults))
         if resume and (out / "config.toml").is_file() and config is None:
             settings = load_config(out / "config.toml").with_overrides(epochs=epochs)
         if devices > 1:
