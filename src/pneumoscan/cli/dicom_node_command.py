@@ -39,7 +39,9 @@ def dicom_node_command(
                                           "data: a protected folder)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Receive radiographs over DICOM, predict, send an SR and a heat map back.
+    """Run a DICOM node for a PACS.
+
+    Receives radiographs over DICOM, predicts, sends an SR and a heat map back.
 
     Decision support, not for diagnostic use. Stops cleanly on SIGTERM or Ctrl-C: images
     already received are finished and their results sent.

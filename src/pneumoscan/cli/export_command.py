@@ -26,8 +26,10 @@ def export_command(
                                      "--check-data to compare on."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Export a model to ONNX (dynamic batch; logits and feature map), run onnx.checker,
-    and refuse to write it unless it matches PyTorch (max |logit diff| <= 1e-4, same
+    """Export a model to ONNX, checked.
+
+    Exports to ONNX (dynamic batch; logits and feature map), runs onnx.checker,
+    and refuses to write it unless it matches PyTorch (max |logit diff| <= 1e-4, same
     labels)."""
     configure_logging(verbose)
     with user_errors():

@@ -27,7 +27,9 @@ def fit_population_command(
                                           "(default ~/.cache/pneumoscan)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Fit the population check of MODEL (adult or child, from the image) and store it
+    """Fit a model's adult-or-child check.
+
+    Fits the population check of MODEL (adult or child, from the image) and stores it
     beside the weights (model.population.safetensors, or NAME.population.safetensors).
 
     Fitted on the model's pediatric training split and the adult films of --adults, less a

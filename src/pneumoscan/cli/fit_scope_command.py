@@ -25,7 +25,9 @@ def fit_scope_command(
                                          help="Feature cut-off over its training quantile."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Fit the input-scope check of MODEL on its own training images and store it beside
+    """Fit a model's input-scope check.
+
+    Fits the input-scope check of MODEL on its own training images and stores it beside
     the weights (model.scope.safetensors, or NAME.scope.safetensors beside
     NAME.safetensors). `pneumoscan train` does this itself; run it for a model made
     before, or after replacing a model's weights (a fit made for other weights is ignored,

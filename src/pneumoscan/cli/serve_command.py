@@ -26,7 +26,9 @@ def serve_command(
                                        "PNEUMOSCAN_WORKERS)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Serve the upload page at http://HOST:PORT and the JSON API under /api/v1."""
+    """Serve the upload page and the JSON API.
+
+    The page at http://HOST:PORT, the JSON API under /api/v1."""
     configure_logging(verbose)
     import uvicorn
 
