@@ -120,8 +120,13 @@ def test_sr_scope_and_population(source: Dataset, prediction: Prediction) -> Non
     assert code_of(applicable) == (codes.NO.value, "SCT")
 
 
-def test_sr_cause_only_for_pneumonia(source: Dataset, prediction: Prediction) -> None:
-    positive = replace(prediction, probability=0.97, cause="viral", cause_probability=0.2)
+def test_sr_cause_only_for_an_applicable_pneumonia(source: Dataset,
+                                                   prediction: Prediction) -> None:
+    adult = replace(prediction, probability=0.97, cause="viral", cause_probability=0.2)
+    assert not adult.applicable  # the shared film is an adult's
+    assert items(reparsed(build_structured_report(source, adult)), codes.CAUSE_ESTIMATE) == []
+    positive = replace(adult, population="pediatric", population_warning="",
+                       population_probability=0.01)
     sr = reparsed(build_structured_report(source, positive))
     (cause,) = items(sr, codes.CAUSE_ESTIMATE)
     assert code_of(cause) == (codes.VIRAL_PNEUMONIA.value, "SCT")
@@ -131,6 +136,14 @@ def test_sr_cause_only_for_pneumonia(source: Dataset, prediction: Prediction) ->
     sr = reparsed(build_structured_report(source, negative))
     assert items(sr, codes.CAUSE_ESTIMATE) == []
     assert code_of(items(sr, codes.PNEUMONIA)[0]) == (codes.ABSENT.value, "SCT")
+
+
+def test_sr_says_whether_the_result_applies_before_the_finding(
+        source: Dataset, prediction: Prediction) -> None:
+    sr = reparsed(build_structured_report(source, prediction))
+    names = [item.ConceptNameCodeSequence[0].CodeValue for item in sr.ContentSequence]
+    assert names.index(codes.APPLICABLE.value) < names.index(codes.PNEUMONIA.value)
+    assert names.index(codes.POPULATION.value) < names.index(codes.PNEUMONIA.value)
 
 
 def test_sr_out_of_scope_reason_and_applicable(source: Dataset,

@@ -75,9 +75,10 @@ def build_structured_report(source: Dataset, prediction: Prediction) -> hd.sr.Co
     _attach(root, [*_observation_context(prediction.model),
                    *hd.sr.AlgorithmIdentification(name=MANUFACTURER, version=prediction.model),
                    _text(codes.DISCLAIMER, DISCLAIMER_TEXT, Relation.CONTAINS),
-                   _finding(source, prediction), *_cause(prediction), _scope(prediction),
-                   _population(prediction),
-                   _yes_no(codes.APPLICABLE, prediction.applicable, [])])
+                   # what limits the result comes before it, as on every other face
+                   _yes_no(codes.APPLICABLE, prediction.applicable, []), _scope(prediction),
+                   _population(prediction), _finding(source, prediction),
+                   *_cause(prediction)])
     return hd.sr.ComprehensiveSR(
         evidence=[source], content=root,
         series_instance_uid=uids.sr_series, series_number=SR_SERIES_NUMBER,
@@ -114,9 +115,10 @@ def _finding(source: Dataset, prediction: Prediction) -> CodeContentItem:
 
 
 def _cause(prediction: Prediction) -> list[CodeContentItem]:
-    """The bacterial / viral estimate, only for a pneumonia result."""
+    """The bacterial / viral estimate, only for an applicable pneumonia result (the page,
+    the CLI and the worklist leave it out otherwise too)."""
     cause = codes.CAUSES.get(prediction.cause or "")
-    if cause is None or prediction.cause_probability is None:
+    if cause is None or prediction.cause_probability is None or not prediction.applicable:
         return []
     item = CodeContentItem(name=codes.CAUSE_ESTIMATE, value=cause,
                            relationship_type=Relation.CONTAINS)
