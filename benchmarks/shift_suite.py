@@ -26,12 +26,12 @@ import torch
 from safetensors.torch import load_file
 
 from pneumoscan.calibration import apply_temperature
-from pneumoscan.dataset import discover, split_for_training
 from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import predict_logits
 from pneumoscan.modelfile import ModelCard, load_model
 from pneumoscan.models import PneumoniaNet
 from pneumoscan.preprocessing import resize_all
+from pneumoscan.scope_fitting import training_split
 from pneumoscan.shift_scores import (
     ShiftScore,
     fit_operating_point,
@@ -45,12 +45,7 @@ from pneumoscan.shifts import SOURCE_SIZE, shifted_sets
 def validation_images(data: Path, card: ModelCard, split: str,
                       ) -> tuple[np.ndarray, np.ndarray]:
     """The model's own validation images at source size, and their labels."""
-    config = card.training.get("config", {})
-    found = discover(data).splits
-    pool = found.get("train") or found["all"]
-    sides = split_for_training(pool, float(config.get("val_fraction", 0.15)),
-                               int(config.get("seed", 0)),
-                               float(config.get("protocol_fraction", 0.0)))
+    sides = training_split(card, data)  # the split in its card, on the data it names
     samples = sides.validation if split == "validation" else sides.protocol
     if not samples:
         raise SystemExit(f"this model was trained without a {split} hold-out")
