@@ -61,7 +61,6 @@ from pneumoscan.training_files import record_split, save_training_files
 
 logger = logging.getLogger(__name__)
 
-BEST_WEIGHTS = "best.safetensors"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "val_cause_auc", "lr",
                    "seconds")
 
@@ -312,13 +311,11 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         state["epoch"] = epoch + 1
         if scores["val_auc"] > state["best_auc"] or config.select_last_epoch:
             state["best_auc"], state["best_epoch"] = scores["val_auc"], epoch + 1
-            if main:
-                save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-                          str(out / BEST_WEIGHTS))
-        if main:  # every epoch's weights, so that the shift suite can compare epochs later
-            (out / "epochs").mkdir(exist_ok=True)
+        if main:  # every epoch's weights: the chosen one is read back from here at the end,
+            # and the shift suite can compare epochs later
+            epoch_weights(out, epoch + 1).parent.mkdir(exist_ok=True)
             save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-                      str(out / "epochs" / f"epoch{epoch + 1}.safetensors"))
+                      str(epoch_weights(out, epoch + 1)))
         if main:
             logger.info("epoch %d/%d  train loss %.4f  val loss %.4f  val AUC %.4f  "
                         "cause AUC %.4f  %.0fs", epoch + 1, config.epochs, train_loss,
@@ -335,11 +332,16 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         if main:
             logger.info("weights identical on all %d processes (sha256 %s)", world, digest)
     if main and not interrupted:
-        model.load_state_dict(load_file(str(out / BEST_WEIGHTS)))
+        model.load_state_dict(load_file(str(epoch_weights(out, state["best_epoch"]))))
         _finish(model, config, preprocess, val_arrays, train_arrays.samples, split, pool,
                 state, out, device, cache_dir)
     distributed.barrier()  # the others wait until the model is written
     return out
+
+
+def epoch_weights(out: Path, epoch: int) -> Path:
+    """Where a run saves the weights of ``epoch`` (1-based): ``OUT/epochs/epochN.safetensors``."""
+    return out / "epochs" / f"epoch{epoch}.safetensors"
 
 
 def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConfig,
