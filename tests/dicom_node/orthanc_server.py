@@ -56,8 +56,10 @@ def build_shim(folder: Path) -> Path:
 
 @contextmanager
 def running_orthanc(folder: Path, *, dicom_port: int, http_port: int,
-                    modalities: dict[str, tuple[str, str, int]]) -> Iterator[OrthancServer]:
-    """Orthanc with its storage in ``folder`` and ``modalities`` (name: AE, host, port)."""
+                    modalities: dict[str, tuple[str, str, int]],
+                    lua_scripts: tuple[Path, ...] = ()) -> Iterator[OrthancServer]:
+    """Orthanc with its storage in ``folder``, ``modalities`` (name: AE, host, port) and
+    ``lua_scripts`` run on its events."""
     storage = folder / "storage"
     storage.mkdir(parents=True)
     config = {
@@ -67,6 +69,7 @@ def running_orthanc(folder: Path, *, dicom_port: int, http_port: int,
         "Plugins": [], "DicomCheckModalityHost": True, "DicomScuTimeout": 120,
         "DicomModalities": {name: list(value) for name, value in modalities.items()},
         "StorageCompression": False, "LimitFindResults": 0,
+        "LuaScripts": [str(script) for script in lua_scripts],
     }
     config_path = folder / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=2))

@@ -32,6 +32,9 @@ from .sr_content import finding_in, probability_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
+#: The routing script the README offers for Orthanc.
+ROUTE_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "orthanc" \
+    / "route-to-pneumoscan.lua"
 NODE_START_TIMEOUT_S = 120  # loading the model on a busy 2-core machine
 RESULTS_TIMEOUT_S = 120
 
@@ -206,3 +209,34 @@ def test_sigterm_finishes_and_reports(pacs: tuple[OrthancServer, Node]) -> None:
     log = node.log.read_text()
     assert "0 spooled, 0 lost" in log
     assert not node.spool.exists()
+
+
+@pytest.fixture
+def routing_pacs(tmp_path: Path) -> Iterator[tuple[OrthancServer, Node]]:
+    """Orthanc running the README's routing script, and a node it routes to."""
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    node_port = free_port()
+    with running_orthanc(tmp_path / "orthanc", dicom_port=free_port(), http_port=free_port(),
+                         modalities={"pneumoscan": ("PNEUMOSCAN", "127.0.0.1", node_port)},
+                         lua_scripts=(ROUTE_SCRIPT,)) as orthanc:
+        node = start_node(tmp_path, node_port, orthanc)
+        try:
+            yield orthanc, node
+        finally:
+            node.process.kill()
+            node.process.wait(10)
+
+
+def test_orthanc_routes_new_radiographs_by_itself(routing_pacs: tuple[OrthancServer, Node],
+                                                  dicom_dir: Path) -> None:
+    """A CR and a DX uploaded to Orthanc reach the node through the Lua script alone; the
+    results coming back (SR, OT) are not sent round again."""
+    orthanc, node = routing_pacs
+    for name in ("cr_ap_256px_monochrome1.dcm", "dx_nih_no_finding.dcm"):
+        upload(orthanc, dicom_dir / name)
+    reports, captures = wait_for_results(orthanc, 2)
+    assert len(reports) == len(captures) == 2
+    time.sleep(2)  # a result routed round would reach the node by now
+    assert node.log.read_text().count("results queued") == 2
