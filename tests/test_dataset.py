@@ -12,12 +12,12 @@ from pneumoscan.dataset import (
     Sample,
     describe,
     discover,
+    evaluation_split,
     fingerprint,
     hold_out_protocol_blocks,
     parse_cause,
     parse_patient_id,
     patient_series,
-    samples_for_evaluation,
     split_by_patient,
     split_for_training,
 )
@@ -82,7 +82,7 @@ def test_common_layout_with_three_splits(tmp_path: Path) -> None:
     assert {s.patient_id: s.cause for s in pneumonia} == {"person1": 0, "person2": 1,
                                                          "person3": 1}
     assert all(s.cause is None for s in train if s.label == 0)
-    assert samples_for_evaluation(root) == found.splits["test"]
+    assert evaluation_split(root) == ("test", found.splits["test"])
 
 
 def test_flat_layout_gives_one_split_called_all(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_flat_layout_gives_one_split_called_all(tmp_path: Path) -> None:
     assert list(found.splits) == ["all"]
     assert [(s.path.name, s.label) for s in found.splits["all"]] == [
         ("IM-0001-0001.jpeg", 0), ("person1_virus_1.png", 1)]
-    assert samples_for_evaluation(tmp_path) == found.splits["all"]
+    assert evaluation_split(tmp_path) == ("all", found.splits["all"])
 
 
 def test_class_and_split_names_are_case_insensitive(tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ def test_evaluation_needs_a_test_split_when_several(tmp_path: Path) -> None:
     root = make_synthetic_dataset(tmp_path, n_patients=1, images_per_patient=1,
                                   splits=("train", "val"))
     with pytest.raises(DataLayoutError) as error:
-        samples_for_evaluation(root)
+        evaluation_split(root)
     assert f"{root}/val" in str(error.value)
 
 

@@ -139,12 +139,6 @@ def discover(root: Path | str) -> Discovery:
     return Discovery(splits, skipped)
 
 
-def samples_for_evaluation(root: Path | str) -> list[Sample]:
-    """The samples to evaluate under ``root``: its ``test`` split, the class folders
-    directly inside it, or its only split."""
-    return evaluation_split(root)[1]
-
-
 def evaluation_split(root: Path | str) -> tuple[str, list[Sample]]:
     """The split to evaluate under ``root`` and its samples: ``test``, ``all`` (the class
     folders directly inside ``root``) or the only split there is (``train``, say)."""

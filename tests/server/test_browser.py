@@ -132,6 +132,17 @@ def open_row(page, name: str) -> None:
     wait_drawn(page)
 
 
+def upload_one(page, path: Path) -> None:
+    """Choose one file; wait until its study is open and drawn."""
+    page.set_input_files("#file-input", str(path))
+    wait_study(page)
+
+
+def wait_study(page) -> None:
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    wait_drawn(page)
+
+
 def wait_drawn(page) -> None:
     """Wait until the study's canvas holds the radiograph."""
     page.wait_for_function(f"() => document.getElementById('image-canvas').width > 1 && "
@@ -163,9 +174,7 @@ def test_one_file_opens_its_study(browser, server_url: str, tmp_path: Path,
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "file-input"
 
-    page.set_input_files("#file-input", str(shared_pneumonia_images[0]))
-    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-    wait_drawn(page)
+    upload_one(page, shared_pneumonia_images[0])
     label = page.inner_text("#label")
     card = httpx.get(server_url + "/api/v1/model").json()
     assert label in card["class_names"]
@@ -278,9 +287,7 @@ def test_zoom_pan_and_window_level_change_the_view(
         browser, server_url: str, tmp_path: Path,
         shared_pneumonia_images: list[Path]) -> None:
     page = open_page(browser, server_url)
-    page.set_input_files("#file-input", str(shared_pneumonia_images[0]))
-    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-    wait_drawn(page)
+    upload_one(page, shared_pneumonia_images[0])
     pane = page.locator("#pane-main")
     before = pane.screenshot()
     level_before = page.evaluate(MEAN_LEVEL)
@@ -330,9 +337,7 @@ def test_report_downloads_and_prints_on_one_page(
         browser, server_url: str, tmp_path: Path,
         shared_pneumonia_images: list[Path]) -> None:
     page = open_page(browser, server_url)
-    page.set_input_files("#file-input", str(shared_pneumonia_images[0]))
-    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-    wait_drawn(page)
+    upload_one(page, shared_pneumonia_images[0])
     label = page.inner_text("#label")
     card = httpx.get(server_url + "/api/v1/model").json()
 
@@ -465,8 +470,7 @@ def test_page_fits_a_phone(browser, server_url: str, tmp_path: Path, dicom_dir: 
     page.set_input_files("#file-input", [str(path) for path in files])
     wait_analysed(page, len(files))
     if what == "study":
-        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-        wait_drawn(page)
+        wait_study(page)
         box = page.locator("#pane-main").bounding_box()
         assert box["width"] <= 375 and abs(box["width"] - box["height"]) <= 2
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")

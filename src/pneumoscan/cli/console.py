@@ -9,6 +9,7 @@ never wrapped or split, so that grep and log shippers see whole records.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -68,6 +69,19 @@ def log_handler(output: Console) -> logging.Handler:
     handler = RichHandler(console=output, show_path=False, rich_tracebacks=False)
     handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
     return handler
+
+
+def silence_header_messages() -> None:
+    """Keep the DICOM libraries' own messages out of the output: on odd header values
+    pydicom's warnings quote them, highdicom's quote person names copied into results and
+    its INFO lines name UIDs, pynetdicom logs a line per DIMSE message. Patient data must
+    not reach a log; errors still reach the output rows and our own log lines. For the
+    CLI commands only (a library user keeps their own logging)."""
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    warnings.filterwarnings("ignore", module=r"highdicom(\.|$)")
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -10,7 +10,12 @@ from typing import Any
 
 import typer
 
-from pneumoscan.cli.console import configure_logging, console, user_errors
+from pneumoscan.cli.console import (
+    configure_logging,
+    console,
+    silence_header_messages,
+    user_errors,
+)
 from pneumoscan.extras import require
 
 
@@ -49,12 +54,11 @@ def dicom_node_command(
     configure_logging(verbose)
     with user_errors():
         require("pneumoscan dicom-node", ("pynetdicom", "highdicom"), "dicom-node")
-        from pneumoscan.dicom_node.log_privacy import silence_identity_warnings
         from pneumoscan.dicom_node.node import DicomNode
         from pneumoscan.dicom_node.settings import DicomNodeSettings
         from pneumoscan.predictor import Predictor
 
-        silence_identity_warnings()
+        silence_header_messages()
         options: dict[str, Any] = {
             "send_to": send_to, "ae_title": ae_title, "host": host, "port": port,
             "allow_ae": allow_ae, "model": model, "backend": backend,

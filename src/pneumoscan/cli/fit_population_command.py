@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import typer
 
 from pneumoscan.cli.console import configure_logging, stdout, user_errors
+from pneumoscan.extras import require
 from pneumoscan.population import ADULT_HOLDOUT_FRACTION, ADULT_SPLIT_SEED
 
 
@@ -37,9 +37,7 @@ def fit_population_command(
     model without it calls every image without an age in its DICOM header "unknown"."""
     configure_logging(verbose)
     with user_errors():
-        if importlib.util.find_spec("torch") is None:
-            raise ValueError("fit-population runs the model with PyTorch: pip install "
-                             "'pneumoscan[torch]'")
+        require("fit-population", ("torch",), "torch")  # it runs the model with PyTorch
         from pneumoscan.modelfile import read_card
         from pneumoscan.population_fitting import describe_population, fit_population_on_folder
         from pneumoscan.scope_fitting import training_split

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import typer
 
 from pneumoscan.cli.console import configure_logging, stdout, user_errors
+from pneumoscan.extras import require
 from pneumoscan.scope import FEATURE_MARGIN, TRAINING_EXCEED_FRACTION
 
 
@@ -34,9 +34,7 @@ def fit_scope_command(
     and such a model calls every image out of scope)."""
     configure_logging(verbose)
     with user_errors():
-        if importlib.util.find_spec("torch") is None:
-            raise ValueError("fit-scope runs the model with PyTorch: pip install "
-                             "'pneumoscan[torch]'")
+        require("fit-scope", ("torch",), "torch")  # it runs the model with PyTorch
         from pneumoscan.modelfile import read_card
         from pneumoscan.scope_fitting import describe_scope, fit_scope, training_split
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +21,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from pneumoscan import DISCLAIMER
-from pneumoscan.cli.console import configure_logging, console, progress_bar, stdout, user_errors
+from pneumoscan.cli.console import (
+    configure_logging,
+    console,
+    progress_bar,
+    silence_header_messages,
+    stdout,
+    user_errors,
+)
 from pneumoscan.extras import require
 
 if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
@@ -64,7 +70,7 @@ def predict_command(
     model was validated on (children aged 1-5) is marked not applicable.
     """
     configure_logging(verbose)
-    _silence_dicom_header_messages()
+    silence_header_messages()
     from pneumoscan.prediction_output import OverlayNamer, expand_inputs, output_format
 
     with user_errors():
@@ -140,21 +146,12 @@ def _run_as_shard(predictor: Predictor, files: list[tuple[Path, str]], out: Path
             console.print(f"merged the shards into {escape(str(out))}")
 
 
-def _silence_dicom_header_messages() -> None:
-    """Keep pydicom's own warnings off the terminal: on malformed headers they quote the
-    offending values, which can be patient data. Errors still reach the output rows."""
-    logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
-    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
-
-
 def _dicom_writer(folder: Path | None) -> DicomResultWriter | None:
     if folder is None:
         return None
     require("--dicom-out", ("highdicom",), "dicom-node")
-    from pneumoscan.dicom_node.log_privacy import silence_identity_warnings
     from pneumoscan.dicom_node.result_files import DicomResultWriter
 
-    silence_identity_warnings()
     return DicomResultWriter(folder)
 
 

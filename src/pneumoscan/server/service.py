@@ -128,7 +128,7 @@ def study_facts(decoded: DecodedImage) -> dict[str, str] | None:
     info = decoded.dicom
     if info is None:
         return None
-    date = getattr(info, "study_date", "") or ""  # read by the population check's decoder
+    date = info.study_date
     if len(date) == 8 and date.isdigit():
         date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
     return {"modality": info.modality, "body_part": info.body_part,
