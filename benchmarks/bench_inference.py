@@ -108,7 +108,7 @@ def load_inputs(args: argparse.Namespace, image_size: int | None = None,
     the model card's settings (``image_size`` overrides its size, for the baselines)."""
     from dataclasses import replace
 
-    from pneumoscan.export import sample_images
+    from pneumoscan.fitting.export import sample_images
     from pneumoscan.imaging import load_image
     from pneumoscan.modelfile import read_card
     from pneumoscan.preprocessing import preprocess
@@ -138,7 +138,7 @@ def torch_cost(model: Any, image_size: int) -> dict[str, float]:
 def worker_prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Find or make the ONNX file, and compare it with PyTorch on real X-rays."""
     from pneumoscan.errors import ModelFileError
-    from pneumoscan.export import compare_with_torch, export_onnx, sample_images
+    from pneumoscan.fitting.export import compare_with_torch, export_onnx, sample_images
     from pneumoscan.onnx_backend import OnnxBackend, onnx_path_for
 
     beside = onnx_path_for(args.model)

@@ -23,8 +23,8 @@ import torch
 
 from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
 from pneumoscan.dataset import discover, split_for_training
+from pneumoscan.fitting.logits import predict_logits
 from pneumoscan.image_cache import load_resized
-from pneumoscan.inference import predict_logits
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelfile import load_model
 from pneumoscan.models import count_parameters

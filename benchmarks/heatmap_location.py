@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pneumoscan.fitting.shifts import apply_shift, shift_by_name
 from pneumoscan.heatmap import raw_activation_map
 from pneumoscan.inference import run_batches
 from pneumoscan.modelfile import ModelCard, default_model_path, load_model
 from pneumoscan.models import PneumoniaNet
 from pneumoscan.preprocessing import resize_all
-from pneumoscan.shifts import apply_shift, shift_by_name
 from shift_suite import validation_images
 
 

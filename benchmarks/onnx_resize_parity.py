@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160, help="model input side, pixels")
     args = parser.parse_args()
 
-    from pneumoscan.export import sample_images
+    from pneumoscan.fitting.export import sample_images
     from pneumoscan.imaging import decode_image
     from pneumoscan.preprocessing import resize
 

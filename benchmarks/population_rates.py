@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pneumoscan.dataset import Sample
+from pneumoscan.dataset import Sample, training_split
+from pneumoscan.fitting.population_fitting import find_adult_images, split_adults
+from pneumoscan.fitting.shifts import SOURCE_SIZE, shifted_sets
 from pneumoscan.image_cache import load_resized
 from pneumoscan.imaging import DecodedImage, decode_image
 from pneumoscan.metrics import compute_metrics, wilson_interval
@@ -45,10 +47,7 @@ from pneumoscan.population import (
     ADULT_SPLIT_SEED,
     assess_population,
 )
-from pneumoscan.population_fitting import find_adult_images, split_adults
 from pneumoscan.predictor import Prediction, Predictor
-from pneumoscan.scope_fitting import training_split
-from pneumoscan.shifts import SOURCE_SIZE, shifted_sets
 
 
 def predict_samples(predictor: Predictor, samples: Sequence[Sample]) -> list[Prediction]:

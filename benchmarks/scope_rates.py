@@ -28,9 +28,9 @@ import numpy as np
 from PIL import Image
 from scipy.stats import binomtest
 
+from pneumoscan.dataset import training_split
 from pneumoscan.imaging import ImageSource, decode_image
 from pneumoscan.predictor import Predictor
-from pneumoscan.scope_fitting import training_split
 
 logger = logging.getLogger("scope_rates")
 

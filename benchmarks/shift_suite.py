@@ -26,20 +26,20 @@ import torch
 from safetensors.torch import load_file
 
 from pneumoscan.calibration import apply_temperature
-from pneumoscan.image_cache import load_resized
-from pneumoscan.inference import predict_logits
-from pneumoscan.modelfile import ModelCard, load_model
-from pneumoscan.models import PneumoniaNet
-from pneumoscan.preprocessing import resize_all
-from pneumoscan.scope_fitting import training_split
-from pneumoscan.shift_scores import (
+from pneumoscan.dataset import training_split
+from pneumoscan.fitting.logits import predict_logits
+from pneumoscan.fitting.shift_scores import (
     ShiftScore,
     fit_operating_point,
     score_suite,
     shifted_probabilities,
     summarise,
 )
-from pneumoscan.shifts import SOURCE_SIZE, shifted_sets
+from pneumoscan.fitting.shifts import SOURCE_SIZE, shifted_sets
+from pneumoscan.image_cache import load_resized
+from pneumoscan.modelfile import ModelCard, load_model
+from pneumoscan.models import PneumoniaNet
+from pneumoscan.preprocessing import resize_all
 
 
 def validation_images(data: Path, card: ModelCard, split: str,

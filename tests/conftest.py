@@ -182,7 +182,7 @@ def exported_tiny_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathF
     import shutil
 
     pytest.importorskip("onnx")
-    from pneumoscan.export import export_onnx
+    from pneumoscan.fitting.export import export_onnx
 
     folder = tmp_path_factory.mktemp("exported") / "model"
     shutil.copytree(tiny_model_dir, folder)

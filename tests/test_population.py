@@ -194,7 +194,7 @@ def test_dicom_age_paths_through_the_predictor(
 
 
 def test_adult_films_are_called_adult(shipped_predictor: Predictor, adult_dir: Path) -> None:
-    from pneumoscan.population_fitting import find_adult_images, split_adults
+    from pneumoscan.fitting.population_fitting import find_adult_images, split_adults
 
     held_out = split_adults(find_adult_images(adult_dir)).held_out
     adults = [s.path for s in held_out if s.path.parent.name == "NORMAL"][:2] \
@@ -221,7 +221,7 @@ def test_adult_dicoms_are_called_adult_by_the_image_alone(shipped_predictor: Pre
 
 def test_pediatric_validation_images_are_called_pediatric(shipped_predictor: Predictor,
                                                           chest_xray_dir: Path) -> None:
-    from pneumoscan.scope_fitting import training_split
+    from pneumoscan.dataset import training_split
 
     validation = training_split(shipped_predictor.card, chest_xray_dir).validation
     files = [s.path for s in validation if s.label == 0][:3] \

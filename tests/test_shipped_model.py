@@ -11,10 +11,10 @@ import pytest
 from safetensors import safe_open
 from sklearn.metrics import roc_auc_score
 
+from pneumoscan.dataset import training_split
 from pneumoscan.modelfile import load_model, load_scope, read_card, scope_path
 from pneumoscan.predictor import Predictor
 from pneumoscan.scope import THUMBNAIL_SIDE
-from pneumoscan.scope_fitting import training_split
 
 
 def test_shipped_files_are_within_their_size_budgets(shipped_model: Path) -> None:

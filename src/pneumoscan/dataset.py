@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from pneumoscan.errors import DataLayoutError
+from pneumoscan.errors import DataLayoutError, ModelFileError
 from pneumoscan.imaging import IMAGE_SUFFIXES
-from pneumoscan.modelfile import CAUSE_NAMES, CLASS_NAMES
+from pneumoscan.modelfile import CAUSE_NAMES, CLASS_NAMES, ModelCard
 
 logger = logging.getLogger(__name__)
 
@@ -252,3 +252,27 @@ def describe(samples: list[Sample]) -> str:
     patients = len({(s.label, s.patient_id) for s in samples})
     parts = [f"{CLASS_NAMES[k]} {counts.get(k, 0)}" for k in range(len(CLASS_NAMES))]
     return f"{len(samples)} images ({', '.join(parts)}) from {patients} patients"
+
+
+def training_split(card: ModelCard, data: Path | str) -> TrainingSplit:
+    """The split ``card``'s model was trained on, rebuilt from the config stored in it.
+
+    Raises:
+        ModelFileError: the card holds no training config (seed and val_fraction).
+        DataLayoutError: ``data`` has no training images, or not the ones the model was
+            trained on (their fingerprint differs from the card's).
+    """
+    config = card.training.get("config", {})
+    if "seed" not in config or "val_fraction" not in config:
+        raise ModelFileError("the model card has no training.config seed and val_fraction: "
+                             "cannot rebuild the split it was trained on")
+    found = discover(data).splits
+    pool = found.get("train") or found.get("all")
+    if not pool:
+        raise DataLayoutError(f"{data}: no train/ split (or class folders) to fit on")
+    if card.data_fingerprint and fingerprint(pool) != card.data_fingerprint:
+        raise DataLayoutError(f"{data}: not the data this model was trained on (fingerprint "
+                              f"{fingerprint(pool)}, its card says {card.data_fingerprint}); "
+                              "pass the --data folder it was trained on")
+    return split_for_training(pool, float(config["val_fraction"]), int(config["seed"]),
+                              float(config.get("protocol_fraction", 0.0)))

@@ -156,8 +156,8 @@ def record_model(model: Path | str | None, data: Path | str) -> Path:
     """Record the files of the split ``model`` was trained on, rebuilt from the config in its
     card out of ``data`` (refused when ``data`` is not the data it was trained on); for a
     model trained before ``pneumoscan train`` kept records. Returns the file written."""
+    from pneumoscan.dataset import training_split
     from pneumoscan.modelfile import read_card
-    from pneumoscan.scope_fitting import training_split
 
     card = read_card(model)
     return save_training_files(record_split(training_split(card, data), card.data_fingerprint),

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from conftest import trained_looking_model
 from pneumoscan.cli.main import app
+from pneumoscan.dataset import training_split
 from pneumoscan.modelfile import load_scope, read_card
-from pneumoscan.scope_fitting import training_split
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 from pneumoscan import DISCLAIMER
 from pneumoscan.cli.main import app
 from pneumoscan.heatmap import legend_bar
-from pneumoscan.prediction_output import ROW_FIELDS
+from pneumoscan.reports.prediction_output import ROW_FIELDS
 
 
 @pytest.fixture

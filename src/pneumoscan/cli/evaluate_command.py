@@ -36,7 +36,7 @@ def evaluate_command(
     those are not a test of the model.
     """
     configure_logging(verbose)
-    from pneumoscan.evaluation import evaluate
+    from pneumoscan.reports.evaluation import evaluate
 
     with user_errors(), progress_bar() as bar:
         task = bar.add_task(PHASES[0], total=None)

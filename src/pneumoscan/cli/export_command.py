@@ -36,7 +36,7 @@ def export_command(
         if export_format != "onnx":
             raise ValueError(f"unknown --format {export_format!r}; only 'onnx' is supported")
         require("export", ("torch", "onnx", "onnxruntime"), "torch,onnx,export")
-        from pneumoscan.export import DEFAULT_OPSET, export_onnx, sample_images
+        from pneumoscan.fitting.export import DEFAULT_OPSET, export_onnx, sample_images
 
         images = sample_images(check_data, check_images) if check_data is not None else []
         path, report = export_onnx(model, out, opset=opset or DEFAULT_OPSET,

@@ -38,9 +38,12 @@ def fit_population_command(
     configure_logging(verbose)
     with user_errors():
         require("fit-population", ("torch",), "torch")  # it runs the model with PyTorch
+        from pneumoscan.dataset import training_split
+        from pneumoscan.fitting.population_fitting import (
+            describe_population,
+            fit_population_on_folder,
+        )
         from pneumoscan.modelfile import read_card
-        from pneumoscan.population_fitting import describe_population, fit_population_on_folder
-        from pneumoscan.scope_fitting import training_split
 
         split = training_split(read_card(model), data)
         classifier, path, adult_split = fit_population_on_folder(

@@ -35,8 +35,9 @@ def fit_scope_command(
     configure_logging(verbose)
     with user_errors():
         require("fit-scope", ("torch",), "torch")  # it runs the model with PyTorch
+        from pneumoscan.dataset import training_split
+        from pneumoscan.fitting.scope_fitting import describe_scope, fit_scope
         from pneumoscan.modelfile import read_card
-        from pneumoscan.scope_fitting import describe_scope, fit_scope, training_split
 
         split = training_split(read_card(model), data)
         statistics, path = fit_scope(model, split.train, cache_dir=cache_dir,

@@ -2,7 +2,7 @@
 
 One file: a readable summary on stdout. Folders (searched recursively) or several files: a
 progress bar, then a table, or a CSV / JSON file with ``--out``, and with ``--report`` a
-ranked worklist as one self-contained HTML file (:mod:`pneumoscan.worklist`). Unreadable
+ranked worklist as one self-contained HTML file (:mod:`pneumoscan.reports.worklist`). Unreadable
 files become error rows; the exit code is 1 only when nothing at all could be predicted.
 A result that is not applicable (out of scope, or outside the population the model was
 validated on) is shown as such on every face, never as a bare coloured label.
@@ -33,9 +33,9 @@ from pneumoscan.extras import require
 
 if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
     from pneumoscan.dicom_node.result_files import DicomResultWriter
-    from pneumoscan.prediction_output import OverlayNamer
     from pneumoscan.predictor import FileResult, Prediction, Predictor
-    from pneumoscan.worklist import WorklistEntry
+    from pneumoscan.reports.prediction_output import OverlayNamer
+    from pneumoscan.reports.worklist import WorklistEntry
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def predict_command(
     """
     configure_logging(verbose)
     silence_header_messages()
-    from pneumoscan.prediction_output import OverlayNamer, expand_inputs, output_format
+    from pneumoscan.reports.prediction_output import OverlayNamer, expand_inputs, output_format
 
     with user_errors():
         if out is not None:
@@ -87,9 +87,9 @@ def predict_command(
         from pneumoscan.predictor import Predictor
 
         predictor = Predictor.load(model, backend=backend)
-        from pneumoscan import distributed
+        from pneumoscan.torchrun import launched_by_torchrun
 
-        if distributed.launched_by_torchrun():
+        if launched_by_torchrun():
             if report is not None:
                 raise ValueError("--report is not supported under torchrun; run it in one "
                                  "process")
@@ -133,9 +133,9 @@ def _run_as_shard(predictor: Predictor, files: list[tuple[Path, str]], out: Path
     if cam_dir is not None:
         raise ValueError("--cam-dir is not supported under torchrun; run it in one process")
     require("prediction under torchrun", ("torch",), "torch")
-    from pneumoscan import distributed
-    from pneumoscan.prediction_output import result_row
-    from pneumoscan.sharded_prediction import run_sharded
+    from pneumoscan.fitting import distributed
+    from pneumoscan.reports.prediction_output import result_row
+    from pneumoscan.reports.sharded_prediction import run_sharded
 
     def predict_rows(paths: list[Path]) -> list[dict[str, object]]:
         return [result_row(r) for r in predictor.predict_files(paths, batch_size=batch_size)]
@@ -161,12 +161,12 @@ def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayName
          ) -> tuple[list[FileResult], dict[int, Path]]:
     """Predict every file, writing overlays and adding ``worklist`` entries (small images)
     as results arrive: the pixels of a whole folder are never all kept."""
-    from pneumoscan.prediction_output import write_file_inside
     from pneumoscan.predictor import FileResult
-    from pneumoscan.result_overlay import result_overlay_png
+    from pneumoscan.reports.prediction_output import write_file_inside
+    from pneumoscan.reports.result_overlay import result_overlay_png
 
     if worklist is not None:
-        from pneumoscan.worklist import worklist_entry
+        from pneumoscan.reports.worklist import worklist_entry
 
     results: list[FileResult] = []
     overlays: dict[int, Path] = {}
@@ -201,7 +201,7 @@ def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayName
 
 
 def _write(results: list[FileResult], out: Path) -> None:
-    from pneumoscan.prediction_output import result_row, write_rows
+    from pneumoscan.reports.prediction_output import result_row, write_rows
 
     try:
         write_rows([result_row(r) for r in results], out)
@@ -214,7 +214,7 @@ def _write(results: list[FileResult], out: Path) -> None:
 
 def _write_worklist(entries: list[WorklistEntry] | None, path: Path, version: str,
                     inputs: list[Path]) -> None:
-    from pneumoscan.worklist import write_worklist
+    from pneumoscan.reports.worklist import write_worklist
 
     try:
         write_worklist(path, entries or [], model=version,

@@ -14,7 +14,7 @@ from pneumoscan.cli.console import configure_logging, console, progress_bar, use
 from pneumoscan.extras import require
 
 if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
-    from pneumoscan.config import TrainConfig
+    from pneumoscan.fitting.config import TrainConfig
 
 
 def train_command(
@@ -64,8 +64,8 @@ def train_command(
     configure_logging(verbose)
     with user_errors():
         require("training", ("torch",), "torch")
-    from pneumoscan import distributed
-    from pneumoscan.config import load_config
+    from pneumoscan.fitting import distributed
+    from pneumoscan.fitting.config import load_config
 
     with user_errors():
         settings = load_config(config).with_overrides(
@@ -99,8 +99,8 @@ def _train_spawned(*args: Any) -> None:
 def train_process(settings: TrainConfig, data: Path, out: Path, resume: bool,
                   cache_dir: Path | None, device: str, verbose: bool) -> None:
     """Train as the only process, or as one of torchrun's; rank 0 logs and shows progress."""
-    from pneumoscan import distributed
-    from pneumoscan.training import train
+    from pneumoscan.fitting import distributed
+    from pneumoscan.fitting.training import train
 
     configure_logging(verbose)  # again: a process started by --devices begins bare
     with user_errors(), distributed.process_group(device) as chosen:

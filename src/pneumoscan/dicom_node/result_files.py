@@ -19,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pneumoscan.dicom_node.heatmap_capture import build_heatmap_capture
 from pneumoscan.dicom_node.structured_report import build_structured_report
 from pneumoscan.imaging import is_dicom
-from pneumoscan.prediction_output import OverlayNamer, write_file_inside
+from pneumoscan.reports.prediction_output import OverlayNamer, write_file_inside
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
