@@ -4,13 +4,17 @@ at its frozen threshold; prints one table per model with the worst case and the 
 
 Usage (the README's command; the shipped model by default):
     python benchmarks/shift_suite.py --data ../shared/data/chest_xray [MODEL ...]
-        [--split validation|protocol] [--epochs runs/x] [--markdown]
+        [--split validation|protocol|edge] [--split-of MODEL] [--epochs runs/x] [--markdown]
 
 MODEL is a training output folder or a ``.safetensors`` file with its card. Each model's
 validation split is rebuilt from the training config in its card
 (:func:`pneumoscan.dataset.split_for_training`): ``validation`` is the patient-level split,
 ``protocol`` the blocks of consecutive patients held out (models trained with
-``protocol_fraction`` > 0 only). ``--epochs RUN`` scores every saved epoch of a run, each
+``protocol_fraction`` > 0 only), ``edge`` the earliest and latest blocks of each series
+(models trained with ``edge_blocks`` > 0). ``--split-of MODEL`` scores every model on that
+model's split instead of its own, so that two models meet the same images (a model that
+trained on some of them is then flattered: say so).
+``--epochs RUN`` scores every saved epoch of a run, each
 with a temperature and threshold refitted by the training rule, to choose among them.
 """
 
@@ -46,7 +50,8 @@ def validation_images(data: Path, card: ModelCard, split: str,
                       ) -> tuple[np.ndarray, np.ndarray]:
     """The model's own validation images at source size, and their labels."""
     sides = training_split(card, data)  # the split in its card, on the data it names
-    samples = sides.validation if split == "validation" else sides.protocol
+    samples = {"validation": sides.validation, "protocol": sides.protocol,
+               "edge": sides.edge}[split]
     if not samples:
         raise SystemExit(f"this model was trained without a {split} hold-out")
     pixels, bad = load_resized(samples, SOURCE_SIZE)
@@ -56,7 +61,7 @@ def validation_images(data: Path, card: ModelCard, split: str,
 
 def model_logits(model: PneumoniaNet, card: ModelCard, images: np.ndarray) -> np.ndarray:
     """Pneumonia logits ``(N,)`` of source-size images, through the model's own resize."""
-    resized = resize_all(images, card.preprocessing.image_size)
+    resized = resize_all(images, card.preprocessing.image_size, card.preprocessing.source_size)
     return predict_logits(model, resized, card.preprocessing)[:, 0]
 
 
@@ -82,15 +87,17 @@ def print_table(title: str, scores: list[ShiftScore], threshold: float,
         print(("| " if markdown else "") + line + (" |" if markdown else ""))
 
 
-def score_model(path: Path, data: Path, split: str, markdown: bool) -> None:
+def score_model(path: Path, data: Path, split: str, markdown: bool,
+                split_of: ModelCard | None = None) -> None:
     model, card = load_model(path)
-    images, labels = validation_images(data, card, split)
+    images, labels = validation_images(data, split_of or card, split)
     started = time.perf_counter()
     probabilities = shifted_probabilities(
         lambda x: apply_temperature(model_logits(model, card, x), card.temperature, card.bias),
         images)
     scores = score_suite(labels, probabilities, card.threshold)
-    print_table(f"{card.version or path} on its {split} split ({len(labels)} images, "
+    whose = "its" if split_of is None else f"{split_of.version}'s"
+    print_table(f"{card.version or path} on {whose} {split} split ({len(labels)} images, "
                 f"{int((labels == 0).sum())} normal), {time.perf_counter() - started:.0f} s",
                 scores, card.threshold, markdown)
 
@@ -125,7 +132,10 @@ def main() -> None:
     parser.add_argument("models", nargs="*", type=Path,
                         help="model folders or .safetensors files (default: the shipped one)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/chest_xray"))
-    parser.add_argument("--split", choices=("validation", "protocol"), default="validation")
+    parser.add_argument("--split", choices=("validation", "protocol", "edge"),
+                        default="validation")
+    parser.add_argument("--split-of", type=Path, default=None,
+                        help="score every model on this model's split")
     parser.add_argument("--epochs", type=Path, help="score every saved epoch of this run")
     parser.add_argument("--last", type=int, default=3, help="with --epochs: how many of the "
                         "last epochs to score")
@@ -140,8 +150,9 @@ def main() -> None:
         return
     from pneumoscan.modelfile import default_model_path
 
+    split_of = None if args.split_of is None else load_model(args.split_of)[1]
     for path in args.models or [default_model_path()]:
-        score_model(path, args.data, args.split, args.markdown)
+        score_model(path, args.data, args.split, args.markdown, split_of)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Class activation maps: hand-computed values, exactness against the logit, overlays."""
+"""Occlusion heat maps: hand-computed evidence, the model-wide scale, overlays."""
 
 from __future__ import annotations
 
@@ -6,106 +6,88 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from pneumoscan.heatmap import (
-    class_activation_map,
+    MAP_CELLS,
     colorize,
+    cover,
     heatmap_scale,
     legend_bar,
+    occlusion_boxes,
+    occlusion_evidence,
     overlay,
     overlay_png,
-    raw_activation_map,
+    scaled_heatmap,
 )
 
 
-def test_cam_is_weighted_sum_clipped_and_scaled() -> None:
-    features = np.zeros((2, 2, 3), np.float32)  # (C, h, w)
-    features[0] = [[1, 2, 0], [0, 0, 4]]
-    features[1] = [[0, 1, 0], [3, 0, 0]]
-    cam = class_activation_map(features, np.array([1.0, -1.0]))
-    # w . F = [[1, 1, 0], [-3, 0, 4]] -> clip at 0 -> divide by the peak 4
-    np.testing.assert_allclose(cam, np.array([[0.25, 0.25, 0.0], [0.0, 0.0, 1.0]]))
-    assert cam.dtype == np.float32
+def _linear_logits(weights: np.ndarray):  # type: ignore[no-untyped-def]
+    """A stand-in network whose pneumonia logit is ``sum(weights * image)``: the evidence of
+    each place is known by hand."""
+    def logits(batch: np.ndarray) -> np.ndarray:
+        z = (batch[:, 0] * weights).sum(axis=(1, 2))
+        return np.stack([z, np.zeros_like(z)], axis=1)
+    return logits
 
 
-def test_cam_on_a_fixed_scale_is_not_stretched_to_its_own_peak() -> None:
-    features = np.zeros((2, 2, 3), np.float32)
-    features[0] = [[1, 2, 0], [0, 0, 4]]
-    features[1] = [[0, 1, 0], [3, 0, 0]]
-    weight = np.array([1.0, -1.0])
-    # w . F = [[1, 1, 0], [-3, 0, 4]]; on a model-wide scale of 8 the peak shows at half
-    cam = class_activation_map(features, weight, scale=8.0)
-    np.testing.assert_allclose(cam, np.array([[0.125, 0.125, 0.0], [0.0, 0.0, 0.5]]))
-    # weak evidence stays weak; evidence beyond the scale saturates at 1
-    np.testing.assert_allclose(class_activation_map(features * 0.1, weight, scale=8.0).max(),
-                               0.05)
-    assert class_activation_map(features * 10, weight, scale=8.0).max() == 1.0
+def test_occlusion_finds_the_place_the_decision_rests_on() -> None:
+    weights = np.zeros((40, 40), np.float32)
+    weights[28:36, 4:12] = 1.0  # the logit reads the lower left only
+    image = np.full((1, 40, 40), 0.0, np.float32)
+    image[0, 28:36, 4:12] = 2.0  # something bright there
+    evidence = occlusion_evidence(_linear_logits(weights), image, cells=10)
+    assert evidence.shape == (10, 10) and evidence.dtype == np.float32
+    row, col = np.unravel_index(int(np.argmax(evidence)), evidence.shape)
+    assert 7 <= row <= 8 and 1 <= col <= 2  # the lower-left cells
+    assert evidence[:5].max() <= 1e-6  # covering the top half changes nothing
+    # mirrored image and mirrored network: the map mirrors exactly
+    mirrored = occlusion_evidence(_linear_logits(weights[:, ::-1].copy()),
+                                  image[:, :, ::-1].copy(), cells=10)
+    np.testing.assert_allclose(mirrored[:, ::-1], evidence, atol=1e-5)
 
 
-def test_raw_map_of_a_batch_and_the_scale_from_it() -> None:
-    features = np.zeros((2, 1, 1, 2), np.float32)  # (B, C, h, w)
-    features[0, 0] = [[1.0, -2.0]]
-    features[1, 0] = [[3.0, 0.5]]
-    raw = raw_activation_map(features, np.array([2.0]))
-    np.testing.assert_allclose(raw, [[[2.0, -4.0]], [[6.0, 1.0]]])
-    # positive values 2, 6, 1: the 50th percentile is 2, the 100th 6
-    assert heatmap_scale(raw, percentile=50) == 2.0
-    assert heatmap_scale(raw, percentile=100) == 6.0
-    assert heatmap_scale(-np.abs(raw)) == 0.0
+def test_occlusion_boxes_cover_the_input_and_mirror_onto_themselves() -> None:
+    boxes = occlusion_boxes(160, 160)
+    assert len(boxes) == 64
+    assert {(b[0], b[1]) for b in boxes} >= {(0, 0), (120, 120)}
+    assert all(b[2] - b[0] == 40 and b[3] - b[1] == 40 for b in boxes)
+    lefts = sorted({b[1] for b in boxes})
+    assert [160 - (left + 40) for left in lefts] == lefts[::-1]
+    covered = cover(np.arange(16, dtype=np.float32).reshape(1, 4, 4), [(0, 0, 2, 2)])
+    assert covered.shape == (1, 1, 4, 4)
+    np.testing.assert_allclose(covered[0, 0, :2, :2], 7.5)  # the image's mean
+    np.testing.assert_allclose(covered[0, 0, 2:], np.arange(8, 16).reshape(2, 4))
 
 
-def test_cam_without_positive_evidence_is_all_zero() -> None:
-    cam = class_activation_map(np.ones((3, 4, 4), np.float32), -np.ones(3))
-    assert cam.shape == (4, 4)
-    assert not cam.any()
+def test_scaled_heatmap_on_a_fixed_scale_is_not_stretched_to_its_own_peak() -> None:
+    raw = np.array([[1.0, 2.0], [-3.0, 4.0]], np.float32)
+    np.testing.assert_allclose(scaled_heatmap(raw, 8.0), [[0.125, 0.25], [0.0, 0.5]])
+    np.testing.assert_allclose(scaled_heatmap(raw), [[0.25, 0.5], [0.0, 1.0]])
+    assert scaled_heatmap(raw * 10, 8.0).max() == 1.0
+    assert not scaled_heatmap(-np.abs(raw), 8.0).any()
+    # positive values 1, 2, 4: the 50th percentile is 2, the 100th 4
+    assert heatmap_scale(raw[None], percentile=50) == 2.0
+    assert heatmap_scale(raw[None], percentile=100) == 4.0
+    assert heatmap_scale(-np.abs(raw)[None]) == 0.0
 
 
-def test_cam_is_exact_for_the_pooled_linear_head(tiny_model_dir: Path) -> None:
-    """Mean of the unclipped CAM plus the bias equals the pneumonia logit (Zhou et al.)."""
-    import torch
-
-    from pneumoscan.modelfile import load_model
-
-    model, _ = load_model(tiny_model_dir)
-    batch = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 1, 64, 64))
-                             .astype(np.float32))
-    with torch.inference_mode():
-        logits, features, _ = model.forward_with_features(batch)
-    weight, bias = model.head.weight[0].detach().numpy(), float(model.head.bias[0].detach())
-    raw = np.tensordot(weight, features[0].numpy(), axes=(0, 0))  # (h, w)
-    assert float(raw.mean()) + bias == pytest.approx(float(logits[0, 0]), abs=1e-4)
-
-
-def test_predicted_heatmap_shape_and_range(tiny_model_dir: Path) -> None:
+def test_predicted_heatmap_is_the_occlusion_map_of_the_input(tiny_model_dir: Path) -> None:
     from pneumoscan.predictor import Predictor
+    from pneumoscan.preprocessing import normalize, resize
 
     predictor = Predictor.load(tiny_model_dir, backend="torch")
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 256, (300, 200), dtype=np.uint8)
+    image = np.random.default_rng(1).integers(0, 256, (300, 200), dtype=np.uint8)
     result = predictor.predict(image)
     assert result.heatmap is not None
-    assert result.heatmap.shape == (2, 2)  # 64 px input / 32 (simple_cnn's stride)
-    assert result.heatmap.dtype == np.float32
+    assert result.heatmap.shape == (MAP_CELLS, MAP_CELLS) and result.heatmap.dtype == np.float32
     assert float(result.heatmap.min()) >= 0.0 and float(result.heatmap.max()) <= 1.0
-    card = predictor.card
-    expected = class_activation_map(*_features_and_weight(predictor, image),
-                                    scale=card.heatmap_scale)
-    np.testing.assert_allclose(result.heatmap, expected, atol=1e-5)
-    # The JSON-friendly copy: nested lists of rounded floats, same shape.
-    as_lists = result.to_dict(heatmap=True)["heatmap"]
-    assert np.asarray(as_lists).shape == (2, 2)
+    config = predictor.card.preprocessing
+    inputs = normalize(resize(image, config.image_size, config.source_size)[None], config)
+    raw = occlusion_evidence(lambda batch: predictor.backend.run(batch)[0], inputs[0])
+    np.testing.assert_allclose(result.heatmap, scaled_heatmap(raw, predictor.card.heatmap_scale),
+                               atol=1e-5)
     assert predictor.predict(image, heatmap=False).heatmap is None
-
-
-def _features_and_weight(predictor: object, image: np.ndarray) -> tuple[np.ndarray,
-                                                                         np.ndarray]:
-    from pneumoscan.preprocessing import preprocess
-
-    _, features, _ = predictor.backend.run(  # type: ignore[attr-defined]
-        preprocess(image, predictor.card.preprocessing)[None])  # type: ignore[attr-defined]
-    return features[0], predictor.head_weight[0]  # type: ignore[attr-defined]
 
 
 def test_overlay_keeps_the_original_aspect_ratio() -> None:

@@ -50,14 +50,22 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp(result.x))
 
 
-def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def fit_platt(logits: np.ndarray, labels: np.ndarray, *,
+              balanced: bool = False) -> tuple[float, float]:
     """Fit ``(temperature, bias)`` so that ``sigmoid(logits / temperature + bias)`` has the
     least binary NLL: Platt scaling, scikit-learn's (practically unregularised) logistic
-    regression on the logit. The temperature is kept in [1/20, 20]."""
+    regression on the logit. The temperature is kept in [1/20, 20].
+
+    With ``balanced`` each class weighs half (scikit-learn's ``class_weight="balanced"``):
+    the probabilities are those of a 50 % prevalence, not of the fitting set's, so they do
+    not lean on this data's 74 % (a test set's 62.5 %, a clinic's anything).
+    """
     from sklearn.linear_model import LogisticRegression  # fitting only
 
     logits = np.asarray(logits, dtype=np.float64).reshape(-1, 1)
-    fitted = LogisticRegression(C=1e6, max_iter=1000).fit(logits, np.asarray(labels))
+    fitted = LogisticRegression(C=1e6, max_iter=1000,
+                                class_weight="balanced" if balanced else None,
+                                ).fit(logits, np.asarray(labels))
     slope = float(np.clip(fitted.coef_[0, 0], 1 / MAX_TEMPERATURE, MAX_TEMPERATURE))
     return 1.0 / slope, float(fitted.intercept_[0])
 
@@ -86,3 +94,35 @@ def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, *,
     best = youden[allowed].max()
     candidates = grid[allowed & (youden >= best - plateau)]
     return float(np.median(candidates))
+
+
+def threshold_for_sensitivity(labels: np.ndarray, probabilities: np.ndarray,
+                              min_sensitivity: float) -> float:
+    """The highest threshold on a 0.005 grid that still calls at least ``min_sensitivity``
+    of the positives positive: the most specific operating point at that sensitivity."""
+    labels = np.asarray(labels).astype(bool)
+    if not labels.any():
+        raise ValueError("choosing a threshold needs positives in the validation set")
+    grid = np.round(np.arange(0.005, 1.0, 0.005), 3)
+    positives = np.asarray(probabilities, dtype=float)[labels]
+    sensitivity = np.array([(positives >= t).mean() for t in grid])
+    allowed = grid[sensitivity >= min_sensitivity]
+    return float(allowed.max()) if allowed.size else float(grid[0])
+
+
+def worst_case_threshold(sets: dict[str, tuple[np.ndarray, np.ndarray]],
+                         min_sensitivity: float) -> tuple[float, str]:
+    """The threshold that keeps ``min_sensitivity`` on every one of ``sets`` (name →
+    ``(labels, probabilities)``): the lowest of their :func:`threshold_for_sensitivity`.
+    Returns it with the name of the set that decided it.
+
+    A threshold chosen on one validation set sits where that set's positives end; on
+    another period or another framing they end lower. Taking the worst case over the
+    shifted, out-of-protocol and edge-of-time sets chooses for the period not yet seen.
+    """
+    if not sets:
+        raise ValueError("no validation sets to choose a threshold on")
+    chosen = {name: threshold_for_sensitivity(labels, probabilities, min_sensitivity)
+              for name, (labels, probabilities) in sets.items()}
+    name = min(chosen, key=lambda n: chosen[n])
+    return chosen[name], name

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -199,19 +199,41 @@ def hold_out_protocol_blocks(samples: list[Sample], fraction: float, seed: int =
         raise ValueError(f"protocol hold-out fraction must be between 0 and 1, got {fraction}")
     rng = np.random.default_rng(seed)
     held: set[str] = set()
+    for runs in _series_runs(samples, blocks):
+        chosen = rng.choice(blocks, size=max(1, round(fraction * blocks)), replace=False)
+        for index in chosen:
+            held.update(runs[index])
+    rest = [s for s in samples if s.patient_id not in held]
+    return rest, [s for s in samples if s.patient_id in held]
+
+
+def _series_runs(samples: list[Sample], blocks: int) -> list[list[list[str]]]:
+    """Per numbering series (sorted by name), its patients in number order cut into
+    ``blocks`` runs of consecutive patients. Ids outside the series are in none."""
     numbered: dict[str, list[tuple[int, str]]] = {}
     for patient in sorted({s.patient_id for s in samples}):
         series = patient_series(patient)
         if series is not None:
             numbered.setdefault(series[0], []).append((series[1], patient))
-    for name in sorted(numbered):
-        patients = [p for _, p in sorted(numbered[name])]
-        runs = np.array_split(np.array(patients), blocks)
-        chosen = rng.choice(blocks, size=max(1, round(fraction * blocks)), replace=False)
-        for index in chosen:
-            held.update(str(p) for p in runs[index])
-    rest = [s for s in samples if s.patient_id not in held]
-    return rest, [s for s in samples if s.patient_id in held]
+    return [[[str(p) for p in run]
+             for run in np.array_split(np.array([p for _, p in sorted(numbered[name])]),
+                                       blocks)]
+            for name in sorted(numbered)]
+
+
+def edge_patients(samples: list[Sample], edge_blocks: int, blocks: int = 20) -> set[str]:
+    """The patients of the first and last ``edge_blocks`` of ``blocks`` runs of each
+    numbering series: the earliest and latest stretches of time in the data.
+
+    A model is always used on a period it was not trained on, and the period just after
+    the training data is the one it meets first: validation at the edges of the numbering
+    measures that, which blocks from the middle do not.
+    """
+    if not 0 < 2 * edge_blocks < blocks:
+        raise ValueError(f"edge_blocks must be between 1 and {(blocks - 1) // 2}, "
+                         f"got {edge_blocks}")
+    return {patient for runs in _series_runs(samples, blocks)
+            for run in (*runs[:edge_blocks], *runs[-edge_blocks:]) for patient in run}
 
 
 @dataclass(frozen=True)
@@ -221,21 +243,33 @@ class TrainingSplit:
     train: list[Sample]
     validation: list[Sample]  # patient-level, same protocol as training
     protocol: list[Sample]  # whole blocks of consecutive patients (empty when not held out)
+    # the earliest and latest blocks of each series not already in the two above (empty
+    # when not held out): validation on another period, at the edge of time
+    edge: list[Sample] = field(default_factory=list)
 
 
 def split_for_training(pool: list[Sample], val_fraction: float, seed: int,
-                       protocol_fraction: float = 0.0) -> TrainingSplit:
+                       protocol_fraction: float = 0.0, edge_blocks: int = 0) -> TrainingSplit:
     """The one definition of a training run's split (training, fit-scope, benchmarks, tests).
 
     With ``protocol_fraction`` > 0, blocks of consecutive patients are held out first
     (:func:`hold_out_protocol_blocks`); the patient-level validation split is then made
-    from the rest (:func:`split_by_patient`).
+    from the rest (:func:`split_by_patient`). With ``edge_blocks`` > 0 the patients of the
+    first and last ``edge_blocks`` of 20 blocks of each series (:func:`edge_patients`) are
+    then taken out of training: the two sets above stay exactly those of a run without
+    them, so models with and without an edge hold-out can be compared on them.
     """
     protocol: list[Sample] = []
+    everyone = pool
     if protocol_fraction > 0:
         pool, protocol = hold_out_protocol_blocks(pool, protocol_fraction, seed)
     train, validation = split_by_patient(pool, val_fraction, seed)
-    return TrainingSplit(train, validation, protocol)
+    edge: list[Sample] = []
+    if edge_blocks > 0:
+        edges = edge_patients(everyone, edge_blocks)
+        edge = [s for s in train if s.patient_id in edges]
+        train = [s for s in train if s.patient_id not in edges]
+    return TrainingSplit(train, validation, protocol, edge)
 
 
 def fingerprint(samples: list[Sample]) -> str:
@@ -275,4 +309,5 @@ def training_split(card: ModelCard, data: Path | str) -> TrainingSplit:
                               f"{fingerprint(pool)}, its card says {card.data_fingerprint}); "
                               "pass the --data folder it was trained on")
     return split_for_training(pool, float(config["val_fraction"]), int(config["seed"]),
-                              float(config.get("protocol_fraction", 0.0)))
+                              float(config.get("protocol_fraction", 0.0)),
+                              int(config.get("edge_blocks", 0)))

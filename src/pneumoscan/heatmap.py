@@ -1,28 +1,80 @@
-"""Class activation maps (CAM) and their overlays on the original radiograph.
+"""Heat maps that ask the image: occlusion at the decision, and their overlays.
 
-The model's head is global average pooling + one linear layer, so the CAM of the
-pneumonia logit, ``sum_c w_c * F_c(x, y)``, is exact (Zhou et al., 2016): the logit is its
-spatial mean plus the bias. That is cheaper than Grad-CAM (no backward pass) and works the
-same on the ONNX backend, which returns the feature map as a second output.
+A region's evidence is how much the pneumonia logit falls when that region of the model's
+input is covered (Zeiler & Fergus, 2014): windows of a quarter of the side, at 8 x 8
+positions symmetric about the centre, are each filled with the image's mean, one batch of
+64 covered copies through the same forward pass as the prediction (ONNX Runtime or
+PyTorch). Each pixel gets the mean fall over the windows that cover it, read out on a
+20 x 20 grid.
+
+Why not the class activation map, ``w · F(x, y)`` of the last feature map: the network
+pools its evidence at a fixed place. For the model of November 2026, +23 logit units sat in
+one corner cell of its 5 x 5 map on every pneumonia film (+6 on a uniform grey square), so
+no last-layer map of it could localise anything (issue 22). Occlusion measures what the
+decision depends on, whatever the network does inside; with a flip-averaged model
+(:mod:`pneumoscan.models`) the map of a mirrored film is the mirrored map, exactly.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
+#: Side of a covering window, as a fraction of the model input's side.
+OCCLUSION_WINDOW = 0.25
+#: Window positions per axis (from edge to edge, symmetric about the centre).
+OCCLUSION_POSITIONS = 8
+#: Side of the returned grid of evidence.
+MAP_CELLS = 20
 
-def raw_activation_map(features: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """The pneumonia logit's evidence at each position, ``w · F(x, y)``, in logit units.
+#: Logits ``(B, 2)`` of a normalised batch ``(B, 1, S, S)``.
+LogitFunction = Callable[[np.ndarray], np.ndarray]
 
-    ``features`` ``(C, h, w)`` or ``(B, C, h, w)``, ``weight`` the head row ``(C,)``; returns
-    ``(h, w)`` or ``(B, h, w)`` float32 (negative where a position speaks against pneumonia).
-    """
-    return np.tensordot(weight.astype(np.float32), features.astype(np.float32),
-                        axes=(0, features.ndim - 3)).astype(np.float32)
+
+def occlusion_boxes(height: int, width: int, window: float = OCCLUSION_WINDOW,
+                    positions: int = OCCLUSION_POSITIONS) -> list[tuple[int, int, int, int]]:
+    """The covering windows ``(top, left, bottom, right)``, row by row; the set mirrors onto
+    itself left to right."""
+    box_h, box_w = max(1, round(height * window)), max(1, round(width * window))
+    tops = np.round(np.linspace(0, height - box_h, positions)).astype(int)
+    lefts = np.round(np.linspace(0, width - box_w, positions)).astype(int)
+    return [(int(t), int(left), int(t) + box_h, int(left) + box_w)
+            for t in tops for left in lefts]
+
+
+def cover(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """Copies ``(K, 1, S, S)`` of a normalised image ``(1, S, S)``, box k of each filled with
+    the image's mean."""
+    fill = float(image.mean())
+    copies = np.repeat(image[None], len(boxes), axis=0)
+    for k, (top, left, bottom, right) in enumerate(boxes):
+        copies[k, :, top:bottom, left:right] = fill
+    return copies
+
+
+def occlusion_evidence(logits: LogitFunction, image: np.ndarray, *,
+                       cells: int = MAP_CELLS, batch_size: int = 65) -> np.ndarray:
+    """The pneumonia evidence ``(cells, cells)`` float32 of a normalised image ``(1, S, S)``,
+    in logit units: the fall of the pneumonia logit when each place is covered (negative
+    where covering it makes pneumonia more likely)."""
+    _, height, width = image.shape
+    boxes = occlusion_boxes(height, width)
+    batch = np.concatenate([image[None], cover(image, boxes)]).astype(np.float32)
+    outputs = np.concatenate([logits(batch[i:i + batch_size])[:, 0]
+                              for i in range(0, len(batch), batch_size)])
+    fall = outputs[0] - outputs[1:]  # (K,)
+    total = np.zeros((height, width), np.float64)
+    count = np.zeros((height, width), np.float64)
+    for (top, left, bottom, right), value in zip(boxes, fall, strict=True):
+        total[top:bottom, left:right] += value
+        count[top:bottom, left:right] += 1
+    per_pixel = (total / np.maximum(count, 1)).astype(np.float32)
+    return np.asarray(Image.fromarray(per_pixel, mode="F").resize(
+        (cells, cells), Image.Resampling.BOX), dtype=np.float32)
 
 
 def heatmap_scale(raw_maps: np.ndarray, percentile: float = 99.0) -> float:
@@ -36,17 +88,13 @@ def heatmap_scale(raw_maps: np.ndarray, percentile: float = 99.0) -> float:
     return float(np.percentile(positive, percentile)) if positive.size else 0.0
 
 
-def class_activation_map(features: np.ndarray, weight: np.ndarray,
-                         scale: float = 0.0) -> np.ndarray:
-    """CAM ``(h, w)`` in [0, 1] from one image's features ``(C, h, w)`` and head row ``(C,)``.
-
-    Negative evidence is clipped to 0. With ``scale`` > 0 (the model card's
-    ``heatmap_scale``) the map is divided by it and clipped at 1, one scale for every
-    image; with 0 (older models) by the image's own maximum.
-    """
-    cam = np.maximum(raw_activation_map(features, weight), 0.0)
-    peak = scale if scale > 0 else float(cam.max())
-    return (np.minimum(cam / peak, 1.0) if peak > 0 else cam).astype(np.float32)
+def scaled_heatmap(evidence: np.ndarray, scale: float = 0.0) -> np.ndarray:
+    """The heat map ``(h, w)`` in [0, 1] of raw evidence: negative evidence clipped to 0,
+    divided by the model card's ``heatmap_scale`` and clipped at 1 (one scale for every
+    image); with ``scale`` 0 (older models) by the image's own maximum."""
+    positive = np.maximum(evidence, 0.0)
+    peak = scale if scale > 0 else float(positive.max())
+    return (np.minimum(positive / peak, 1.0) if peak > 0 else positive).astype(np.float32)
 
 
 def colorize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:

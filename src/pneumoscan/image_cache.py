@@ -29,18 +29,21 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("PNEUMOSCAN_CACHE", Path.home() / ".cache" / "pneumoscan"))
 
 
-def _cache_key(samples: Sequence[Sample], image_size: int) -> str:
+def _cache_key(samples: Sequence[Sample], image_size: int, source_size: int) -> str:
     digest = hashlib.sha256()
     for s in samples:
         stat = s.path.stat()
         digest.update(f"{s.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return f"{digest.hexdigest()[:20]}_{image_size}px"
+    via = f"_via{source_size}" if source_size else ""
+    return f"{digest.hexdigest()[:20]}_{image_size}px{via}"
 
 
-def load_resized(samples: Sequence[Sample], image_size: int, *, cache_dir: Path | None = None,
+def load_resized(samples: Sequence[Sample], image_size: int, source_size: int = 0, *,
+                 cache_dir: Path | None = None,
                  progress: Callable[[int], None] | None = None, use_cache: bool = True,
                  ) -> tuple[np.ndarray, list[int]]:
-    """Decode and resize ``samples`` to ``(N, S, S)`` uint8, using the cache when present.
+    """Decode and resize ``samples`` to ``(N, S, S)`` uint8 (through ``source_size``, as
+    :func:`pneumoscan.preprocessing.resize`), using the cache when present.
 
     With ``use_cache=False`` nothing is read from or written to disk (evaluation of data
     that is not ours to copy). Returns the pixels of the readable images and the indices
@@ -48,7 +51,7 @@ def load_resized(samples: Sequence[Sample], image_size: int, *, cache_dir: Path 
     never filled with grey.
     """
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    key = _cache_key(samples, image_size)
+    key = _cache_key(samples, image_size, source_size)
     pixels_path, bad_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.bad.npy"
     if use_cache and pixels_path.is_file() and bad_path.is_file():
         logger.info("image cache hit: %s", pixels_path)
@@ -57,7 +60,7 @@ def load_resized(samples: Sequence[Sample], image_size: int, *, cache_dir: Path 
 
     def read(index: int) -> np.ndarray | None:
         try:
-            return resize(load_image(samples[index].path), image_size)
+            return resize(load_image(samples[index].path), image_size, source_size)
         except (ImageDecodeError, ImageTooLargeError) as exc:
             logger.warning("skipping unreadable image %s", exc)
             return None

@@ -62,8 +62,9 @@ class ModelCard:
     temperature: float = 1.0  # pneumonia logit is divided by this before the sigmoid
     bias: float = 0.0  # added to the pneumonia logit after the temperature (Platt scaling)
     cause_temperature: float = 1.0  # same for the bacterial-vs-viral logit
-    heatmap_scale: float = 0.0  # CAM value shown at full colour, the same for every image
+    heatmap_scale: float = 0.0  # evidence shown at full colour, the same for every image
     # (0: each image's own maximum, as models trained before November 2026 had it)
+    flip_average: bool = False  # the network averages the image and its mirror image
     threshold_rule: str = ""
     validation: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
@@ -141,7 +142,7 @@ def load_model(path: Path | str | None = None) -> tuple[PneumoniaNet, ModelCard]
 
     weights_path, _ = resolve_model_paths(path)
     card = read_card(path)
-    model = create_model(card.arch, pretrained=False)
+    model = create_model(card.arch, pretrained=False, flip_average=card.flip_average)
     try:
         state = load_file(str(weights_path), device="cpu")
     except SafetensorError as exc:  # not safetensors (a pickle, say) or truncated

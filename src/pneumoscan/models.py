@@ -2,8 +2,13 @@
 
 Every model maps a ``(B, 1, S, S)`` normalised grayscale batch to ``(B, 2)`` logits:
 column 0 is pneumonia vs normal, column 1 is bacterial vs viral (meaningful only when
-the image shows pneumonia). The head is global average pooling + one linear layer, so
-the class activation map (CAM) of a logit is exact: ``w · features`` at each position.
+the image shows pneumonia). The head is global average pooling + one linear layer.
+
+With ``flip_average`` (the shipped model since December 2026) a model in eval mode scores an
+image and its mirror image and averages the two (the head is linear, so this is the mean of
+the two logits): its answer is the same for a film and its mirror, and a heat map asked of
+it by occlusion (:mod:`pneumoscan.heatmap`) mirrors with the film. In training mode it sees
+one view, the flip being one of the augmentations, as dropout is on in training only.
 """
 
 from __future__ import annotations
@@ -59,8 +64,10 @@ class SimpleCNN(nn.Module):
 class PneumoniaNet(nn.Module):
     """A backbone's feature map → global average pool → dropout → linear ``(B, 2)``."""
 
-    def __init__(self, backbone: nn.Module, num_features: int, dropout: float = 0.2) -> None:
+    def __init__(self, backbone: nn.Module, num_features: int, dropout: float = 0.2,
+                 flip_average: bool = False) -> None:
         super().__init__()
+        self.flip_average = flip_average  # eval mode: average over the image and its mirror
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_features, len(OUTPUTS))
@@ -74,18 +81,28 @@ class PneumoniaNet(nn.Module):
         return self.head(self.dropout(features.mean(dim=(2, 3))))  # (B, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.forward_with_features(x)[0]
 
     def forward_with_features(self, x: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits ``(B, 2)``, the feature map ``(B, C, h, w)`` and its spatial mean
-        ``(B, C)``, the vector the head reads (and the scope check), in one pass."""
-        features = self.forward_features(x)
-        pooled = features.mean(dim=(2, 3))
+        """Logits ``(B, 2)``, the feature map ``(B, C, h, w)`` and the pooled vector
+        ``(B, C)`` the head reads (and the scope and population checks), in one pass.
+
+        With ``flip_average`` in eval mode the pooled vector is the mean of the image's and
+        its mirror's, so the logits are the mean of the two views' logits.
+        """
+        if self.flip_average and not self.training:
+            both = self.forward_features(torch.cat([x, x.flip(-1)]))  # (2B, C, h, w)
+            features = both[:x.shape[0]]
+            pooled = both.mean(dim=(2, 3)).view(2, x.shape[0], -1).mean(dim=0)
+        else:
+            features = self.forward_features(x)
+            pooled = features.mean(dim=(2, 3))
         return self.head(self.dropout(pooled)), features, pooled
 
 
-def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2) -> PneumoniaNet:
+def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2,
+                 flip_average: bool = False) -> PneumoniaNet:
     """Build a model by name.
 
     Args:
@@ -94,12 +111,13 @@ def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2) -
         pretrained: start from ImageNet weights. Only architectures whose weights ship in an
             installed package (``efficientnet_lite0``) can: nothing is downloaded.
         dropout: dropout before the linear head.
+        flip_average: in eval mode, average over the image and its mirror image.
     """
     if arch == "simple_cnn":
         if pretrained:
             raise ValueError("simple_cnn has no pretrained weights; use pretrained=False")
         cnn = SimpleCNN()
-        return PneumoniaNet(cnn, cnn.num_features, dropout)
+        return PneumoniaNet(cnn, cnn.num_features, dropout, flip_average)
     import timm
 
     try:
@@ -112,7 +130,8 @@ def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2) -
             raise ValueError(f"no offline ImageNet weights for {arch!r}; pretrained weights "
                              f"ship only for {PRETRAINED_FROM_PACKAGE}")
         _load_efficientnet_lite0_imagenet(backbone)
-    return PneumoniaNet(backbone, int(backbone.num_features), dropout)  # type: ignore[arg-type]
+    return PneumoniaNet(backbone, int(backbone.num_features), dropout,  # type: ignore[arg-type]
+                        flip_average)
 
 
 def _load_efficientnet_lite0_imagenet(backbone: nn.Module) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from pneumoscan.backends import Backend, create_backend
 from pneumoscan.decision import Decisions, decide, is_positive
 from pneumoscan.errors import PneumoscanError
-from pneumoscan.heatmap import class_activation_map
+from pneumoscan.heatmap import occlusion_evidence, scaled_heatmap
 from pneumoscan.imaging import (
     DEFAULT_MAX_PIXELS,
     MIN_SIDE,
@@ -36,7 +36,6 @@ from pneumoscan.modelfile import (
     load_population,
     load_scope,
     read_card,
-    resolve_model_paths,
 )
 from pneumoscan.population import (
     UNKNOWN,
@@ -62,7 +61,7 @@ class Prediction:
     scope_reason: str
     cause: str | None  # "bacterial" or "viral", only when label is pneumonia
     cause_probability: float | None  # P(bacterial | pneumonia), only when label is pneumonia
-    heatmap: np.ndarray | None  # (h, w) float32 in [0, 1]: CAM of the pneumonia logit
+    heatmap: np.ndarray | None  # (h, w) float32 in [0, 1]: occlusion evidence of pneumonia
     model: str  # model version
     width: int  # original image size
     height: int
@@ -124,13 +123,12 @@ class FileResult:
 class Predictor:
     """A loaded model plus everything needed to turn an image into a :class:`Prediction`."""
 
-    def __init__(self, backend: Backend, card: ModelCard, head_weight: np.ndarray,
+    def __init__(self, backend: Backend, card: ModelCard,
                  *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  scope: ScopeStatistics | None = None,
                  population: PopulationClassifier | None = None) -> None:
         self.backend = backend
         self.card = card
-        self.head_weight = head_weight  # (2, C): row 0 pneumonia, row 1 bacterial
         self.max_pixels = max_pixels
         self.scope = scope  # None: not fitted, and every image is out of scope
         # None: not fitted, and an image without an age in a DICOM header is "unknown"
@@ -140,12 +138,8 @@ class Predictor:
     def load(cls, path: Path | str | None = None, *, backend: str = "auto",
              max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
         """Load a model folder or ``.safetensors`` file (None: the shipped default)."""
-        from safetensors.numpy import load_file
-
-        weights_path, _ = resolve_model_paths(path)
         card = read_card(path)
-        head = load_file(str(weights_path))["head.weight"]
-        return cls(create_backend(backend, path), card, head, max_pixels=max_pixels,
+        return cls(create_backend(backend, path), card, max_pixels=max_pixels,
                    scope=load_scope(path), population=load_population(path))
 
     @property
@@ -169,18 +163,26 @@ class Predictor:
             return []
         config = self.card.preprocessing
         # preprocess() in two halves: the resized image also feeds the scope check.
-        resized = resize_all((d.pixels for d in images), config.image_size)  # (B, S, S)
-        # (B, 2), (B, C, h, w), (B, C)
-        logits, features, pooled = self.backend.run(normalize(resized, config))
+        resized = resize_all((d.pixels for d in images), config.image_size,
+                             config.source_size)  # (B, S, S)
+        inputs = normalize(resized, config)  # (B, 1, S, S)
+        logits, _, pooled = self.backend.run(inputs)  # (B, 2), (B, C, h, w), (B, C)
         decisions = decide(logits, self.card)
         results = []
         for i, decoded in enumerate(images):
             scope = assess_scope(decoded, resized[i], pooled[i], self.scope)
             population = assess_population(decoded.dicom, pooled[i], resized[i],
                                            scope.in_scope, self.population)
-            results.append(self._result(decoded, decisions, i, features[i], scope,
-                                        population, heatmap))
+            evidence = self.evidence(inputs[i]) if heatmap else None
+            results.append(self._result(decoded, decisions, i, evidence, scope, population))
         return results
+
+    def evidence(self, image: np.ndarray) -> np.ndarray:
+        """The heat map ``(h, w)`` in [0, 1] of one normalised input ``(1, S, S)``: occlusion
+        evidence of pneumonia (:func:`pneumoscan.heatmap.occlusion_evidence`) on the model's
+        heat-map scale. About 65 forward passes: asked for one study at a time."""
+        raw = occlusion_evidence(lambda batch: self.backend.run(batch)[0], image)
+        return scaled_heatmap(raw, self.card.heatmap_scale)
 
     def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
                         progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -235,8 +237,8 @@ class Predictor:
                 yield FileResult(name, next(predictions))
 
     def _result(self, decoded: DecodedImage, decisions: Decisions, index: int,
-                features: np.ndarray, scope: ScopeResult, population: PopulationResult,
-                heatmap: bool) -> Prediction:
+                heatmap: np.ndarray | None, scope: ScopeResult,
+                population: PopulationResult) -> Prediction:
         positive = bool(decisions.positive[index])
         height, width = decoded.pixels.shape
         return Prediction(
@@ -252,8 +254,7 @@ class Predictor:
             population_warning=population.warning,
             cause=self.card.cause_names[decisions.cause_index[index]] if positive else None,
             cause_probability=float(decisions.cause_probability[index]) if positive else None,
-            heatmap=(class_activation_map(features, self.head_weight[0],
-                                          self.card.heatmap_scale) if heatmap else None),
+            heatmap=heatmap,
             model=self.version,
             width=width,
             height=height,

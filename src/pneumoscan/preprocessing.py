@@ -29,36 +29,46 @@ class PreprocessConfig:
     std: float = 0.226  # ImageNet std of the three channels
     resize: str = "squash"  # the only mode: stretch to image_size x image_size
     equalize: bool = False  # histogram-equalise each image after resizing
+    source_size: int = 0  # every image first squashed to this side with an area filter
+    # (the training data's 224 px); 0: straight to image_size (models before December 2026)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        known = {k: data[k] for k in ("image_size", "mean", "std", "resize", "equalize")
-                 if k in data}
+        known = {k: data[k] for k in ("image_size", "mean", "std", "resize", "equalize",
+                                      "source_size") if k in data}
         config = cls(**known)
         if config.resize != "squash":
             raise ValueError(f"unknown resize mode {config.resize!r}; expected 'squash'")
         return config
 
 
-def resize(pixels: np.ndarray, image_size: int) -> np.ndarray:
+def resize(pixels: np.ndarray, image_size: int, source_size: int = 0) -> np.ndarray:
     """Squash a ``(H, W)`` uint8 image to ``(image_size, image_size)`` uint8.
 
-    Pillow's antialiased bilinear filter makes the result nearly independent of the input
-    resolution (a 2,000 px original and its 224 px copy give the same model input).
+    With ``source_size`` (a model's ``preprocessing.source_size``: the training data's side)
+    the image is first squashed to ``source_size`` with an area filter (Pillow's box filter;
+    bilinear when it is smaller), then to ``image_size`` with Pillow's antialiased bilinear
+    filter, exactly as a training image of that size is. A 2,000 px original, its 1,000 px
+    copy and its 224 px copy so take the same path from 224 px on, whatever the source.
     """
-    if pixels.shape == (image_size, image_size):
-        return pixels
     image = Image.fromarray(pixels, mode="L") if pixels.dtype == np.uint8 else \
         Image.fromarray(pixels.astype(np.uint8), mode="L")
+    if source_size and image.size != (source_size, source_size):
+        shrinking = image.width >= source_size and image.height >= source_size
+        image = image.resize((source_size, source_size), Image.Resampling.BOX if shrinking
+                             else Image.Resampling.BILINEAR)
+    if image.size == (image_size, image_size):
+        return np.asarray(image)
     return np.asarray(image.resize((image_size, image_size), Image.Resampling.BILINEAR))
 
 
-def resize_all(images: Iterable[np.ndarray], image_size: int) -> np.ndarray:
+def resize_all(images: Iterable[np.ndarray], image_size: int,
+               source_size: int = 0) -> np.ndarray:
     """:func:`resize` each ``(H, W)`` uint8 image: ``(N, image_size, image_size)`` uint8."""
-    return np.stack([resize(image, image_size) for image in images])
+    return np.stack([resize(image, image_size, source_size) for image in images])
 
 
 def equalize_histogram(resized: np.ndarray) -> np.ndarray:
@@ -116,4 +126,4 @@ def _input_values(mean: float, std: float) -> np.ndarray:
 
 def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Turn a decoded ``(H, W)`` uint8 image into a ``(1, S, S)`` float32 model input."""
-    return normalize(resize(pixels, config.image_size), config)
+    return normalize(resize(pixels, config.image_size, config.source_size), config)

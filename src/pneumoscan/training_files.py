@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # dataset imports modelfile, which stores these records
 logger = logging.getLogger(__name__)
 
 #: Sides of a training run's split, in the order of their codes in :attr:`TrainingFiles.roles`.
-ROLES: tuple[str, str, str] = ("training", "validation", "protocol")
+ROLES: tuple[str, ...] = ("training", "validation", "protocol", "edge")
 #: What each side's images were used for, in words (for warnings and reports).
 ROLE_USES = {
     "training": "images this model was trained on: its figures on them are not a test of "
@@ -43,6 +43,8 @@ ROLE_USES = {
                   "chose its threshold: validation figures, not test figures",
     "protocol": "the model's out-of-protocol validation images (whole blocks of patients "
                 "held out of training): validation figures, not test figures",
+    "edge": "the model's edge-of-time validation images (the earliest and latest patients "
+            "of each series, held out of training): validation figures, not test figures",
 }
 #: Bytes kept of each SHA-256 digest: 128 bits, no chance collisions among millions of files.
 DIGEST_BYTES = 16
@@ -88,8 +90,8 @@ def _digest_array(paths: Iterable[Path]) -> np.ndarray:
 
 
 def record_split(split: TrainingSplit, data_fingerprint: str = "") -> TrainingFiles:
-    """The digests of every file on the three sides of ``split``."""
-    sides = (split.train, split.validation, split.protocol)
+    """The digests of every file on each side of ``split``, in the order of :data:`ROLES`."""
+    sides = (split.train, split.validation, split.protocol, split.edge)
     paths = [sample.path for side in sides for sample in side]
     roles = np.concatenate([np.full(len(side), code, np.uint8)
                             for code, side in enumerate(sides)])

@@ -75,7 +75,7 @@ def test_fitted_classifier_is_stored_and_used_by_the_predictor(
     assert path == population_path(model) and path.is_file()
     assert classifier.n_pediatric == 2 * len(train)
     assert classifier.n_adult == (1 + ADULT_COPIES) * len(adults.fit)
-    channels = Predictor.load(model, backend="torch").head_weight.shape[1]
+    channels = _pooled_size(Predictor.load(model, backend="torch"))
     assert len(classifier.mean) == channels + THUMBNAIL_SIDE**2  # features + layout
     assert population_notes(model) == {"seed": "0"}
     stored = load_population(model)
@@ -100,8 +100,7 @@ def test_a_classifier_fitted_for_other_weights_is_ignored(
     from dataclasses import replace
 
     model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
-    dimension = Predictor.load(model, backend="torch").head_weight.shape[1] \
-        + THUMBNAIL_SIDE**2
+    dimension = _pooled_size(Predictor.load(model, backend="torch")) + THUMBNAIL_SIDE**2
     fitted = fit_classifier(np.random.default_rng(0).normal(-1, 1, (50, dimension)),
                             np.random.default_rng(1).normal(1, 1, (50, dimension)))
     save_population(replace(fitted, threshold=0.6), model)
@@ -110,3 +109,9 @@ def test_a_classifier_fitted_for_other_weights_is_ignored(
     weights.write_bytes(weights.read_bytes() + b" ")  # other weights, same file name
     assert load_population(model) is None
     assert "fit-population" in caplog.text
+
+
+def _pooled_size(predictor: Predictor) -> int:
+    """Length of the pooled feature vector the head (and the population check) reads."""
+    side = predictor.card.preprocessing.image_size
+    return int(predictor.pooled_features(np.zeros((1, side, side), np.uint8)).shape[1])

@@ -44,6 +44,9 @@ class AugmentConfig:
     annotate: float = 0.0  # probability of burned-in text and side markers (both classes)
     border: float = 0.0  # probability of black or white bands along the edges
     border_frame: float = 0.0  # share of those bands drawn on all four sides (a frame)
+    resample: float = 0.0  # probability of a round trip through a smaller size (50-100 %
+    # of the side) with a random filter: another scanner's, or another resize path's, detail
+    jpeg: float = 0.0  # probability of JPEG re-encoding at a quality uniform in 30-95
 
 
 def _uniform(n: int, spread: float, generator: torch.Generator) -> torch.Tensor:
@@ -81,6 +84,8 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
     if config.annotate > 0 or config.border > 0:
         out = _mark(out, config, generator)
 
+    if config.resample > 0:
+        out = _resample(out, config.resample, generator)
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     contrast = (1 + _uniform(n, config.contrast, generator)).view(n, 1, 1, 1)
     brightness = _uniform(n, config.brightness, generator).view(n, 1, 1, 1)
@@ -96,7 +101,53 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
     if config.noise > 0:
         sigma = (torch.rand(n, generator=generator) * config.noise).view(n, 1, 1, 1)
         out = out + sigma * torch.randn(out.shape, generator=generator)
+    out = out.clamp(0, 1)
+    if config.jpeg > 0:
+        out = _jpeg(out, config.jpeg, generator)
+    return out
+
+
+#: Filters of the resampling round trip (torch.nn.functional.interpolate modes).
+RESAMPLE_MODES = ("area", "bilinear", "bicubic", "nearest")
+
+
+def _resample(images: torch.Tensor, probability: float,
+              generator: torch.Generator) -> torch.Tensor:
+    """Down to 50-100 % of the side and back, each image with a random filter each way."""
+    n, _, height, width = images.shape
+    use = torch.rand(n, generator=generator) < probability
+    factor = 0.5 + 0.5 * torch.rand(n, generator=generator)
+    modes = torch.randint(0, len(RESAMPLE_MODES), (n, 2), generator=generator)
+    out = images.clone()
+    for i in torch.nonzero(use).flatten().tolist():
+        size = (max(8, round(height * float(factor[i]))), max(8, round(width * float(factor[i]))))
+        down, up = (RESAMPLE_MODES[int(m)] for m in modes[i])
+        small = _interpolate(images[i:i + 1], size, down)
+        out[i:i + 1] = _interpolate(small, (height, width), up)
     return out.clamp(0, 1)
+
+
+def _interpolate(images: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if mode in ("area", "nearest"):
+        return F.interpolate(images, size=size, mode=mode)
+    return F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=True)
+
+
+def _jpeg(images: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """JPEG-encode and decode some images (libjpeg-turbo through simplejpeg)."""
+    import simplejpeg
+
+    n = images.shape[0]
+    use = torch.rand(n, generator=generator) < probability
+    quality = torch.randint(30, 96, (n,), generator=generator)
+    out = images.clone()
+    for i in torch.nonzero(use).flatten().tolist():
+        pixels = images[i, 0].mul(255).round().to(torch.uint8).numpy()[:, :, None]  # (H, W, 1)
+        encoded = simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality=int(quality[i]),
+                                         colorspace="GRAY")
+        decoded = simplejpeg.decode_jpeg(encoded, colorspace="GRAY")[:, :, 0]
+        out[i, 0] = torch.from_numpy(decoded.copy()).float().div_(255)
+    return out
 
 
 def _mark(images: torch.Tensor, config: AugmentConfig,

@@ -18,6 +18,8 @@ class TrainConfig:
     pretrained: bool = True  # start from offline ImageNet weights where they exist
     image_size: int = 224  # model input side, pixels
     equalize: bool = False  # histogram-equalise inputs (stored in the model's preprocessing)
+    source_size: int = 0  # every input first squashed to this side with an area filter (the
+    # training data's 224 px; stored in the model's preprocessing); 0 = straight to image_size
     epochs: int = 8  # upper bound; early stopping may end sooner
     batch_size: int = 32
     lr: float = 1e-3  # AdamW peak learning rate
@@ -29,10 +31,16 @@ class TrainConfig:
     val_fraction: float = 0.15  # patient-level share of train/ held out for validation
     protocol_fraction: float = 0.0  # share of consecutive-patient blocks held out first
     # (validation out of protocol; 0 = none, as in models trained before it existed)
+    edge_blocks: int = 0  # earliest and latest blocks (of 20) of each numbering series taken
+    # out of training: validation at the edge of time (pneumoscan.dataset.edge_patients)
+    flip_average: bool = False  # evaluate the image and its mirror image averaged (models.py)
     select_last_epoch: bool = False  # keep the last epoch (a fixed schedule), not the one
     # with the best clean validation AUC
     seed: int = 0
     patience: int = 3  # early stopping: epochs without a better validation AUC
+    threshold_rule: str = "plateau"  # "plateau": median of the near-best Youden plateau on
+    # validation (clean + shifted); "worst-case": prevalence-neutral calibration on every
+    # held-out set, the most specific threshold keeping min_sensitivity on each of them
     min_sensitivity: float = 0.95  # threshold rule: lowest sensitivity accepted
     threshold_plateau: float = 0.02  # threshold rule: Youden J within this of its best
     threads: int = 0  # torch CPU threads; 0 = all cores

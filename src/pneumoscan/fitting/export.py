@@ -196,7 +196,8 @@ def compare_with_torch(model_path: Path | str | None, onnx_path: Path | str,
     card = read_card(model_path)
     size = card.preprocessing.image_size
     if images:
-        resized = np.stack([resize(load_image(p), size) for p in images])  # (N, S, S)
+        resized = np.stack([resize(load_image(p), size, card.preprocessing.source_size)
+                            for p in images])  # (N, S, S)
     else:
         resized = np.random.default_rng(0).integers(0, 256, (8, size, size), dtype=np.uint8)
     torch_outputs = run_batches(TorchBackend(model_path).run, resized, card.preprocessing,

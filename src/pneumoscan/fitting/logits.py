@@ -66,3 +66,21 @@ def predict_logits(model: PneumoniaNet, resized: np.ndarray, config: PreprocessC
     finally:
         model.train(was_training)
     return logits
+
+
+def predict_logits_normalized(model: PneumoniaNet, batch: np.ndarray,
+                              device: torch.device | str = "cpu") -> np.ndarray:
+    """Logits ``(B, 2)`` of an already normalised batch ``(B, 1, S, S)``, in eval mode (the
+    forward pass an occlusion heat map asks during training); training mode restored."""
+    import torch
+
+    from pneumoscan.fitting.distributed import autocast
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast(device):
+            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+    finally:
+        model.train(was_training)

@@ -138,6 +138,7 @@ def fitting_features(predictor: Predictor, samples: Sequence[Sample], *, copies:
     """:func:`~pneumoscan.population.population_features` ``((1 + copies) N, D)`` of
     ``samples`` and ``copies`` transformed copies of each (seeds ``first_seed``, ...)."""
     resized, bad = load_resized(samples, predictor.card.preprocessing.image_size,
+                               predictor.card.preprocessing.source_size,
                                 cache_dir=cache_dir)
     if bad:
         logger.warning("%d unreadable image(s) left out of the population fit", len(bad))

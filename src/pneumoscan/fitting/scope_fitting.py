@@ -73,6 +73,7 @@ def fit_scope(model: Path | str | None, samples: Sequence[Sample], *,
     """
     predictor = Predictor.load(model, backend="torch")  # the features the check will see
     resized, bad = load_resized(samples, predictor.card.preprocessing.image_size,
+                               predictor.card.preprocessing.source_size,
                                 cache_dir=cache_dir)
     if bad:
         logger.warning("%d unreadable training image(s) left out of the scope fit", len(bad))

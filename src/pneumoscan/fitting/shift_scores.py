@@ -118,3 +118,36 @@ def fit_operating_point(labels: np.ndarray, logits: dict[str, np.ndarray], *,
     threshold = choose_threshold(*pooled(labels, probabilities),
                                  min_sensitivity=min_sensitivity, plateau=plateau)
     return temperature, bias, threshold
+
+
+def fit_worst_case_operating_point(
+        labels: np.ndarray, shifted_logits: dict[str, np.ndarray],
+        held_out: dict[str, tuple[np.ndarray, np.ndarray]], *, min_sensitivity: float,
+        ) -> tuple[float, float, float, str]:
+    """Calibration and threshold for a period not yet seen (config ``threshold_rule =
+    "worst-case"``).
+
+    - Calibration: prevalence-neutral Platt scaling
+      (:func:`pneumoscan.calibration.fit_platt`, ``balanced``) on the clean logits of every
+      held-out set pooled (``held_out``: name → ``(labels, logits)``; the patient-level
+      validation, out-of-protocol and edge-of-time sets).
+    - Threshold: :func:`pneumoscan.calibration.worst_case_threshold` over the validation
+      images under the shift suite pooled (``labels``, ``shifted_logits`` by shift name,
+      clean included) and each held-out set other than the validation on its own: the
+      most specific threshold that keeps ``min_sensitivity`` on all of them.
+
+    Returns:
+        ``(temperature, bias, threshold, name of the set that decided the threshold)``.
+    """
+    from pneumoscan.calibration import apply_temperature, fit_platt, worst_case_threshold
+
+    temperature, bias = fit_platt(np.concatenate([z for _, z in held_out.values()]),
+                                  np.concatenate([y for y, _ in held_out.values()]),
+                                  balanced=True)
+    shifted = {name: apply_temperature(v, temperature, bias)
+               for name, v in shifted_logits.items()}
+    sets = {"validation under the shift suite": pooled(labels, shifted)} | {
+        name: (y, apply_temperature(z, temperature, bias))
+        for name, (y, z) in held_out.items() if name != "validation"}
+    threshold, decided = worst_case_threshold(sets, min_sensitivity)
+    return temperature, bias, threshold, decided

@@ -47,14 +47,13 @@ from pneumoscan.fitting import distributed
 from pneumoscan.fitting.augmentation import augment_batch
 from pneumoscan.fitting.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pneumoscan.fitting.config import TrainConfig, dump_config
-from pneumoscan.fitting.logits import predict_logits
+from pneumoscan.fitting.logits import predict_logits, predict_logits_normalized
 from pneumoscan.fitting.population_fitting import describe_population, fit_population_on_folder
 from pneumoscan.fitting.scope_fitting import describe_scope, fit_scope
-from pneumoscan.fitting.shift_scores import fit_operating_point
+from pneumoscan.fitting.shift_scores import fit_operating_point, fit_worst_case_operating_point
 from pneumoscan.fitting.shifts import SHIFTS, SOURCE_SIZE, shifted_sets
-from pneumoscan.heatmap import heatmap_scale, raw_activation_map
+from pneumoscan.heatmap import heatmap_scale, occlusion_evidence
 from pneumoscan.image_cache import load_resized
-from pneumoscan.inference import run_batches
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelfile import CLASS_NAMES, ModelCard, fit_population_hint, save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
@@ -63,6 +62,8 @@ from pneumoscan.training_files import record_split, save_training_files
 
 logger = logging.getLogger(__name__)
 
+#: What config.threshold_rule accepts (see TrainConfig).
+THRESHOLD_RULES = ("plateau", "worst-case")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "val_cause_auc", "lr",
                    "seconds")
 
@@ -103,11 +104,12 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _to_arrays(samples: list[Sample], image_size: int, cache_dir: Path | None,
+def _to_arrays(samples: list[Sample], preprocess: PreprocessConfig, cache_dir: Path | None,
                progress: ProgressCallback | None) -> Arrays:
     if progress:
         progress("start", len(samples))
-    pixels, bad = load_resized(samples, image_size, cache_dir=cache_dir,
+    pixels, bad = load_resized(samples, preprocess.image_size, preprocess.source_size,
+                               cache_dir=cache_dir,
                                progress=(lambda n: progress("advance", n)) if progress else None)
     kept = [s for i, s in enumerate(samples) if i not in set(bad)]
     if bad:
@@ -251,8 +253,11 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     if absent:  # fail now, not after an epoch with an AUC that cannot be computed
         raise DataLayoutError(f"{data}: no {'/, '.join(absent)}/ images to train on; training "
                               "needs both NORMAL/ and PNEUMONIA/")
+    if config.threshold_rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold_rule {config.threshold_rule!r}; expected one of "
+                         f"{THRESHOLD_RULES}")
     split = split_for_training(pool, config.val_fraction, config.seed,
-                               config.protocol_fraction)
+                               config.protocol_fraction, config.edge_blocks)
     train_samples, val_samples = split.train, split.validation
     logger.info("train: %s", describe(train_samples))
     logger.info("validation (patient-level, %.0f%%): %s", config.val_fraction * 100,
@@ -260,6 +265,9 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     if split.protocol:
         logger.info("held out, out of protocol (blocks of consecutive patients, %.0f%%): %s",
                     config.protocol_fraction * 100, describe(split.protocol))
+    if split.edge:
+        logger.info("held out, edge of time (first and last %d of 20 blocks of each "
+                    "series): %s", config.edge_blocks, describe(split.edge))
     if resume and not (out / CHECKPOINT).is_file():
         raise FileNotFoundError(f"{out / CHECKPOINT}: nothing to resume; run without --resume")
     if not resume and (out / CHECKPOINT).is_file():
@@ -269,16 +277,17 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(dump_config(config))
 
-    preprocess = PreprocessConfig(image_size=config.image_size, equalize=config.equalize)
+    preprocess = PreprocessConfig(image_size=config.image_size, equalize=config.equalize,
+                                  source_size=config.source_size)
     with distributed.main_process_first():  # rank 0 fills the image cache, the others read it
-        train_arrays = _to_arrays(train_samples, config.image_size, cache_dir, progress)
-        val_arrays = _to_arrays(val_samples, config.image_size, cache_dir, progress)
+        train_arrays = _to_arrays(train_samples, preprocess, cache_dir, progress)
+        val_arrays = _to_arrays(val_samples, preprocess, cache_dir, progress)
     pos_weight = _pos_weight(train_arrays.labels)
     cause_pos_weight = _pos_weight(train_arrays.causes[train_arrays.causes >= 0])
 
     seed_everything(config.seed)
-    model = create_model(config.arch, pretrained=config.pretrained,
-                         dropout=config.dropout).to(device)
+    model = create_model(config.arch, pretrained=config.pretrained, dropout=config.dropout,
+                         flip_average=config.flip_average).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     state: dict[str, Any] = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": [],
@@ -341,6 +350,14 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     return out
 
 
+def _held_out_arrays(split: TrainingSplit, preprocess: PreprocessConfig,
+                     cache_dir: Path | None) -> dict[str, Arrays]:
+    """The held-out sets other than the patient-level validation, by name (those present)."""
+    sets = {"out of protocol": split.protocol, "edge of time": split.edge}
+    return {name: _to_arrays(samples, preprocess, cache_dir, None)
+            for name, samples in sets.items() if samples}
+
+
 def epoch_weights(out: Path, epoch: int) -> Path:
     """Where a run saves the weights of ``epoch`` (1-based): ``OUT/epochs/epochN.safetensors``."""
     return out / "epochs" / f"epoch{epoch}.safetensors"
@@ -362,11 +379,34 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
         shift.name: predict_logits(model, resize_all(shifted, config.image_size), preprocess,
                                    device=device)[:, 0]
         for shift, shifted in shifted_sets(source, SHIFTS[1:])}  # SHIFTS[0] is "none"
-    temperature, bias, threshold = fit_operating_point(
-        val.labels, shifted_logits, min_sensitivity=config.min_sensitivity,
-        plateau=config.threshold_plateau)
+    held_out = {"validation": (val.labels, logits[:, 0])} | {
+        name: (arrays.labels, predict_logits(model, arrays.pixels, preprocess,
+                                             device=device)[:, 0])
+        for name, arrays in _held_out_arrays(split, preprocess, cache_dir).items()}
+    if config.threshold_rule == "worst-case":
+        temperature, bias, threshold, decided = fit_worst_case_operating_point(
+            val.labels, shifted_logits, held_out, min_sensitivity=config.min_sensitivity)
+        rule = (f"prevalence-neutral Platt scaling on the {len(held_out)} held-out sets "
+                f"pooled; the most specific threshold keeping sensitivity >= "
+                f"{config.min_sensitivity} on each of: the validation images clean and under "
+                f"the {len(SHIFTS) - 1} shifts of the shift suite pooled, "
+                f"{', '.join(n for n in held_out if n != 'validation')} (decided by: "
+                f"{decided})")
+    else:
+        temperature, bias, threshold = fit_operating_point(
+            val.labels, shifted_logits, min_sensitivity=config.min_sensitivity,
+            plateau=config.threshold_plateau)
+        rule = (f"median of thresholds with validation sensitivity >= "
+                f"{config.min_sensitivity} and Youden J within "
+                f"{config.threshold_plateau} of its best, on "
+                "Platt-scaled probabilities of a class-weighted model, over the validation "
+                f"images clean and under the {len(SHIFTS) - 1} shifts of the "
+                "shift suite pooled")
     probabilities = apply_temperature(logits[:, 0], temperature, bias)
     validation = compute_metrics(val.labels, probabilities, threshold)
+    validation["held_out"] = {
+        name: compute_metrics(labels, apply_temperature(z, temperature, bias), threshold)
+        for name, (labels, z) in held_out.items() if name != "validation"}
     known = val.causes >= 0
     cause_temperature = 1.0
     if known.any() and len(set(val.causes[known])) == 2:
@@ -384,12 +424,8 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
         temperature=temperature,
         bias=bias,
         cause_temperature=cause_temperature,
-        threshold_rule=(f"median of thresholds with validation sensitivity >= "
-                        f"{config.min_sensitivity} and Youden J within "
-                        f"{config.threshold_plateau} of its best, on "
-                        "Platt-scaled probabilities of a class-weighted model, over the validation "
-                        f"images clean and under the {len(SHIFTS) - 1} shifts of the "
-                        "shift suite pooled"),
+        threshold_rule=rule,
+        flip_average=config.flip_average,
         heatmap_scale=fit_heatmap_scale(model, val, preprocess, device),
         validation=validation,
         data_fingerprint=fingerprint(pool),
@@ -435,19 +471,23 @@ def _fit_population(out: Path, config: TrainConfig, train_samples: list[Sample],
     logger.info("population check %s", describe_population(classifier))
 
 
+#: Validation pneumonia images whose occlusion maps set the heat-map scale (65 passes each).
+HEATMAP_SCALE_IMAGES = 48
+
+
 def fit_heatmap_scale(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,
                       device: torch.device = torch.device("cpu")) -> float:
     """The model-wide heat-map scale: :func:`pneumoscan.heatmap.heatmap_scale` of the
-    class activation maps of the validation pneumonia images."""
-    model.eval()
-    weight = model.head.weight[0].detach().float().cpu().numpy()  # (C,)
+    occlusion evidence of (up to :data:`HEATMAP_SCALE_IMAGES`) validation pneumonia images,
+    spread evenly over them."""
+    pneumonia = val.pixels[val.labels == 1]
+    chosen = pneumonia[np.linspace(0, len(pneumonia) - 1,
+                                   min(HEATMAP_SCALE_IMAGES, len(pneumonia))).astype(int)]
 
-    def evidence(batch: np.ndarray) -> tuple[np.ndarray]:
-        with torch.inference_mode():
-            _, features, _ = model.forward_with_features(torch.from_numpy(batch).to(device))
-        return (raw_activation_map(features.float().cpu().numpy(), weight),)  # (B, h, w)
+    def logits(batch: np.ndarray) -> np.ndarray:
+        return predict_logits_normalized(model, batch, device)
 
-    (maps,) = run_batches(evidence, val.pixels[val.labels == 1], preprocess)
+    maps = np.stack([occlusion_evidence(logits, image) for image in normalize(chosen, preprocess)])
     return heatmap_scale(maps)
 
 

@@ -97,7 +97,8 @@ def evaluate(data: Path | str, out: Path | str, *, model_path: Path | str | None
     logger.info("evaluating the %s split of %s: %s", split, data, describe(samples))
     if progress is not None:
         progress("start", len(samples))
-    pixels, bad = load_resized(samples, card.preprocessing.image_size, use_cache=False,
+    pixels, bad = load_resized(samples, card.preprocessing.image_size,
+                              card.preprocessing.source_size, use_cache=False,
                                progress=_advance(progress))
     skipped = [str(samples[i].path) for i in bad]
     kept = [s for i, s in enumerate(samples) if i not in set(bad)]
