@@ -94,3 +94,41 @@ def test_fit_platt_recovers_a_known_temperature_and_bias() -> None:
 def test_apply_temperature_with_a_bias() -> None:
     out = apply_temperature(np.array([0.0, 2.0]), 2.0, np.log(3.0))
     np.testing.assert_allclose(out, [0.75, 1 / (1 + np.exp(-(1 + np.log(3.0))))])
+
+
+def test_threshold_for_sensitivity_is_the_highest_keeping_it() -> None:
+    from pneumoscan.calibration import threshold_for_sensitivity
+
+    labels = np.array([1, 1, 1, 1, 0, 0])
+    probs = np.array([0.9, 0.8, 0.6, 0.3, 0.5, 0.1])
+    assert threshold_for_sensitivity(labels, probs, 0.75) == pytest.approx(0.6)
+    assert threshold_for_sensitivity(labels, probs, 1.0) == pytest.approx(0.3)
+    assert threshold_for_sensitivity(labels, probs, 0.5) == pytest.approx(0.8)
+
+
+def test_worst_case_threshold_keeps_the_sensitivity_on_every_set() -> None:
+    from pneumoscan.calibration import worst_case_threshold
+
+    labels = np.array([1, 1, 0, 0])
+    sets = {"clean": (labels, np.array([0.9, 0.8, 0.2, 0.1])),
+            "later period": (labels, np.array([0.7, 0.4, 0.3, 0.2]))}
+    threshold, decided = worst_case_threshold(sets, 1.0)
+    assert (threshold, decided) == (pytest.approx(0.4), "later period")
+    for y, p in sets.values():
+        assert (p[y == 1] >= threshold).all()
+    with pytest.raises(ValueError, match="no validation sets"):
+        worst_case_threshold({}, 0.9)
+
+
+def test_balanced_platt_gives_the_probabilities_of_an_even_prevalence() -> None:
+    from pneumoscan.calibration import fit_platt
+
+    rng = np.random.default_rng(0)
+    # 3 positives to 1 negative, logits N(+1, 1) and N(-1, 1): balanced, the point between
+    # the two classes (0) is P = 0.5; unweighted, the 75 % prior lifts it
+    labels = np.r_[np.ones(3000), np.zeros(1000)]
+    logits = np.r_[rng.normal(1, 1, 3000), rng.normal(-1, 1, 1000)]
+    t_bal, b_bal = fit_platt(logits, labels, balanced=True)
+    t_raw, b_raw = fit_platt(logits, labels)
+    assert apply_temperature(np.array([0.0]), t_bal, b_bal)[0] == pytest.approx(0.5, abs=0.03)
+    assert apply_temperature(np.array([0.0]), t_raw, b_raw)[0] > 0.7

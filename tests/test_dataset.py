@@ -12,6 +12,7 @@ from pneumoscan.dataset import (
     Sample,
     describe,
     discover,
+    edge_patients,
     evaluation_split,
     fingerprint,
     hold_out_protocol_blocks,
@@ -262,3 +263,27 @@ def test_split_for_training_has_three_disjoint_sides() -> None:
     plain = split_for_training(samples, 0.2, seed=0)
     assert plain.protocol == []
     assert (plain.train, plain.validation) == split_by_patient(samples, 0.2, seed=0)
+
+
+def test_edge_patients_are_the_earliest_and_latest_of_each_series() -> None:
+    samples = _numbered_samples()
+    edges = edge_patients(samples, 1)  # 20 blocks: persons 1-10 and 191-200, im 100-103...
+    persons = sorted(patient_series(p)[1] for p in edges  # type: ignore[index]
+                     if p.startswith("person"))
+    assert persons == [*range(1, 11), *range(191, 201)]
+    ims = sorted(patient_series(p)[1] for p in edges  # type: ignore[index]
+                 if p.startswith("im"))
+    assert ims == [100, 101, 102, 103, 176, 177, 178, 179]
+    with pytest.raises(ValueError, match="edge_blocks"):
+        edge_patients(samples, 10)
+
+
+def test_an_edge_hold_out_leaves_the_other_held_out_sets_as_they_were() -> None:
+    samples = _numbered_samples()
+    before = split_for_training(samples, 0.2, seed=0, protocol_fraction=0.1)
+    after = split_for_training(samples, 0.2, seed=0, protocol_fraction=0.1, edge_blocks=1)
+    assert (after.validation, after.protocol) == (before.validation, before.protocol)
+    assert after.edge and set(after.train) | set(after.edge) == set(before.train)
+    assert not set(after.train) & set(after.edge)
+    assert {s.patient_id for s in after.edge} <= edge_patients(samples, 1)
+    assert not {s.patient_id for s in after.train} & edge_patients(samples, 1)

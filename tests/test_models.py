@@ -77,3 +77,26 @@ def test_efficientnet_lite0_loads_its_packaged_imagenet_weights() -> None:
     assert pooled.shape == (1, 1280)
     random = create_model("efficientnet_lite0", pretrained=False)
     assert not torch.equal(random.backbone.conv_stem.weight, model.backbone.conv_stem.weight)
+
+
+def test_flip_average_scores_a_film_and_its_mirror_alike_in_eval_mode_only() -> None:
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", flip_average=True)
+    x = torch.randn(3, 1, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        logits, features, pooled = model.forward_with_features(x)
+        mirrored, _, _ = model.forward_with_features(x.flip(-1))
+        single = model.forward_features(x)
+        one_view = model.head(single.mean(dim=(2, 3)))
+        other_view = model.head(model.forward_features(x.flip(-1)).mean(dim=(2, 3)))
+    torch.testing.assert_close(logits, mirrored, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits, (one_view + other_view) / 2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(features, single)  # the image's own feature map
+    assert pooled.shape == (3, model.head.in_features)
+    assert not torch.allclose(one_view, other_view)  # the views differ; only the mean is even
+    model.train()  # training sees one view (the flip is an augmentation)
+    with torch.no_grad():
+        model.dropout.p = 0.0
+        torch.testing.assert_close(model(x), model.head(model.forward_features(x).mean(
+            dim=(2, 3))))

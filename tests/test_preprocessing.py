@@ -98,3 +98,23 @@ def test_resize_all_stacks_the_one_resize() -> None:
     assert out.shape == (2, 32, 32) and out.dtype == np.uint8
     for image, resized in zip(images, out, strict=True):
         np.testing.assert_array_equal(resized, resize(image, 32))
+
+
+def test_resize_through_the_source_size_is_the_path_of_a_training_image() -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (1100, 900), dtype=np.uint8)
+    via = resize(big, 64, source_size=224)
+    # by hand: an area filter to 224, then the antialiased bilinear to 64
+    at_224 = Image.fromarray(big).resize((224, 224), Image.Resampling.BOX)
+    np.testing.assert_array_equal(via, np.asarray(at_224.resize((64, 64),
+                                                                Image.Resampling.BILINEAR)))
+    # a 224 px image (a training image) takes the same path from there on
+    np.testing.assert_array_equal(resize(np.asarray(at_224), 64, source_size=224), via)
+    # a smaller image is enlarged to the source size bilinearly first
+    small = rng.integers(0, 256, (150, 120), dtype=np.uint8)
+    up = Image.fromarray(small).resize((224, 224), Image.Resampling.BILINEAR)
+    np.testing.assert_array_equal(resize(small, 64, source_size=224),
+                                  np.asarray(up.resize((64, 64), Image.Resampling.BILINEAR)))
+    assert resize_all([big, small], 64, 224).shape == (2, 64, 64)

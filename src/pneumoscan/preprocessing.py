@@ -54,6 +54,8 @@ def resize(pixels: np.ndarray, image_size: int, source_size: int = 0) -> np.ndar
     filter, exactly as a training image of that size is. A 2,000 px original, its 1,000 px
     copy and its 224 px copy so take the same path from 224 px on, whatever the source.
     """
+    if pixels.shape == (image_size, image_size) and source_size in (0, image_size):
+        return pixels
     image = Image.fromarray(pixels, mode="L") if pixels.dtype == np.uint8 else \
         Image.fromarray(pixels.astype(np.uint8), mode="L")
     if source_size and image.size != (source_size, source_size):

@@ -107,3 +107,27 @@ def test_annotations_and_borders_on_a_share_of_images_and_seeded() -> None:
     assert 10 < int(changed.sum()) < 40  # some images marked, some left alone
     centre = out[:, :, 20:28, 20:28]
     assert torch.allclose(centre, torch.full_like(centre, 0.5), atol=1e-5)  # lungs untouched
+
+
+def test_resample_changes_detail_not_the_picture() -> None:
+    images = _batch(8, 48)
+    config = AugmentConfig(rotate_degrees=0, scale=0, aspect=0, translate=0, brightness=0,
+                           contrast=0, gamma=0, blur_sharpen=0, noise=0, resample=1.0)
+    out = augment_batch(images, config, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    changed = (out - images).abs().mean(dim=(1, 2, 3))
+    assert bool((changed > 0).all())  # every image went through a smaller size
+    assert float((out.mean(dim=(1, 2, 3)) - images.mean(dim=(1, 2, 3))).abs().max()) < 0.02
+
+
+def test_jpeg_re_encodes_a_share_of_images_seeded() -> None:
+    images = _batch(16, 32)
+    config = AugmentConfig(rotate_degrees=0, scale=0, aspect=0, translate=0, brightness=0,
+                           contrast=0, gamma=0, blur_sharpen=0, noise=0, jpeg=0.5)
+    out = augment_batch(images, config, torch.Generator().manual_seed(3))
+    touched = (out - images).abs().amax(dim=(1, 2, 3)) > 1 / 255
+    assert 0 < int(touched.sum()) < 16  # about half
+    again = augment_batch(images, config, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(out, again)
+    # JPEG keeps the picture: the mean error of a re-encoded image is small
+    assert float((out - images)[touched].abs().mean()) < 0.25
