@@ -1,8 +1,8 @@
 """Inference backends: run a ``(B, 1, S, S)`` float32 batch, return logits and features.
 
 Every backend returns ``(logits (B, 2), features (B, C, h, w), pooled (B, C))`` as numpy
-arrays, so the Predictor computes probabilities, CAM heat maps and the scope check the same
-way whatever runs the network.
+arrays, so the Predictor computes probabilities, occlusion heat maps and the scope check the
+same way whatever runs the network.
 
 - ``onnx``: ONNX Runtime on the model's ONNX export (``pneumoscan export``), the faster of
   the two on a CPU and the only one that needs no PyTorch (``pneumoscan.onnx_backend``).

@@ -73,7 +73,7 @@ class PneumoniaNet(nn.Module):
         self.head = nn.Linear(num_features, len(OUTPUTS))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map ``(B, C, h, w)``: what CAM and the scope check read."""
+        """The last feature map ``(B, C, h, w)``: what the scope and population checks read (pooled)."""
         features: torch.Tensor = self.backbone.forward_features(x)  # type: ignore[operator]
         return features
 

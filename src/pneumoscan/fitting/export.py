@@ -2,7 +2,7 @@
 
 The graph takes the ``(B, 1, S, S)`` output of :func:`~pneumoscan.preprocessing.preprocess`
 (batch axis dynamic) and returns the logits ``(B, 2)``, the last feature map ``(B, C, h, w)``
-and its spatial mean ``(B, C)``, so heat maps (CAM) and the scope check work without
+and the pooled vector ``(B, C)``, so the scope and population checks work without
 PyTorch (and without a numpy mean per request). Export goes
 through a temporary file: the ONNX file only appears beside the model once
 ``onnx.checker`` and the numeric comparison with PyTorch have passed.

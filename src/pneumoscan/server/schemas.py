@@ -58,7 +58,7 @@ class PredictionResponse(BaseModel):
     width: int = Field(description="Width of the decoded image, pixels.")
     height: int = Field(description="Height of the decoded image, pixels.")
     heatmap_png: str | None = Field(
-        default=None, description="Base64 PNG of the radiograph with the class activation map "
+        default=None, description="Base64 PNG of the radiograph with the occlusion heat map "
         "blended on top (heatmap=true).")
     image_png: str | None = Field(
         default=None, description="Base64 PNG of the decoded radiograph as the model read it "
