@@ -23,7 +23,8 @@ from PIL import Image
 from pneumoscan.fitting.shifts import apply_shift, shift_by_name
 from pneumoscan.heatmap import raw_activation_map
 from pneumoscan.inference import run_batches
-from pneumoscan.modelfile import ModelCard, default_model_path, load_model
+from pneumoscan.modelcard import ModelCard
+from pneumoscan.modelfile import default_model_path, load_model
 from pneumoscan.models import PneumoniaNet
 from pneumoscan.preprocessing import resize_all
 from shift_suite import validation_images

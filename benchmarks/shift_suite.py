@@ -37,7 +37,8 @@ from pneumoscan.fitting.shift_scores import (
 )
 from pneumoscan.fitting.shifts import SOURCE_SIZE, shifted_sets
 from pneumoscan.image_cache import load_resized
-from pneumoscan.modelfile import ModelCard, load_model
+from pneumoscan.modelcard import ModelCard
+from pneumoscan.modelfile import load_model
 from pneumoscan.models import PneumoniaNet
 from pneumoscan.preprocessing import resize_all
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pneumoscan.decision import CAUSE_THRESHOLD, decide, is_positive
-from pneumoscan.modelfile import ModelCard
+from pneumoscan.modelcard import ModelCard
 from pneumoscan.preprocessing import PreprocessConfig
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from pneumoscan.backends import Backend, create_backend
 from pneumoscan.decision import Decisions, decide, is_positive
 from pneumoscan.errors import PneumoscanError
+from pneumoscan.fitted_state import load_population, load_scope
 from pneumoscan.heatmap import class_activation_map
 from pneumoscan.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -31,13 +32,8 @@ from pneumoscan.imaging import (
     decode_image,
 )
 from pneumoscan.inference import run_batches
-from pneumoscan.modelfile import (
-    ModelCard,
-    load_population,
-    load_scope,
-    read_card,
-    resolve_model_paths,
-)
+from pneumoscan.modelcard import ModelCard
+from pneumoscan.modelfile import ModelLike, resolve_model
 from pneumoscan.population import (
     UNKNOWN,
     PopulationClassifier,
@@ -137,16 +133,17 @@ class Predictor:
         self.population = population
 
     @classmethod
-    def load(cls, path: Path | str | None = None, *, backend: str = "auto",
+    def load(cls, path: ModelLike = None, *, backend: str = "auto",
              max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
-        """Load a model folder or ``.safetensors`` file (None: the shipped default)."""
-        from safetensors.numpy import load_file
+        """Load a model folder or ``.safetensors`` file (None: the shipped default).
 
-        weights_path, _ = resolve_model_paths(path)
-        card = read_card(path)
-        head = load_file(str(weights_path))["head.weight"]
-        return cls(create_backend(backend, path), card, head, max_pixels=max_pixels,
-                   scope=load_scope(path), population=load_population(path))
+        The model's files are found and its card read once (:func:`resolve_model`), and
+        its weights hashed at most once, for everything beside them that must match.
+        """
+        files = resolve_model(path)
+        return cls(create_backend(backend, files), files.card, files.head_weight(),
+                   max_pixels=max_pixels, scope=load_scope(files),
+                   population=load_population(files))
 
     @property
     def version(self) -> str:

@@ -43,6 +43,7 @@ from pneumoscan.dataset import (
     split_for_training,
 )
 from pneumoscan.errors import DataLayoutError
+from pneumoscan.fitted_state import POPULATION
 from pneumoscan.fitting import distributed
 from pneumoscan.fitting.augmentation import augment_batch
 from pneumoscan.fitting.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -56,7 +57,8 @@ from pneumoscan.heatmap import heatmap_scale, raw_activation_map
 from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import run_batches
 from pneumoscan.metrics import compute_metrics
-from pneumoscan.modelfile import CLASS_NAMES, ModelCard, fit_population_hint, save_model
+from pneumoscan.modelcard import CLASS_NAMES, ModelCard
+from pneumoscan.modelfile import save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
 from pneumoscan.preprocessing import PreprocessConfig, normalize, resize_all
 from pneumoscan.training_files import record_split, save_training_files
@@ -428,7 +430,7 @@ def _fit_population(out: Path, config: TrainConfig, train_samples: list[Sample],
     if not config.adults:
         logger.warning("population check not fitted (no adult films given): every image "
                        "without an age in its DICOM header will be 'unknown'; run `%s`",
-                       fit_population_hint(out))
+                       POPULATION.command(out))
         return
     classifier, _, _ = fit_population_on_folder(out, train_samples, config.adults,
                                                 cache_dir=cache_dir)
