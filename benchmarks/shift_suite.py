@@ -25,12 +25,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from pneumoscan.calibration import apply_temperature
+from pneumoscan.calibration import apply_temperature, fit_operating_point
 from pneumoscan.dataset import training_split
 from pneumoscan.fitting.logits import predict_logits
 from pneumoscan.fitting.shift_scores import (
     ShiftScore,
-    fit_operating_point,
     score_suite,
     shifted_probabilities,
     summarise,

@@ -17,6 +17,9 @@ The threshold rule, chosen to generalise rather than to win on validation:
   ``min_sensitivity`` and whose Youden J (sensitivity + specificity - 1) is within
   ``plateau`` of the best; the threshold is the **median** of that plateau, so it sits in
   the middle of the good region, not on its edge where a shifted test set falls off.
+
+Training fits both at once (:func:`fit_operating_point`): the calibration on the clean
+validation logits, the threshold on the clean and shifted copies pooled.
 """
 
 from __future__ import annotations
@@ -86,3 +89,36 @@ def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, *,
     best = youden[allowed].max()
     candidates = grid[allowed & (youden >= best - plateau)]
     return float(np.median(candidates))
+
+
+def pooled(labels: np.ndarray, probabilities: dict[str, np.ndarray],
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of every shifted copy (clean included) stacked together:
+    what the threshold rule sees, so that the threshold suits shifted films too."""
+    names = sorted(probabilities)
+    return (np.concatenate([np.asarray(labels)] * len(names)),
+            np.concatenate([probabilities[name] for name in names]))
+
+
+def fit_operating_point(labels: np.ndarray, logits: dict[str, np.ndarray], *,
+                        min_sensitivity: float, plateau: float) -> tuple[float, float, float]:
+    """Calibration (on the clean logits) and threshold (on every shifted copy pooled).
+
+    ``logits``: the validation logits by shift name (:mod:`pneumoscan.fitting.shifts`),
+    ``"none"`` the clean ones. The calibration (:func:`fit_platt`) is fitted where it is
+    judged, on clean images. The threshold follows the training rule
+    (:func:`choose_threshold`) on the clean and shifted validation images together:
+    shifted normals score higher, so the threshold that suits them sits higher than the
+    clean images alone would put it.
+
+    Returns:
+        ``(temperature, bias, threshold)``.
+    """
+    if "none" not in logits:
+        raise ValueError("the clean row ('none') is needed to fit the calibration")
+    temperature, bias = fit_platt(logits["none"], labels)
+    probabilities = {name: apply_temperature(v, temperature, bias)
+                     for name, v in logits.items()}
+    threshold = choose_threshold(*pooled(labels, probabilities),
+                                 min_sensitivity=min_sensitivity, plateau=plateau)
+    return temperature, bias, threshold

@@ -24,6 +24,7 @@ from pneumoscan.decision import decide
 from pneumoscan.errors import PneumoscanError
 from pneumoscan.imaging import load_image
 from pneumoscan.inference import run_batches
+from pneumoscan.inputs import find_images
 from pneumoscan.modelcard import ModelCard
 from pneumoscan.modelfile import ModelLike, resolve_model
 from pneumoscan.onnx_backend import (
@@ -34,7 +35,6 @@ from pneumoscan.onnx_backend import (
     onnx_path_for,
 )
 from pneumoscan.preprocessing import resize
-from pneumoscan.reports.prediction_output import find_images
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _add_metadata(graph: Any, card: ModelCard, digest: str) -> None:
 
 
 def sample_images(folder: Path | str, limit: int) -> list[Path]:
-    """Up to ``limit`` of the images :func:`~pneumoscan.reports.prediction_output.find_images` finds
+    """Up to ``limit`` of the images :func:`~pneumoscan.inputs.find_images` finds
     under ``folder``, spread evenly over the sorted listing (so both class folders are
     represented): what ``--check-data`` compares ONNX and PyTorch on."""
     folder = Path(folder)

@@ -32,6 +32,7 @@ from pneumoscan.dataset import CLASS_NAMES, Sample, split_by_patient
 from pneumoscan.fitted_state import save_population
 from pneumoscan.fitting.scope_fitting import SCOPE_AUGMENT, augmented_copies
 from pneumoscan.image_cache import load_resized
+from pneumoscan.inputs import find_images
 from pneumoscan.modelfile import ModelLike, resolve_model
 from pneumoscan.population import (
     ADULT_HOLDOUT_FRACTION,
@@ -40,7 +41,6 @@ from pneumoscan.population import (
     population_features,
 )
 from pneumoscan.predictor import Predictor
-from pneumoscan.reports.prediction_output import find_images
 
 logger = logging.getLogger(__name__)
 

@@ -84,37 +84,3 @@ def summarise(scores: Sequence[ShiftScore]) -> SuiteSummary:
         float(np.mean([s.auc for s in shifted])),
         float(np.mean([s.sensitivity for s in shifted])),
         float(np.mean([s.specificity for s in shifted])))
-
-
-def pooled(labels: np.ndarray, probabilities: dict[str, np.ndarray],
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and probabilities of every shifted copy (clean included) stacked together:
-    what the threshold rule sees, so that the threshold suits shifted films too."""
-    names = sorted(probabilities)
-    return (np.concatenate([np.asarray(labels)] * len(names)),
-            np.concatenate([probabilities[name] for name in names]))
-
-
-def fit_operating_point(labels: np.ndarray, logits: dict[str, np.ndarray], *,
-                        min_sensitivity: float, plateau: float) -> tuple[float, float, float]:
-    """Calibration (on the clean logits) and threshold (on every shifted copy pooled).
-
-    The calibration (:func:`pneumoscan.calibration.fit_platt`) is fitted where it is judged,
-    on clean images. The threshold follows the training rule
-    (:func:`pneumoscan.calibration.choose_threshold`) on the clean and shifted validation
-    images together: shifted normals score higher, so the threshold that suits them sits
-    higher than the clean images alone would put it.
-
-    Returns:
-        ``(temperature, bias, threshold)``.
-    """
-    from pneumoscan.calibration import apply_temperature, choose_threshold, fit_platt
-
-    if "none" not in logits:
-        raise ValueError("the clean row ('none') is needed to fit the calibration")
-    temperature, bias = fit_platt(logits["none"], labels)
-    probabilities = {name: apply_temperature(v, temperature, bias)
-                     for name, v in logits.items()}
-    threshold = choose_threshold(*pooled(labels, probabilities),
-                                 min_sensitivity=min_sensitivity, plateau=plateau)
-    return temperature, bias, threshold

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_auc_score
 
 from pneumoscan import __version__
-from pneumoscan.calibration import apply_temperature, fit_temperature
+from pneumoscan.calibration import apply_temperature, fit_operating_point, fit_temperature
 from pneumoscan.dataset import (
     Sample,
     TrainingSplit,
@@ -51,7 +51,6 @@ from pneumoscan.fitting.config import TrainConfig, dump_config
 from pneumoscan.fitting.logits import predict_logits
 from pneumoscan.fitting.population_fitting import describe_population, fit_population_on_folder
 from pneumoscan.fitting.scope_fitting import describe_scope, fit_scope
-from pneumoscan.fitting.shift_scores import fit_operating_point
 from pneumoscan.fitting.shifts import SHIFTS, SOURCE_SIZE, shifted_sets
 from pneumoscan.heatmap import heatmap_scale, raw_activation_map
 from pneumoscan.image_cache import load_resized
