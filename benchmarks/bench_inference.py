@@ -104,19 +104,20 @@ def measure_engine(run: Callable[[np.ndarray], object], inputs: np.ndarray,
 
 def load_inputs(args: argparse.Namespace, image_size: int | None = None,
                 n: int = BATCH) -> np.ndarray:
-    """``(n, 1, S, S)`` float32 inputs from real X-rays, by pneumoscan's preprocess with
+    """``(n, 1, S, S)`` float32 inputs from real X-rays, by pneumoscan's preprocessing with
     the model card's settings (``image_size`` overrides its size, for the baselines)."""
     from dataclasses import replace
 
     from pneumoscan.fitting.export import sample_images
     from pneumoscan.imaging import load_image
     from pneumoscan.modelfile import resolve_model
-    from pneumoscan.preprocessing import preprocess
+    from pneumoscan.preprocessing import normalize, resize_all
 
     config = resolve_model(args.model).card.preprocessing
     if image_size is not None:
         config = replace(config, image_size=image_size)
-    return np.stack([preprocess(load_image(p), config) for p in sample_images(args.data, n)])
+    images = (load_image(p) for p in sample_images(args.data, n))
+    return normalize(resize_all(images, config.image_size), config)  # as the Predictor does
 
 
 def torch_cost(model: Any, image_size: int) -> dict[str, float]:

@@ -24,7 +24,7 @@ from pneumoscan.modelfile import ModelFiles, ModelLike, resolve_model
 logger = logging.getLogger(__name__)
 
 #: Names of the graph's input and outputs, fixed by ``pneumoscan export``.
-INPUT_NAME = "image"  # (B, 1, S, S) float32, the output of preprocess()
+INPUT_NAME = "image"  # (B, 1, S, S) float32, the output of normalize()
 OUTPUT_NAMES = ("logits", "features", "pooled")  # (B, 2), (B, C, h, w), (B, C)
 
 #: Metadata key holding the SHA-256 of the safetensors file the graph was exported from.

@@ -165,7 +165,7 @@ class Predictor:
         if not images:
             return []
         config = self.card.preprocessing
-        # preprocess() in two halves: the resized image also feeds the scope check.
+        # Resized, then normalised: the resized image also feeds the scope check.
         resized = resize_all((d.pixels for d in images), config.image_size)  # (B, S, S)
         # (B, 2), (B, C, h, w), (B, C)
         logits, features, pooled = self.backend.run(normalize(resized, config))

@@ -1,6 +1,6 @@
 """Export a model to ONNX, check the graph, and measure its agreement with PyTorch.
 
-The graph takes the ``(B, 1, S, S)`` output of :func:`~pneumoscan.preprocessing.preprocess`
+The graph takes the ``(B, 1, S, S)`` output of :func:`~pneumoscan.preprocessing.normalize`
 (batch axis dynamic) and returns the logits ``(B, 2)``, the last feature map ``(B, C, h, w)``
 and its spatial mean ``(B, C)``, so heat maps (CAM) and the scope check work without
 PyTorch (and without a numpy mean per request). Export goes
