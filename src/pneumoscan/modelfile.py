@@ -40,7 +40,8 @@ class ModelFiles:
     Made by :func:`resolve_model` and passed down as it is. Fitted state (the ONNX export,
     the scope statistics, the population classifier, the training-file record) lies beside
     :attr:`weights`, named by :meth:`beside`, and is tied to them by
-    :attr:`weights_sha256`.
+    :attr:`weights_sha256`: it depends on the network only, so models that share weights
+    share it. What depends on the card (calibration, threshold) is in :attr:`card`.
     """
 
     source: Path | None  # what was asked for: a folder, a weights or card file; None: shipped
@@ -102,12 +103,17 @@ def resolve_model(model: ModelLike) -> ModelFiles:
     source = None if model is None else Path(model)
     path = default_model_path() if source is None else source
     card_path = _card_path(path)
+    _require_file(card_path)
+    card = load_card(card_path)  # first: what the card says may locate the weights
     weights = _weights_path(path)
-    for needed in (weights, card_path):
-        if not needed.is_file():
-            raise ModelFileError(f"{needed}: not found; pass --model with a training output "
-                                 "folder (model.safetensors + model.json)")
-    return ModelFiles(source, weights, card_path, load_card(card_path))
+    _require_file(weights)
+    return ModelFiles(source, weights, card_path, card)
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not found; pass --model with a training output "
+                             "folder (model.safetensors + model.json)")
 
 
 def _card_path(path: Path) -> Path:
@@ -122,7 +128,10 @@ def _card_path(path: Path) -> Path:
 
 
 def _weights_path(path: Path) -> Path:
-    """The one place a model's weights are located (from what names the model)."""
+    """The one place a model's weights are located: ``model.safetensors`` in a model folder,
+    ``NAME.safetensors`` beside ``NAME.json``, or the weights file named. Called after the
+    card is read, so that a card naming other weights (a model that recalibrates another's
+    unchanged network) can be followed here and nowhere else."""
     if path.is_dir():
         return path / WEIGHTS_NAME
     if path.suffix == ".json":
