@@ -104,19 +104,20 @@ def measure_engine(run: Callable[[np.ndarray], object], inputs: np.ndarray,
 
 def load_inputs(args: argparse.Namespace, image_size: int | None = None,
                 n: int = BATCH) -> np.ndarray:
-    """``(n, 1, S, S)`` float32 inputs from real X-rays, by pneumoscan's preprocess with
+    """``(n, 1, S, S)`` float32 inputs from real X-rays, by pneumoscan's preprocessing with
     the model card's settings (``image_size`` overrides its size, for the baselines)."""
     from dataclasses import replace
 
     from pneumoscan.fitting.export import sample_images
     from pneumoscan.imaging import load_image
-    from pneumoscan.modelfile import read_card
-    from pneumoscan.preprocessing import preprocess
+    from pneumoscan.modelfile import resolve_model
+    from pneumoscan.preprocessing import normalize, resize_all
 
-    config = read_card(args.model).preprocessing
+    config = resolve_model(args.model).card.preprocessing
     if image_size is not None:
         config = replace(config, image_size=image_size)
-    return np.stack([preprocess(load_image(p), config) for p in sample_images(args.data, n)])
+    images = (load_image(p) for p in sample_images(args.data, n))
+    return normalize(resize_all(images, config.image_size), config)  # as the Predictor does
 
 
 def torch_cost(model: Any, image_size: int) -> dict[str, float]:
@@ -173,12 +174,12 @@ def worker_torch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def worker_onnx(args: argparse.Namespace) -> dict[str, Any]:
-    from pneumoscan.modelfile import read_card
+    from pneumoscan.modelfile import resolve_model
     from pneumoscan.onnx_backend import OnnxBackend
 
     baseline = rss_mib()
     backend = OnnxBackend(args.model, onnx_path=args.onnx, threads=args.threads)
-    size = read_card(args.model).preprocessing.image_size
+    size = resolve_model(args.model).card.preprocessing.image_size
     inputs = load_inputs(args)
     result = measure_engine(backend.run, inputs, args)
     return {**result, "image_size": size, "baseline_rss_mib": baseline,
@@ -385,9 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
         return
-    from pneumoscan.modelfile import resolve_model_paths
+    from pneumoscan.modelfile import resolve_model
 
-    args.model = resolve_model_paths(args.model)[0]  # fails early, with the reason
+    args.model = resolve_model(args.model).weights  # fails early, with the reason
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: no folder of X-rays; pass --data (the benchmark "
                          "runs on real images)")

@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from pneumoscan.dataset import Sample, training_split
+from pneumoscan.fitted_state import population_notes
 from pneumoscan.fitting.population_fitting import find_adult_images, split_adults
 from pneumoscan.fitting.shifts import SOURCE_SIZE, shifted_sets
 from pneumoscan.image_cache import load_resized
 from pneumoscan.imaging import DecodedImage, decode_image
 from pneumoscan.metrics import compute_metrics, wilson_interval
-from pneumoscan.modelfile import population_notes
 from pneumoscan.population import (
     ADULT,
     ADULT_HOLDOUT_FRACTION,

@@ -29,19 +29,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from pneumoscan.calibration import apply_temperature
+from pneumoscan.calibration import apply_temperature, fit_operating_point
 from pneumoscan.dataset import training_split
 from pneumoscan.fitting.logits import predict_logits
 from pneumoscan.fitting.shift_scores import (
     ShiftScore,
-    fit_operating_point,
     score_suite,
     shifted_probabilities,
     summarise,
 )
 from pneumoscan.fitting.shifts import SOURCE_SIZE, shifted_sets
 from pneumoscan.image_cache import load_resized
-from pneumoscan.modelfile import ModelCard, load_model
+from pneumoscan.modelcard import ModelCard
+from pneumoscan.modelfile import load_model
 from pneumoscan.models import PneumoniaNet
 from pneumoscan.preprocessing import resize_all
 

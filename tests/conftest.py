@@ -161,7 +161,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight simple_cnn model folder (model.safetensors + model.json), 64 px."""
     import torch
 
-    from pneumoscan.modelfile import ModelCard, save_model
+    from pneumoscan.modelcard import ModelCard
+    from pneumoscan.modelfile import save_model
     from pneumoscan.models import create_model
     from pneumoscan.preprocessing import PreprocessConfig
 

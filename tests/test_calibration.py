@@ -1,11 +1,20 @@
-"""Temperature scaling and the operating-threshold rule."""
+"""Temperature scaling, the operating-threshold rule, and the operating point fitted on
+clean and shifted validation images pooled."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pneumoscan.calibration import apply_temperature, choose_threshold, fit_temperature
+from pneumoscan.calibration import (
+    apply_temperature,
+    choose_threshold,
+    fit_operating_point,
+    fit_temperature,
+    pooled,
+)
+
+LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
 
 
 def test_apply_temperature_values() -> None:
@@ -132,3 +141,21 @@ def test_balanced_platt_gives_the_probabilities_of_an_even_prevalence() -> None:
     t_raw, b_raw = fit_platt(logits, labels)
     assert apply_temperature(np.array([0.0]), t_bal, b_bal)[0] == pytest.approx(0.5, abs=0.03)
     assert apply_temperature(np.array([0.0]), t_raw, b_raw)[0] > 0.7
+def test_the_operating_point_moves_up_when_shifted_normals_score_higher() -> None:
+    clean = np.array([-3.0, -2.0, -2.5, -1.5, 2.0, 3.0, 2.5, 1.5])
+    shifted = clean + np.array([2.5, 2.5, 2.5, 2.5, 0, 0, 0, 0])  # normals drift up
+    temperature, _, threshold = fit_operating_point(
+        LABELS, {"none": clean, "crop 84%": shifted}, min_sensitivity=0.95, plateau=0.02)
+    *_, clean_threshold = fit_operating_point(LABELS, {"none": clean}, min_sensitivity=0.95,
+                                              plateau=0.02)
+    assert temperature > 0
+    assert threshold > clean_threshold
+
+
+def test_pooled_stacks_every_copy_and_the_clean_row_is_needed() -> None:
+    labels, probs = pooled(LABELS, {"b": np.ones(8), "a": np.zeros(8)})
+    np.testing.assert_array_equal(labels, np.concatenate([LABELS, LABELS]))
+    np.testing.assert_array_equal(probs, np.r_[np.zeros(8), np.ones(8)])  # by name
+    with pytest.raises(ValueError, match="clean row"):
+        fit_operating_point(LABELS, {"crop 84%": np.zeros(8)}, min_sensitivity=0.9,
+                            plateau=0.02)

@@ -1,4 +1,5 @@
-"""Data discovery, patient/cause parsing and the patient-level split."""
+"""Data discovery, patient/cause parsing, the patient-level split, and a model's own
+training split rebuilt from its card."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_synthetic_dataset
+from conftest import make_synthetic_dataset, trained_looking_model
 from pneumoscan.dataset import (
     Sample,
     describe,
@@ -21,8 +22,10 @@ from pneumoscan.dataset import (
     patient_series,
     split_by_patient,
     split_for_training,
+    training_split,
 )
-from pneumoscan.errors import DataLayoutError
+from pneumoscan.errors import DataLayoutError, ModelFileError
+from pneumoscan.modelfile import resolve_model
 
 
 def _touch(path: Path, content: bytes = b"x") -> Path:
@@ -287,3 +290,25 @@ def test_an_edge_hold_out_leaves_the_other_held_out_sets_as_they_were() -> None:
     assert not set(after.train) & set(after.edge)
     assert {s.patient_id for s in after.edge} <= edge_patients(samples, 1)
     assert not {s.patient_id for s in after.train} & edge_patients(samples, 1)
+def test_training_split_is_the_one_the_card_describes(tiny_model_dir: Path,
+                                                      synthetic_dataset: Path,
+                                                      tmp_path: Path) -> None:
+    model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
+    pool = discover(synthetic_dataset).splits["train"]
+    split = training_split(resolve_model(model).card, synthetic_dataset)
+    assert split == split_for_training(pool, 0.25, 3, 0.0)
+    assert split.train and split.validation and not split.protocol
+    assert not {s.patient_id for s in split.train} & {s.patient_id for s in split.validation}
+
+
+def test_training_split_refuses_other_data_and_cards_without_a_config(
+        tiny_model_dir: Path, synthetic_dataset: Path, tmp_path: Path) -> None:
+    model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
+    other = make_synthetic_dataset(tmp_path / "other", n_patients=10)
+    with pytest.raises(DataLayoutError, match="not the data this model was trained on"):
+        training_split(resolve_model(model).card, other)
+    only_test = make_synthetic_dataset(tmp_path / "only_test", n_patients=3, splits=("test",))
+    with pytest.raises(DataLayoutError, match="no train/"):
+        training_split(resolve_model(model).card, only_test)
+    with pytest.raises(ModelFileError, match="seed and val_fraction"):
+        training_split(resolve_model(tiny_model_dir).card, synthetic_dataset)

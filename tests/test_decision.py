@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pneumoscan.decision import CAUSE_THRESHOLD, decide, is_positive
-from pneumoscan.modelfile import ModelCard
+from pneumoscan.modelcard import ModelCard
 from pneumoscan.preprocessing import PreprocessConfig
 
 
@@ -48,14 +48,15 @@ def test_predictor_prediction_agrees_with_decide(tiny_model_dir: Path,
     """The Predictor reports exactly what decide() says for its own logits."""
     from pneumoscan.imaging import load_image
     from pneumoscan.predictor import Predictor
-    from pneumoscan.preprocessing import preprocess
+    from pneumoscan.preprocessing import normalize, resize
 
     predictor = Predictor.load(tiny_model_dir, backend="torch")
     card = predictor.card
     for threshold in (0.0, 1.01):  # everything pneumonia, then nothing
         card.threshold = threshold
         prediction = predictor.predict(shared_normal_images[0], heatmap=False)
-        batch = preprocess(load_image(shared_normal_images[0]), card.preprocessing)[None]
+        batch = normalize(resize(load_image(shared_normal_images[0]),
+                                 card.preprocessing.image_size), card.preprocessing)[None]
         expected = decide(predictor.backend.run(batch)[0], card)
         assert prediction.probability == pytest.approx(expected.probability[0], abs=1e-12)
         assert prediction.label == card.class_names[expected.label_index[0]]

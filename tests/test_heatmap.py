@@ -10,15 +10,15 @@ from PIL import Image
 
 from pneumoscan.heatmap import (
     MAP_CELLS,
-    colorize,
     cover,
+    encode_png,
     heatmap_scale,
     legend_bar,
     occlusion_boxes,
     occlusion_evidence,
     overlay,
-    overlay_png,
     scaled_heatmap,
+    shrink_to_fit,
 )
 
 
@@ -128,9 +128,14 @@ def test_overlay_is_hot_where_the_map_is_hot() -> None:
     assert (cold == 128).all()  # cold regions keep the radiograph as it is
 
 
-def test_colorize_and_png_round_trip() -> None:
-    colour = colorize(np.array([[0.0, 1.0]], np.float32), (20, 10))
-    assert colour.shape == (10, 20, 3)
-    png = overlay_png(np.zeros((40, 30), np.uint8), np.ones((2, 2), np.float32))
+def test_overlay_png_round_trip() -> None:
+    png = encode_png(overlay(np.zeros((40, 30), np.uint8), np.ones((2, 2), np.float32)))
     assert png.startswith(b"\x89PNG")
     assert Image.open(io.BytesIO(png)).size == (30, 40 + legend_bar(30).shape[0])
+
+
+def test_shrink_to_fit_only_shrinks_and_keeps_the_aspect_ratio() -> None:
+    small = Image.new("L", (300, 120))
+    assert shrink_to_fit(small, 1024) is small
+    assert shrink_to_fit(Image.new("L", (3000, 1001)), 1024).size == (1024, 342)  # 341.67
+    assert shrink_to_fit(Image.new("L", (500, 2000)), 1000).size == (250, 1000)

@@ -99,7 +99,6 @@ def test_corrupt_export_is_refused(exported: Path, tmp_path: Path) -> None:
 
 def test_backend_runs_any_batch_size_like_torch(exported: Path) -> None:
     onnx_backend, torch_backend = OnnxBackend(exported, threads=1), TorchBackend(exported)
-    assert onnx_backend.session.get_session_options().intra_op_num_threads == 1
     for batch in (1, 5):
         x = np.random.default_rng(batch).standard_normal((batch, 1, 64, 64), np.float32)
         logits, features, pooled = onnx_backend.run(x)
@@ -149,8 +148,19 @@ def test_auto_falls_back_to_torch_on_a_stale_export(exported: Path, tmp_path: Pa
     assert "not exported from the weights" in caplog.text
 
 
-def test_default_threads_is_the_usable_cpu_count() -> None:
-    assert 1 <= default_threads() <= (os.cpu_count() or 1)
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_threads_default_to_the_cpus_this_process_may_use(exported: Path) -> None:
+    """One CPU allowed (a container's share, taskset): one thread, not the machine's count."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        assert default_threads() == 1
+        backend = OnnxBackend(exported)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert backend.threads == 1
+    assert backend.session.get_session_options().intra_op_num_threads == 1
+    assert default_threads() == len(allowed)
 
 
 _WITHOUT_TORCH = """

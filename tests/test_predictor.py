@@ -73,10 +73,14 @@ def test_every_input_kind_gives_the_same_prediction(tiny: Predictor, tmp_path: P
         assert result.model == "tiny-test-model"
 
 
-def test_jpeg_input(tiny: Predictor, shared_normal_images: list[Path]) -> None:
-    result = tiny.predict(shared_normal_images[0])
-    assert 0.0 <= result.probability <= 1.0
-    assert (result.width, result.height) == (224, 224)
+def test_jpeg_input_is_predicted_on_the_pixels_pillow_decodes(
+        tiny: Predictor, shared_normal_images: list[Path]) -> None:
+    path = shared_normal_images[0]
+    pillow = np.asarray(Image.open(path).convert("L"))
+    np.testing.assert_array_equal(tiny.decode(path).pixels, pillow)
+    result = tiny.predict(path)
+    assert result.probability == pytest.approx(tiny.predict(pillow).probability, abs=1e-9)
+    assert (result.height, result.width) == pillow.shape == (224, 224)
 
 
 def test_result_dict_is_json_ready(tiny: Predictor) -> None:

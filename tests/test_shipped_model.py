@@ -12,7 +12,8 @@ from safetensors import safe_open
 from sklearn.metrics import roc_auc_score
 
 from pneumoscan.dataset import training_split
-from pneumoscan.modelfile import load_model, load_scope, read_card, scope_path
+from pneumoscan.fitted_state import SCOPE, load_scope
+from pneumoscan.modelfile import load_model, resolve_model
 from pneumoscan.predictor import Predictor
 from pneumoscan.scope import THUMBNAIL_SIDE
 
@@ -20,7 +21,7 @@ from pneumoscan.scope import THUMBNAIL_SIDE
 def test_shipped_files_are_within_their_size_budgets(shipped_model: Path) -> None:
     assert shipped_model.stat().st_size <= 25 * 1024 * 1024
     assert shipped_model.with_suffix(".json").stat().st_size < 20 * 1024  # a card, no arrays
-    assert scope_path(shipped_model).stat().st_size < 1024 * 1024
+    assert SCOPE.path(shipped_model).stat().st_size < 1024 * 1024
 
 
 def test_shipped_weights_load_strictly_into_the_cards_architecture(shipped_model: Path,
@@ -40,7 +41,7 @@ def test_shipped_onnx_export_is_of_these_weights(shipped_model: Path) -> None:
     pytest.importorskip("onnxruntime")
     from pneumoscan.onnx_backend import OnnxBackend
 
-    side = read_card(shipped_model).preprocessing.image_size
+    side = resolve_model(shipped_model).card.preprocessing.image_size
     logits, _, pooled = OnnxBackend(shipped_model).run(np.zeros((1, 1, side, side), np.float32))
     scope = load_scope(shipped_model)
     assert scope is not None
@@ -64,7 +65,7 @@ def test_shipped_scope_statistics_are_fitted_on_its_training_split(
 def test_shipped_model_ranks_its_validation_images(shipped_predictor: Predictor,
                                                    chest_xray_dir: Path) -> None:
     """50 normal and 50 pneumonia images of the validation split (never trained on)."""
-    validation = training_split(read_card(None), chest_xray_dir).validation
+    validation = training_split(resolve_model(None).card, chest_xray_dir).validation
     chosen = [s for label in (0, 1) for s in [s for s in validation if s.label == label][:50]]
     labels = np.array([s.label for s in chosen])
     results = list(shipped_predictor.predict_files([s.path for s in chosen], batch_size=25))

@@ -16,13 +16,13 @@ from pneumoscan.errors import ModelFileError
 from pneumoscan.training_files import (
     DIGEST_BYTES,
     ROLES,
+    TRAINING_FILES,
     TrainingFiles,
     count_overlap,
     file_digest,
     find_overlap,
     load_training_files,
     overlap_warnings,
-    record_path,
     record_split,
     save_training_files,
 )
@@ -81,7 +81,7 @@ def test_saved_beside_the_weights_and_tied_to_them(tiny_model_dir: Path, tmp_pat
     assert load_training_files(model) is None  # none recorded
     files = record_split(_split(synthetic_dataset), "fingerprint")
     path = save_training_files(files, model)
-    assert path == model / "model.training-files.safetensors" == record_path(model)
+    assert path == model / "model.training-files.safetensors" == TRAINING_FILES.path(model)
     loaded = load_training_files(model)
     assert loaded is not None and loaded.data_fingerprint == "fingerprint"
     np.testing.assert_array_equal(loaded.digests, files.digests)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from pneumoscan.errors import MissingDependencyError, ModelFileError
 from pneumoscan.extras import installed, require
+from pneumoscan.modelfile import ModelFiles, ModelLike, resolve_model
 
 if TYPE_CHECKING:
     from torch import nn
@@ -65,7 +65,7 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, weights_path: Path | str | None, *, threads: int | None = None) -> None:
+    def __init__(self, model: ModelLike, *, threads: int | None = None) -> None:
         import torch
 
         from pneumoscan.modelfile import load_model
@@ -73,7 +73,7 @@ class TorchBackend:
         self._torch = torch
         if threads is not None:
             torch.set_num_threads(threads)  # process-wide: PyTorch has one intra-op pool
-        self.model, self.card = load_model(weights_path)
+        self.model, self.card = load_model(model)
         prepare_torch_model(self.model)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,13 +95,13 @@ def available_backends() -> list[str]:
     return names
 
 
-def create_backend(name: str, model_path: Path | str | None, *,
-                   threads: int | None = None) -> Backend:
+def create_backend(name: str, model: ModelLike, *, threads: int | None = None) -> Backend:
     """Build the backend ``name``: "onnx", "torch" or "auto" (see the module docstring).
 
     Args:
         name: "auto", "onnx" or "torch".
-        model_path: a model folder, a ``.safetensors`` file, or None (the shipped model).
+        model: a model folder, a ``.safetensors`` file, None (the shipped model), or one
+            already resolved (:func:`~pneumoscan.modelfile.resolve_model`).
         threads: intra-op threads (default: the library's own choice for torch, every
             usable CPU for onnx).
 
@@ -112,18 +112,19 @@ def create_backend(name: str, model_path: Path | str | None, *,
     """
     if name not in BACKEND_NAMES:
         raise ValueError(f"unknown backend {name!r}; expected one of {BACKEND_NAMES}")
+    files = resolve_model(model)
     if name == "auto":
-        return _create_automatically(model_path, threads)
+        return _create_automatically(files, threads)
     if name == "torch":
         require("--backend torch", ("torch",), "torch")
-        return TorchBackend(model_path, threads=threads)
+        return TorchBackend(files, threads=threads)
     require("--backend onnx", ("onnxruntime",), "onnx")
     from pneumoscan.onnx_backend import OnnxBackend
 
-    return OnnxBackend(model_path, threads=threads)
+    return OnnxBackend(files, threads=threads)
 
 
-def _create_automatically(model_path: Path | str | None, threads: int | None) -> Backend:
+def _create_automatically(files: ModelFiles, threads: int | None) -> Backend:
     installed = available_backends()
     if not installed:
         raise MissingDependencyError("no inference backend installed: pip install "
@@ -132,14 +133,14 @@ def _create_automatically(model_path: Path | str | None, threads: int | None) ->
     if "onnx" in installed:
         from pneumoscan.onnx_backend import OnnxBackend, export_hint, onnx_path_for
 
-        if onnx_path_for(model_path).is_file() or "torch" not in installed:
+        if onnx_path_for(files).is_file() or "torch" not in installed:
             try:
-                return OnnxBackend(model_path, threads=threads)
+                return OnnxBackend(files, threads=threads)
             except ModelFileError as exc:
                 if "torch" not in installed:
                     raise
                 logger.warning("%s; using the torch backend", exc)
         else:
             logger.info("no ONNX export beside the model; using the torch backend (faster "
-                        "on a CPU: `%s`)", export_hint(model_path))
-    return TorchBackend(model_path, threads=threads)
+                        "on a CPU: `%s`)", export_hint(files))
+    return TorchBackend(files, threads=threads)

@@ -17,6 +17,9 @@ The threshold rule, chosen to generalise rather than to win on validation:
   ``min_sensitivity`` and whose Youden J (sensitivity + specificity - 1) is within
   ``plateau`` of the best; the threshold is the **median** of that plateau, so it sits in
   the middle of the good region, not on its edge where a shifted test set falls off.
+
+Training fits both at once (:func:`fit_operating_point`): the calibration on the clean
+validation logits, the threshold on the clean and shifted copies pooled.
 """
 
 from __future__ import annotations
@@ -126,3 +129,64 @@ def worst_case_threshold(sets: dict[str, tuple[np.ndarray, np.ndarray]],
               for name, (labels, probabilities) in sets.items()}
     name = min(chosen, key=lambda n: chosen[n])
     return chosen[name], name
+def pooled(labels: np.ndarray, probabilities: dict[str, np.ndarray],
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of every shifted copy (clean included) stacked together:
+    what the threshold rule sees, so that the threshold suits shifted films too."""
+    names = sorted(probabilities)
+    return (np.concatenate([np.asarray(labels)] * len(names)),
+            np.concatenate([probabilities[name] for name in names]))
+
+
+def fit_operating_point(labels: np.ndarray, logits: dict[str, np.ndarray], *,
+                        min_sensitivity: float, plateau: float) -> tuple[float, float, float]:
+    """Calibration (on the clean logits) and threshold (on every shifted copy pooled).
+
+    ``logits``: the validation logits by shift name (:mod:`pneumoscan.fitting.shifts`),
+    ``"none"`` the clean ones. The calibration (:func:`fit_platt`) is fitted where it is
+    judged, on clean images. The threshold follows the training rule
+    (:func:`choose_threshold`) on the clean and shifted validation images together:
+    shifted normals score higher, so the threshold that suits them sits higher than the
+    clean images alone would put it.
+
+    Returns:
+        ``(temperature, bias, threshold)``.
+    """
+    if "none" not in logits:
+        raise ValueError("the clean row ('none') is needed to fit the calibration")
+    temperature, bias = fit_platt(logits["none"], labels)
+    probabilities = {name: apply_temperature(v, temperature, bias)
+                     for name, v in logits.items()}
+    threshold = choose_threshold(*pooled(labels, probabilities),
+                                 min_sensitivity=min_sensitivity, plateau=plateau)
+    return temperature, bias, threshold
+
+
+def fit_worst_case_operating_point(
+        labels: np.ndarray, shifted_logits: dict[str, np.ndarray],
+        held_out: dict[str, tuple[np.ndarray, np.ndarray]], *, min_sensitivity: float,
+        ) -> tuple[float, float, float, str]:
+    """Calibration and threshold for a period not yet seen (config ``threshold_rule =
+    "worst-case"``).
+
+    - Calibration: prevalence-neutral Platt scaling (:func:`fit_platt`, ``balanced``) on
+      the clean logits of every held-out set pooled (``held_out``: name → ``(labels,
+      logits)``; the patient-level validation, out-of-protocol and edge-of-time sets).
+    - Threshold: :func:`worst_case_threshold` over the validation images under the shift
+      suite pooled (``labels``, ``shifted_logits`` by shift name, clean included) and each
+      held-out set other than the validation on its own: the most specific threshold that
+      keeps ``min_sensitivity`` on all of them.
+
+    Returns:
+        ``(temperature, bias, threshold, name of the set that decided the threshold)``.
+    """
+    temperature, bias = fit_platt(np.concatenate([z for _, z in held_out.values()]),
+                                  np.concatenate([y for y, _ in held_out.values()]),
+                                  balanced=True)
+    shifted = {name: apply_temperature(v, temperature, bias)
+               for name, v in shifted_logits.items()}
+    sets = {"validation under the shift suite": pooled(labels, shifted)} | {
+        name: (y, apply_temperature(z, temperature, bias))
+        for name, (y, z) in held_out.items() if name != "validation"}
+    threshold, decided = worst_case_threshold(sets, min_sensitivity)
+    return temperature, bias, threshold, decided

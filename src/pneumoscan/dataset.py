@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from pneumoscan.errors import DataLayoutError, ModelFileError
 from pneumoscan.imaging import IMAGE_SUFFIXES
-from pneumoscan.modelfile import CAUSE_NAMES, CLASS_NAMES, ModelCard
+from pneumoscan.modelcard import CAUSE_NAMES, CLASS_NAMES, ModelCard
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy as np
 from pneumoscan.calibration import apply_temperature
 
 if TYPE_CHECKING:
-    from pneumoscan.modelfile import ModelCard
+    from pneumoscan.modelcard import ModelCard
 
 #: P(bacterial | pneumonia) at or above which the cause is bacterial.
 CAUSE_THRESHOLD = 0.5

@@ -22,7 +22,7 @@ import io
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 #: Side of a covering window, as a fraction of the model input's side.
 OCCLUSION_WINDOW = 0.25
@@ -97,11 +97,6 @@ def scaled_heatmap(evidence: np.ndarray, scale: float = 0.0) -> np.ndarray:
     return (np.minimum(positive / peak, 1.0) if peak > 0 else positive).astype(np.float32)
 
 
-def colorize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Upsample a [0, 1] heat map to ``size`` (width, height) and colour it: (H, W, 3) uint8."""
-    return _jet()[_upsample(heatmap, size)]
-
-
 def _upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The [0, 1] heat map as uint8 at ``size`` (width, height), bicubic."""
     return np.asarray(Image.fromarray((heatmap * 255).astype(np.uint8)).resize(
@@ -124,16 +119,22 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
     weighted by the heat itself: where there is no evidence the radiograph shows as it is
     (no blue tint). With ``legend`` a colour bar is added below the image.
     """
-    height, width = pixels.shape
-    scale = min(1.0, max_side / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    base = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR)
-                      .convert("RGB"), dtype=np.float32)
+    shrunk = shrink_to_fit(Image.fromarray(pixels), max_side)
+    size = shrunk.size
+    base = np.asarray(shrunk.convert("RGB"), dtype=np.float32)
     smooth = _upsample(heatmap, size)
     colour = _jet()[smooth].astype(np.float32)
     weight = alpha * smooth[..., None].astype(np.float32) / 255.0
     blended = np.clip(base * (1 - weight) + colour * weight, 0, 255).astype(np.uint8)
     return np.concatenate([blended, legend_bar(size[0])]) if legend else blended
+
+
+def shrink_to_fit(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` shrunk (bilinear, aspect ratio kept) so that its longer side is at most
+    ``max_side`` pixels; a smaller image as it is (never enlarged)."""
+    if max(image.size) <= max_side:
+        return image
+    return ImageOps.contain(image, (max_side, max_side), Image.Resampling.BILINEAR)
 
 
 def legend_bar(width: int) -> np.ndarray:
@@ -167,14 +168,9 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def overlay_png(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> bytes:
-    """PNG bytes of :func:`overlay`: the radiograph with its heat map, at its aspect ratio."""
-    return encode_png(overlay(pixels, heatmap, alpha=alpha))
-
-
 def heat_layer(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The heat map alone at ``size`` (width, height): ``(H, W, 4)`` uint8, the colour of
-    :func:`colorize` with the heat itself as alpha.
+    :func:`overlay` with the heat itself as alpha.
 
     Drawn over the radiograph at opacity ``a`` it gives :func:`overlay` with ``alpha=a``:
     what the web page's opacity slider does.

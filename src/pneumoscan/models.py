@@ -73,7 +73,8 @@ class PneumoniaNet(nn.Module):
         self.head = nn.Linear(num_features, len(OUTPUTS))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map ``(B, C, h, w)``: what the scope and population checks read (pooled)."""
+        """The last feature map ``(B, C, h, w)``; pooled, what the head and the scope and
+        population checks read."""
         features: torch.Tensor = self.backbone.forward_features(x)  # type: ignore[operator]
         return features
 

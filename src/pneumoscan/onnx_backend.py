@@ -19,34 +19,35 @@ from typing import Any
 import numpy as np
 
 from pneumoscan.errors import ModelFileError
-from pneumoscan.modelfile import read_card, resolve_model_paths, weights_digest
+from pneumoscan.modelfile import ModelFiles, ModelLike, resolve_model
 
 logger = logging.getLogger(__name__)
 
 #: Names of the graph's input and outputs, fixed by ``pneumoscan export``.
-INPUT_NAME = "image"  # (B, 1, S, S) float32, the output of preprocess()
+INPUT_NAME = "image"  # (B, 1, S, S) float32, the output of normalize()
 OUTPUT_NAMES = ("logits", "features", "pooled")  # (B, 2), (B, C, h, w), (B, C)
 
 #: Metadata key holding the SHA-256 of the safetensors file the graph was exported from.
 WEIGHTS_DIGEST_KEY = "pneumoscan.weights_sha256"
 
 
-def onnx_path_for(model_path: Path | str | None) -> Path:
+def onnx_path_for(model: ModelLike) -> Path:
     """Where the ONNX export of a model lives: its weights' path with the ``.onnx`` suffix.
 
     Args:
-        model_path: a model folder, a ``.safetensors`` file, or None (the shipped model).
+        model: a model folder, a ``.safetensors`` file, None (the shipped model), or one
+            already resolved.
 
     Raises:
         ModelFileError: the model's weights or card are missing.
     """
-    weights, _ = resolve_model_paths(model_path)
-    return weights.with_suffix(".onnx")
+    return resolve_model(model).beside(".onnx")
 
 
-def export_hint(model_path: Path | str | None) -> str:
-    """The command that (re)writes the ONNX file of ``model_path``."""
-    model_option = f" --model {model_path}" if model_path is not None else ""
+def export_hint(model: ModelLike) -> str:
+    """The command that (re)writes the ONNX file of ``model``."""
+    source = model.source if isinstance(model, ModelFiles) else model
+    model_option = f" --model {source}" if source is not None else ""
     return f"pneumoscan export --format onnx{model_option}"
 
 
@@ -55,12 +56,13 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, model_path: Path | str | None, *, onnx_path: Path | str | None = None,
+    def __init__(self, model: ModelLike, *, onnx_path: Path | str | None = None,
                  threads: int | None = None) -> None:
-        """Open the ONNX file of ``model_path`` (or ``onnx_path``, for a file elsewhere).
+        """Open the ONNX file of ``model`` (or ``onnx_path``, for a file elsewhere).
 
         Args:
-            model_path: a model folder, a ``.safetensors`` file, or None (the shipped model).
+            model: a model folder, a ``.safetensors`` file, None (the shipped model), or
+                one already resolved.
             onnx_path: the ONNX file, when it does not lie beside the weights.
             threads: intra-op threads (default: every CPU this process may use).
 
@@ -72,11 +74,11 @@ class OnnxBackend:
 
         from pneumoscan.backends import default_threads
 
-        weights_path, _ = resolve_model_paths(model_path)
-        self.path = Path(onnx_path) if onnx_path is not None else onnx_path_for(model_path)
+        files = resolve_model(model)
+        self.path = Path(onnx_path) if onnx_path is not None else onnx_path_for(files)
         if not self.path.is_file():
-            raise ModelFileError(f"{self.path}: no ONNX export of {weights_path}; create it "
-                                 f"with `{export_hint(model_path)}` (needs PyTorch), or use "
+            raise ModelFileError(f"{self.path}: no ONNX export of {files.weights}; create it "
+                                 f"with `{export_hint(files)}` (needs PyTorch), or use "
                                  "--backend torch")
         self.threads = threads or default_threads()
         options = ort.SessionOptions()
@@ -91,29 +93,29 @@ class OnnxBackend:
         except Exception as exc:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
             raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it "
                                  f"({type(exc).__name__}); re-create it with "
-                                 f"`{export_hint(model_path)}`") from exc
-        self._check(model_path, weights_path)
+                                 f"`{export_hint(files)}`") from exc
+        self._check(files)
         logger.debug("ONNX Runtime session on %s, %d threads", self.path, self.threads)
 
-    def _check(self, model_path: Path | str | None, weights_path: Path) -> None:
+    def _check(self, files: ModelFiles) -> None:
         metadata: dict[str, Any] = self.session.get_modelmeta().custom_metadata_map
         expected = metadata.get(WEIGHTS_DIGEST_KEY)
-        if expected is None or expected != weights_digest(weights_path):
+        if expected is None or expected != files.weights_sha256:
             raise ModelFileError(f"{self.path} was not exported from the weights in "
-                                 f"{weights_path} (they changed since, or it was made "
-                                 f"elsewhere); re-create it with `{export_hint(model_path)}`")
+                                 f"{files.weights} (they changed since, or it was made "
+                                 f"elsewhere); re-create it with `{export_hint(files)}`")
         inputs = self.session.get_inputs()
         outputs = [o.name for o in self.session.get_outputs()]
         if [i.name for i in inputs] != [INPUT_NAME] or tuple(outputs) != OUTPUT_NAMES:
             raise ModelFileError(f"{self.path}: expected input {INPUT_NAME!r} and outputs "
                                  f"{OUTPUT_NAMES}, found {[i.name for i in inputs]} and "
                                  f"{outputs} (an export by an older pneumoscan?); re-create "
-                                 f"it with `{export_hint(model_path)}`")
-        size = read_card(model_path).preprocessing.image_size
+                                 f"it with `{export_hint(files)}`")
+        size = files.card.preprocessing.image_size
         if list(inputs[0].shape[1:]) != [1, size, size]:
             raise ModelFileError(f"{self.path}: input shape {inputs[0].shape} does not take "
                                  f"the model card's (1, {size}, {size}) images; re-create it "
-                                 f"with `{export_hint(model_path)}`")
+                                 f"with `{export_hint(files)}`")
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Logits ``(B, 2)``, the last feature map ``(B, C, h, w)`` and its spatial mean

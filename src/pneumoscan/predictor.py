@@ -22,6 +22,7 @@ import numpy as np
 from pneumoscan.backends import Backend, create_backend
 from pneumoscan.decision import Decisions, decide, is_positive
 from pneumoscan.errors import PneumoscanError
+from pneumoscan.fitted_state import load_population, load_scope
 from pneumoscan.heatmap import occlusion_evidence, scaled_heatmap
 from pneumoscan.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -31,12 +32,8 @@ from pneumoscan.imaging import (
     decode_image,
 )
 from pneumoscan.inference import run_batches
-from pneumoscan.modelfile import (
-    ModelCard,
-    load_population,
-    load_scope,
-    read_card,
-)
+from pneumoscan.modelcard import ModelCard
+from pneumoscan.modelfile import ModelLike, resolve_model
 from pneumoscan.population import (
     UNKNOWN,
     PopulationClassifier,
@@ -135,12 +132,17 @@ class Predictor:
         self.population = population
 
     @classmethod
-    def load(cls, path: Path | str | None = None, *, backend: str = "auto",
+    def load(cls, path: ModelLike = None, *, backend: str = "auto",
              max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
-        """Load a model folder or ``.safetensors`` file (None: the shipped default)."""
-        card = read_card(path)
-        return cls(create_backend(backend, path), card, max_pixels=max_pixels,
-                   scope=load_scope(path), population=load_population(path))
+        """Load a model folder or ``.safetensors`` file (None: the shipped default).
+
+        The model's files are found and its card read once (:func:`resolve_model`), and
+        its weights hashed at most once, for everything beside them that must match.
+        """
+        files = resolve_model(path)
+        return cls(create_backend(backend, files), files.card, max_pixels=max_pixels,
+                   scope=load_scope(files),
+                   population=load_population(files))
 
     @property
     def version(self) -> str:
@@ -162,7 +164,7 @@ class Predictor:
         if not images:
             return []
         config = self.card.preprocessing
-        # preprocess() in two halves: the resized image also feeds the scope check.
+        # Resized, then normalised: the resized image also feeds the scope check.
         resized = resize_all((d.pixels for d in images), config.image_size,
                              config.source_size)  # (B, S, S)
         inputs = normalize(resized, config)  # (B, 1, S, S)

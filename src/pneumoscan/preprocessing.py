@@ -1,8 +1,9 @@
-"""The one preprocessing function: resize + normalise, with parameters stored in the model.
+"""The one preprocessing: resize + normalise, with parameters stored in the model.
 
 Training, evaluation, prediction, the server and the ONNX parity test all call
-:func:`preprocess` (or :func:`resize` + :func:`normalize`, its two halves) with the
-:class:`PreprocessConfig` read back from ``model.json``.
+:func:`resize` (or :func:`resize_all`) and then :func:`normalize`, with the
+:class:`PreprocessConfig` read back from ``model.json``; the resized image between the two
+also feeds the scope check.
 """
 
 from __future__ import annotations
@@ -73,21 +74,11 @@ def resize_all(images: Iterable[np.ndarray], image_size: int,
     return np.stack([resize(image, image_size, source_size) for image in images])
 
 
-def equalize_histogram(resized: np.ndarray) -> np.ndarray:
-    """Histogram-equalise each uint8 image of ``(..., H, W)``: its CDF becomes the new value.
-
-    Any monotonic change of exposure or contrast gives the same output, which is what makes
-    it a defence against radiographs from another machine or setting.
-    """
-    flat = resized.reshape(-1, resized.shape[-2] * resized.shape[-1])
-    out = np.empty_like(flat)
-    for i, image in enumerate(flat):
-        out[i] = np.take(equalization_lut(image), image)
-    return out.reshape(resized.shape)
-
-
 def equalization_lut(image: np.ndarray) -> np.ndarray:
-    """The ``(256,)`` uint8 table that equalises ``image`` (uint8, any shape)."""
+    """The ``(256,)`` uint8 table that histogram-equalises ``image`` (uint8, any shape): its
+    CDF becomes the new value. Any monotonic change of exposure or contrast gives the same
+    output, which is what makes it a defence against radiographs from another machine or
+    setting."""
     cdf = np.cumsum(np.bincount(image.ravel(), minlength=256))
     low = cdf[np.argmax(cdf > 0)]  # the count at the darkest grey level present
     span = max(1, int(cdf[-1] - low))
@@ -124,8 +115,3 @@ def _input_values(mean: float, std: float) -> np.ndarray:
     values = (np.arange(256, dtype=np.float32) / 255.0 - mean) / std
     values.flags.writeable = False
     return values
-
-
-def preprocess(pixels: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """Turn a decoded ``(H, W)`` uint8 image into a ``(1, S, S)`` float32 model input."""
-    return normalize(resize(pixels, config.image_size, config.source_size), config)

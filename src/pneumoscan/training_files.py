@@ -5,9 +5,9 @@ whether a folder being evaluated holds some of those images (copied, renamed, mi
 others). Per-file digests can. ``pneumoscan train`` records the SHA-256 of every file on
 each side of its split (:data:`ROLES`: trained on, patient-level validation, out-of-protocol
 validation) beside the weights, in ``model.training-files.safetensors`` (or
-``NAME.training-files.safetensors`` beside ``NAME.safetensors``, as the scope statistics
-are stored), tied to those weights by their SHA-256; ``pneumoscan evaluate`` looks the
-evaluated files up (:func:`find_overlap`).
+``NAME.training-files.safetensors`` beside ``NAME.safetensors``, in the store of fitted
+state, :mod:`pneumoscan.fitted_state`), tied to those weights by their SHA-256;
+``pneumoscan evaluate`` looks the evaluated files up (:func:`find_overlap`).
 
 Digests of the file bytes, cut to :data:`DIGEST_BYTES`: no names, no pixels, nothing that
 identifies a patient. They find exact copies under any name; a re-encoded or resized copy
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.errors import ModelFileError
-from pneumoscan.modelfile import fitted_path, read_fitted, write_fitted
+from pneumoscan.fitted_state import FittedKind, read_fitted, unreadable, write_fitted
+from pneumoscan.modelfile import ModelLike, resolve_model
 
-if TYPE_CHECKING:  # dataset imports modelfile, which stores these records
+if TYPE_CHECKING:  # dataset imports scikit-learn; only its type is needed here
     from pneumoscan.dataset import TrainingSplit
 
 logger = logging.getLogger(__name__)
@@ -48,12 +48,13 @@ ROLE_USES = {
 }
 #: Bytes kept of each SHA-256 digest: 128 bits, no chance collisions among millions of files.
 DIGEST_BYTES = 16
-#: How to record the files of a model trained before records were kept.
-RECORD_HINT = ("python -c 'from pneumoscan.training_files import record_model; "
-               "record_model(\"MODEL\", \"DATA\")'")
-#: Suffix of the record beside ``NAME.safetensors``, and its format's name.
-SUFFIX = ".training-files.safetensors"
-FORMAT = "pneumoscan.training-files/1"
+#: The record's file beside the weights, its format, and how to record the files of a
+#: model trained before records were kept.
+TRAINING_FILES = FittedKind(
+    ".training-files.safetensors", "pneumoscan.training-files/1",
+    "python -c 'from pneumoscan.training_files import record_model; "
+    "record_model(\"{model}\", \"DATA\")'",
+    "overlap with the model's training data cannot be checked")
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,8 @@ class TrainingFiles:
 
 def file_digest(path: Path) -> bytes:
     """The first :data:`DIGEST_BYTES` of the SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()[:DIGEST_BYTES]
+        return hashlib.file_digest(handle, "sha256").digest()[:DIGEST_BYTES]
 
 
 def _digest_array(paths: Iterable[Path]) -> np.ndarray:
@@ -119,21 +117,15 @@ def overlap_warnings(counts: dict[str, int], total: int) -> list[str]:
             for role in ROLES if counts.get(role)]
 
 
-def record_path(model: Path | str | None) -> Path:
-    """Where a model's record lives: ``FOLDER/model.training-files.safetensors`` or
-    ``NAME.training-files.safetensors`` beside ``NAME.safetensors``."""
-    return fitted_path(model, SUFFIX)
-
-
-def save_training_files(files: TrainingFiles, model: Path | str | None) -> Path:
+def save_training_files(files: TrainingFiles, model: ModelLike) -> Path:
     """Write ``files`` beside the model's weights (atomically); return the file."""
-    return write_fitted(model, SUFFIX, FORMAT,
+    return write_fitted(model, TRAINING_FILES,
                         {"digests": files.digests.astype(np.uint8),
                          "roles": files.roles.astype(np.uint8)},
                         {"data_fingerprint": files.data_fingerprint})
 
 
-def load_training_files(model: Path | str | None) -> TrainingFiles | None:
+def load_training_files(model: ModelLike) -> TrainingFiles | None:
     """The model's record, or None when it has none for these weights (made before records
     were kept, or its weights replaced since: a stale record, which would describe another
     training run, is ignored with a warning).
@@ -141,8 +133,8 @@ def load_training_files(model: Path | str | None) -> TrainingFiles | None:
     Raises:
         ModelFileError: the file exists but is not a readable record.
     """
-    stored = read_fitted(model, SUFFIX, FORMAT, RECORD_HINT, "overlap with the model's "
-                         "training data cannot be checked")
+    files = resolve_model(model)
+    stored = read_fitted(files, TRAINING_FILES)
     if stored is None:
         return None
     tensors, metadata = stored
@@ -150,17 +142,17 @@ def load_training_files(model: Path | str | None) -> TrainingFiles | None:
         return TrainingFiles(tensors["digests"], tensors["roles"],
                              metadata.get("data_fingerprint", ""))
     except (KeyError, ValueError) as exc:
-        raise ModelFileError(f"{record_path(model)}: not a readable record of training "
-                             f"files ({exc}); make it again: {RECORD_HINT}") from exc
+        raise unreadable(files, TRAINING_FILES, "not a readable record of training files",
+                         exc) from exc
 
 
-def record_model(model: Path | str | None, data: Path | str) -> Path:
+def record_model(model: ModelLike, data: Path | str) -> Path:
     """Record the files of the split ``model`` was trained on, rebuilt from the config in its
     card out of ``data`` (refused when ``data`` is not the data it was trained on); for a
     model trained before ``pneumoscan train`` kept records. Returns the file written."""
     from pneumoscan.dataset import training_split
-    from pneumoscan.modelfile import read_card
 
-    card = read_card(model)
+    files = resolve_model(model)
+    card = files.card
     return save_training_files(record_split(training_split(card, data), card.data_fingerprint),
-                               model)
+                               files)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from conftest import make_adult_folder, trained_looking_model
 from pneumoscan.cli.main import app
-from pneumoscan.modelfile import load_population, population_notes
+from pneumoscan.fitted_state import load_population, population_notes
 
 runner = CliRunner()
 

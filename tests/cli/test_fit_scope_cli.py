@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from conftest import trained_looking_model
 from pneumoscan.cli.main import app
 from pneumoscan.dataset import training_split
-from pneumoscan.modelfile import load_scope, read_card
+from pneumoscan.fitted_state import load_scope
+from pneumoscan.modelfile import resolve_model
 
 runner = CliRunner()
 
@@ -25,7 +26,7 @@ def test_fit_scope_writes_statistics_beside_the_weights(tiny_model_dir: Path,
     assert f"wrote {model / 'model.scope.safetensors'}" in result.stdout.replace("\n", "")
     scope = load_scope(model)
     assert scope is not None
-    train = training_split(read_card(model), synthetic_dataset).train
+    train = training_split(resolve_model(model).card, synthetic_dataset).train
     assert scope.features.n_images == 2 * len(train)
     assert f"fitted on {2 * len(train)} images" in result.stdout
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import make_adult_folder, make_synthetic_dataset
 from pneumoscan import __version__
 from pneumoscan.cli.main import app
-from pneumoscan.modelfile import load_population, load_scope, population_notes
+from pneumoscan.fitted_state import load_population, load_scope, population_notes
 
 runner = CliRunner()
 

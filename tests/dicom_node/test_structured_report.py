@@ -22,6 +22,8 @@ from pneumoscan.dicom_node.result_identity import (
 from pneumoscan.dicom_node.structured_report import build_structured_report
 from pneumoscan.predictor import Prediction, Predictor
 
+from .conftest import renamed
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom on person names
 
 
@@ -159,10 +161,20 @@ def test_sr_out_of_scope_reason_and_applicable(source: Dataset,
     assert code_of(items(sr, codes.POPULATION)[0]) == ("67822003", "SCT")
 
 
-def test_sr_same_inputs_same_uids(source: Dataset, prediction: Prediction) -> None:
-    first = build_structured_report(source, prediction)
-    again = build_structured_report(source, prediction)
-    assert first.SOPInstanceUID == again.SOPInstanceUID
+def test_sr_uids_follow_the_image_and_the_model(source: Dataset,
+                                                prediction: Prediction) -> None:
+    """Same image and model: the same UIDs (a result sent again replaces itself). Another
+    image of the study: another instance in the same result series. Another model: a
+    series of its own."""
+    def uids(sr: Dataset) -> tuple[str, str]:
+        return str(sr.SeriesInstanceUID), str(sr.SOPInstanceUID)
+
+    first = uids(build_structured_report(source, prediction))
+    assert uids(build_structured_report(source, prediction)) == first
+    other_image = uids(build_structured_report(renamed(source), prediction))
+    assert other_image[0] == first[0] and other_image[1] != first[1]
+    other_model = uids(build_structured_report(source, replace(prediction, model="other")))
+    assert other_model[0] != first[0] and other_model[1] not in (first[1], other_image[1])
 
 
 def test_sr_needs_the_source_uids(source: Dataset, prediction: Prediction) -> None:

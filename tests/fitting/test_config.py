@@ -14,10 +14,6 @@ from pneumoscan.fitting.config import TrainConfig, config_from_dict, dump_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_defaults_without_a_file() -> None:
-    assert load_config(None) == TrainConfig()
-
-
 def test_dump_then_load_is_the_same_config(tmp_path: Path) -> None:
     config = replace(TrainConfig(), arch='odd"name\\x', pretrained=False, lr=1e-5, epochs=3,
                      augment=AugmentConfig(hflip=True, noise=0.0))

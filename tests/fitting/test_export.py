@@ -22,8 +22,8 @@ from pneumoscan.fitting.export import (
     export_onnx,
     sample_images,
 )
-from pneumoscan.modelfile import read_card
-from pneumoscan.onnx_backend import WEIGHTS_DIGEST_KEY, weights_digest
+from pneumoscan.modelfile import resolve_model
+from pneumoscan.onnx_backend import WEIGHTS_DIGEST_KEY
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_export_writes_a_checked_graph_beside_the_weights(exported: Path) -> Non
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph, full_check=True)
     metadata = {p.key: p.value for p in graph.metadata_props}
-    assert metadata[WEIGHTS_DIGEST_KEY] == weights_digest(exported / "model.safetensors")
+    assert metadata[WEIGHTS_DIGEST_KEY] == resolve_model(exported).weights_sha256
     assert metadata["pneumoscan.arch"] == "simple_cnn"
     assert metadata["pneumoscan.image_size"] == "64"
     assert [i.name for i in graph.graph.input] == ["image"]
@@ -138,7 +138,7 @@ def test_shipped_onnx_matches_torch_on_every_validation_image(shipped_model: Pat
     on every image of the shipped model's patient-level validation split."""
     from pneumoscan.dataset import discover, split_for_training
 
-    config = read_card(shipped_model).training.get("config", {})
+    config = resolve_model(shipped_model).card.training.get("config", {})
     pool = discover(chest_xray_dir).splits["train"]
     validation = split_for_training(pool, config.get("val_fraction", 0.15),
                                     config.get("seed", 0),

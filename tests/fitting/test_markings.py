@@ -50,8 +50,23 @@ def test_frames_on_all_four_sides_when_asked() -> None:
     for out in framed:
         edges = [out[0, 40], out[-1, 40], out[40, 0], out[40, -1]]
         assert all(v != 0.4 for v in edges)  # every side has its band
-    # without frames, the draws are those of the plain bands (older recipes reproduce)
-    plain = random_markings(image, np.random.default_rng(0), annotate=False, border=True)
-    again = random_markings(image, np.random.default_rng(0), annotate=False, border=True,
-                            frame=0.0)
-    np.testing.assert_array_equal(plain, again)
+
+
+def test_without_frames_the_bands_are_drawn_as_before_frames_existed() -> None:
+    """frame=0 takes no extra random number: the bands are those of the recipe before
+    frames (four widths, then a coin per side, then the value), so older recipes reproduce."""
+    image = np.full((80, 80), 0.4, np.float32)
+    banded = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        widths = rng.uniform(0.02, 0.12, size=4)
+        kept = [rng.random() < 0.5 for _ in widths]
+        value = float(rng.choice([0.0, 1.0]))
+        expected = draw_border(image, tuple(float(w) if keep else 0.0  # type: ignore[arg-type]
+                                            for w, keep in zip(widths, kept, strict=True)),
+                               value)
+        banded += not np.array_equal(expected, image)
+        np.testing.assert_array_equal(
+            random_markings(image, np.random.default_rng(seed), annotate=False, border=True),
+            expected)
+    assert banded >= 3  # most seeds draw bands to compare

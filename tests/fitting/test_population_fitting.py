@@ -10,6 +10,12 @@ import pytest
 
 from conftest import make_adult_folder, trained_looking_model
 from pneumoscan.dataset import training_split
+from pneumoscan.fitted_state import (
+    POPULATION,
+    load_population,
+    population_notes,
+    save_population,
+)
 from pneumoscan.fitting.population_fitting import (
     ADULT_COPIES,
     find_adult_images,
@@ -18,13 +24,7 @@ from pneumoscan.fitting.population_fitting import (
     fitting_features,
     split_adults,
 )
-from pneumoscan.modelfile import (
-    load_population,
-    population_notes,
-    population_path,
-    read_card,
-    save_population,
-)
+from pneumoscan.modelfile import resolve_model
 from pneumoscan.population import ADULT, assess_population
 from pneumoscan.predictor import Predictor
 from pneumoscan.preprocessing import normalize, resize_all
@@ -69,10 +69,10 @@ def test_fitted_classifier_is_stored_and_used_by_the_predictor(
     assert load_population(model) is None
     assert Predictor.load(model, backend="torch").population is None
     adults = split_adults(find_adult_images(make_adult_folder(tmp_path / "adults")))
-    train = training_split(read_card(model), synthetic_dataset).train
+    train = training_split(resolve_model(model).card, synthetic_dataset).train
     classifier, path = fit_population(model, train, adults.fit,
                                       cache_dir=tmp_path / "cache", notes={"seed": "0"})
-    assert path == population_path(model) and path.is_file()
+    assert path == POPULATION.path(model) and path.is_file()
     assert classifier.n_pediatric == 2 * len(train)
     assert classifier.n_adult == (1 + ADULT_COPIES) * len(adults.fit)
     channels = _pooled_size(Predictor.load(model, backend="torch"))

@@ -1,44 +1,19 @@
-"""Fitting the scope check: the model's own training split rebuilt from its card, the
-augmented copies, and statistics stored beside the weights that the Predictor then uses."""
+"""Fitting the scope check: the augmented copies, and statistics stored beside the weights
+that the Predictor then uses."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from conftest import make_synthetic_dataset, trained_looking_model
-from pneumoscan.dataset import discover, split_for_training, training_split
-from pneumoscan.errors import DataLayoutError, ModelFileError
+from conftest import trained_looking_model
+from pneumoscan.dataset import training_split
+from pneumoscan.fitted_state import SCOPE
 from pneumoscan.fitting.scope_fitting import augmented_copies, fit_scope
-from pneumoscan.modelfile import read_card, scope_path
+from pneumoscan.modelfile import resolve_model
 from pneumoscan.predictor import Predictor
 from pneumoscan.scope import FEATURE_REASON, LAYOUT_REASON
-
-
-def test_training_split_is_the_one_the_card_describes(tiny_model_dir: Path,
-                                                      synthetic_dataset: Path,
-                                                      tmp_path: Path) -> None:
-    model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
-    pool = discover(synthetic_dataset).splits["train"]
-    split = training_split(read_card(model), synthetic_dataset)
-    assert split == split_for_training(pool, 0.25, 3, 0.0)
-    assert split.train and split.validation and not split.protocol
-    assert not {s.patient_id for s in split.train} & {s.patient_id for s in split.validation}
-
-
-def test_training_split_refuses_other_data_and_cards_without_a_config(
-        tiny_model_dir: Path, synthetic_dataset: Path, tmp_path: Path) -> None:
-    model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
-    other = make_synthetic_dataset(tmp_path / "other", n_patients=10)
-    with pytest.raises(DataLayoutError, match="not the data this model was trained on"):
-        training_split(read_card(model), other)
-    only_test = make_synthetic_dataset(tmp_path / "only_test", n_patients=3, splits=("test",))
-    with pytest.raises(DataLayoutError, match="no train/"):
-        training_split(read_card(model), only_test)
-    with pytest.raises(ModelFileError, match="seed and val_fraction"):
-        training_split(read_card(tiny_model_dir), synthetic_dataset)
 
 
 def test_augmented_copies_are_reproducible_changed_images() -> None:
@@ -56,9 +31,9 @@ def test_fitted_model_judges_by_its_training_images(tiny_model_dir: Path,
     from skimage.data import camera
 
     model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
-    train = training_split(read_card(model), synthetic_dataset).train
+    train = training_split(resolve_model(model).card, synthetic_dataset).train
     statistics, path = fit_scope(model, train, cache_dir=tmp_path / "cache")
-    assert path == scope_path(model) and path.is_file()
+    assert path == SCOPE.path(model) and path.is_file()
     assert statistics.features.n_images == statistics.layout.n_images == 2 * len(train)
     predictor = Predictor.load(model, backend="torch")
     assert predictor.scope is not None

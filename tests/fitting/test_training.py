@@ -21,7 +21,7 @@ from pneumoscan.errors import DataLayoutError
 from pneumoscan.fitting.config import TrainConfig, load_config
 from pneumoscan.fitting.training import HISTORY_COLUMNS, learning_rate, loss_terms, train
 from pneumoscan.image_cache import load_resized
-from pneumoscan.modelfile import load_model, read_card
+from pneumoscan.modelfile import load_model, resolve_model
 
 CONFIG = TrainConfig(arch="simple_cnn", pretrained=False, image_size=32, epochs=3,
                      batch_size=8, patience=10, threads=1, lr=3e-3)
@@ -56,7 +56,7 @@ def test_training_writes_a_complete_model_folder(run_a: Path, data_root: Path) -
     assert (run_a / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert load_config(run_a / "config.toml") == CONFIG
 
-    card = read_card(run_a)
+    card = resolve_model(run_a).card
     assert card.arch == "simple_cnn" and card.preprocessing.image_size == 32
     assert 0.0 < card.threshold < 1.0
     assert 0.05 <= card.temperature <= 20.0 and 0.05 <= card.cause_temperature <= 20.0
@@ -110,7 +110,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(run_a: Path, data_root
         return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
     assert without_time(_history(out)) == without_time(_history(run_a))
-    card_a, card_b = read_card(run_a), read_card(out)
+    card_a, card_b = resolve_model(run_a).card, resolve_model(out).card
     assert card_b.threshold == card_a.threshold
     assert card_b.temperature == pytest.approx(card_a.temperature, rel=1e-6)
     assert card_b.training["best_epoch"] == card_a.training["best_epoch"]

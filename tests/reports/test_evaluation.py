@@ -22,7 +22,7 @@ from pneumoscan.fitting.training import train
 from pneumoscan.imaging import load_image
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelfile import load_model
-from pneumoscan.preprocessing import preprocess
+from pneumoscan.preprocessing import normalize, resize
 from pneumoscan.reports.evaluation import PLOTS, cause_metrics, evaluate, misclassified
 from pneumoscan.reports.report import MAX_MISCLASSIFIED, PLOT_CAPTIONS
 from pneumoscan.training_files import ROLES
@@ -98,7 +98,8 @@ def test_predictions_match_an_independent_forward_pass(evaluated: Path,
     assert len(rows) == 48
     model, card = load_model(model_dir)
     for row in rows[::12]:
-        x = torch.from_numpy(preprocess(load_image(row["file"]), card.preprocessing))[None]
+        pixels = resize(load_image(row["file"]), card.preprocessing.image_size)
+        x = torch.from_numpy(normalize(pixels, card.preprocessing))[None]
         with torch.no_grad():
             logits = model(x)[0].numpy()
         assert float(row["probability"]) == pytest.approx(

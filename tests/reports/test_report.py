@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumoscan.modelfile import ModelCard
+from pneumoscan.modelcard import ModelCard
 from pneumoscan.preprocessing import PreprocessConfig
 from pneumoscan.reports.embedded_images import thumbnail_jpeg
 from pneumoscan.reports.plots import plot_roc

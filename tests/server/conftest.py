@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from pneumoscan.imaging import DEFAULT_MAX_PIXELS, DecodedImage
-from pneumoscan.modelfile import ModelCard
+from pneumoscan.modelcard import ModelCard
 from pneumoscan.predictor import Prediction, Predictor
 from pneumoscan.preprocessing import PreprocessConfig
 from pneumoscan.server import ServerSettings, create_app

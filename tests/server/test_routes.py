@@ -19,6 +19,8 @@ from PIL import Image
 
 from pneumoscan import DISCLAIMER
 from pneumoscan.heatmap import legend_bar
+from pneumoscan.imaging import DecodedImage
+from pneumoscan.predictor import Prediction
 from pneumoscan.server import ServerSettings, create_app
 from pneumoscan.server.settings import MEGABYTE
 
@@ -118,20 +120,39 @@ def test_redoc_served_from_packaged_assets(client: TestClient) -> None:
 
 # --- 200 ------------------------------------------------------------------------------------
 
-def test_predict_jpeg_returns_every_field(client: TestClient, xray_jpeg: bytes) -> None:
+class PixelMeanPredictor(FakePredictor):
+    """Answers each image with P(pneumonia) = its mean grey level / 255: a result that only
+    the image sent can give."""
+
+    def predict_decoded(self, images: list[DecodedImage], *,
+                        heatmap: bool = True) -> list[Prediction]:
+        results = []
+        for decoded in images:
+            self.probability = float(decoded.pixels.mean()) / 255.0
+            results += super().predict_decoded([decoded], heatmap=heatmap)
+        return results
+
+
+def test_predict_jpeg_returns_every_field_of_this_image(make_client: ClientFactory,
+                                                        xray_jpeg: bytes,
+                                                        xray_png: bytes) -> None:
+    client = make_client(predictor=PixelMeanPredictor())
     response = post_file(client, xray_jpeg)
     assert response.status_code == 200
     body = response.json()
-    assert body["label"] == "PNEUMONIA"
-    assert body["probability"] == pytest.approx(0.8)
+    pixels = np.asarray(Image.open(io.BytesIO(xray_jpeg)).convert("L"))
+    assert body["probability"] == pytest.approx(pixels.mean() / 255, abs=1e-3)
     assert body["threshold"] == 0.5
+    assert body["label"] == ("PNEUMONIA" if body["probability"] >= 0.5 else "NORMAL")
     assert body["in_scope"] is True and body["scope_reason"] == ""
-    assert body["cause"] == "bacterial" and body["cause_probability"] == pytest.approx(0.7)
     assert body["model"] == "fake-1"
-    assert (body["width"], body["height"]) == (224, 224)
+    assert (body["width"], body["height"]) == pixels.shape[::-1]
     assert body["heatmap_png"] is None and body["image_png"] is None  # not asked for
     assert body["elapsed_ms"] >= 0
     assert body["disclaimer"] == DISCLAIMER
+    other = post_file(client, xray_png, "x.png").json()  # another image, another result
+    assert (other["width"], other["height"]) == (300, 200)
+    assert other["probability"] != pytest.approx(body["probability"], abs=1e-3)
 
 
 @pytest.mark.parametrize("how", ["query", "form"])

@@ -43,11 +43,12 @@ def fit_population_command(
             describe_population,
             fit_population_on_folder,
         )
-        from pneumoscan.modelfile import read_card
+        from pneumoscan.modelfile import resolve_model
 
-        split = training_split(read_card(model), data)
+        files = resolve_model(model)
+        split = training_split(files.card, data)
         classifier, path, adult_split = fit_population_on_folder(
-            model, split.train, adults, holdout_fraction=holdout_fraction, seed=seed,
+            files, split.train, adults, holdout_fraction=holdout_fraction, seed=seed,
             cache_dir=cache_dir)
     stdout.print(describe_population(classifier))
     stdout.print(f"{len(adult_split.held_out)} adult images of "

@@ -37,10 +37,11 @@ def fit_scope_command(
         require("fit-scope", ("torch",), "torch")  # it runs the model with PyTorch
         from pneumoscan.dataset import training_split
         from pneumoscan.fitting.scope_fitting import describe_scope, fit_scope
-        from pneumoscan.modelfile import read_card
+        from pneumoscan.modelfile import resolve_model
 
-        split = training_split(read_card(model), data)
-        statistics, path = fit_scope(model, split.train, cache_dir=cache_dir,
+        files = resolve_model(model)
+        split = training_split(files.card, data)
+        statistics, path = fit_scope(files, split.train, cache_dir=cache_dir,
                                      exceed_fraction=exceed_fraction,
                                      feature_margin=feature_margin)
     stdout.print(describe_scope(statistics))

@@ -71,7 +71,8 @@ def predict_command(
     """
     configure_logging(verbose)
     silence_header_messages()
-    from pneumoscan.reports.prediction_output import OverlayNamer, expand_inputs, output_format
+    from pneumoscan.inputs import expand_inputs
+    from pneumoscan.reports.prediction_output import OverlayNamer, output_format
 
     with user_errors():
         if out is not None:

@@ -1,8 +1,13 @@
-"""``pneumoscan predict --dicom-out``: the node's result objects, written to files.
+"""``pneumoscan predict --dicom-out``: the SR and heat map of each DICOM input, as files.
 
-For each DICOM input, ``NAME.sr.dcm`` (the Comprehensive SR) and ``NAME.heatmap.dcm`` (the
-Secondary Capture), the same objects :mod:`pneumoscan.dicom_node.node` sends to a PACS, in
-the input's study. Other inputs (JPEG, PNG) have no study to join and get none.
+For each input that reads as DICOM, ``NAME.sr.dcm`` (the Comprehensive SR) and
+``NAME.heatmap.dcm`` (the Secondary Capture), made from its header by the builders the node
+uses (:mod:`~pneumoscan.dicom_node.structured_report`,
+:mod:`~pneumoscan.dicom_node.heatmap_capture`): in the input's study, with the UIDs the
+node gives the results of the same image and model. Unlike the node, nothing here checks
+what the header says the image is (:mod:`~pneumoscan.dicom_node.intake`): every readable
+DICOM input gets both files, a lateral view or another modality included. Other inputs
+(JPEG, PNG) have no study to join and get none; a warning says so and the run goes on.
 """
 
 from __future__ import annotations

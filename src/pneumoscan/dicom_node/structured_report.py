@@ -1,23 +1,26 @@
 """A prediction as a Comprehensive SR (highdicom), in the source image's study.
 
-The content tree, as dcmtk's ``dsrdump`` shows it::
+The content tree, in the order dcmtk's ``dsrdump`` shows it (what limits the result comes
+before the finding, as on every other face)::
 
     CONTAINER  Chest radiograph AI result (decision support)
-      HAS OBS CONTEXT  Observer Type = Device; Device Observer UID, Name, Model Name
+      HAS OBS CONTEXT  Observer Type = Device; Device Observer UID, Name, Manufacturer,
+                       Model Name (the model version)
       HAS CONCEPT MOD  Algorithm Name = pneumoscan; Algorithm Version = the model version
       CONTAINS TEXT    Disclaimer = "AI result - decision support, not for diagnostic use. ..."
+      CONTAINS CODE    Result applicable = Yes | No   (in scope and no population warning)
+      CONTAINS CODE    Input within the model's scope = Yes | No
+        HAS PROPERTIES TEXT Scope reason                              (when there is one)
+      CONTAINS CODE    Patient population = Child | Adult | Unknown
+        HAS PROPERTIES TEXT Population reason, NUM Probability of an adult patient,
+                       TEXT Population warning                        (each when present)
       CONTAINS CODE    Pneumonia = Present | Absent
         HAS PROPERTIES NUM  Probability (calibrated P(pneumonia)); Threshold Value
         INFERRED FROM  IMAGE Source image (the radiograph's SOP Class and Instance)
-      CONTAINS CODE    Cause estimate = Bacterial | Viral pneumonia   (positive results only)
+      CONTAINS CODE    Cause estimate (secondary, lower confidence) = Bacterial | Viral
+                       pneumonia                          (applicable pneumonia results only)
         HAS PROPERTIES NUM  Probability of a bacterial cause
-      CONTAINS CODE    Input within the model's scope = Yes | No
-        HAS PROPERTIES TEXT Scope reason                              (when out of scope)
-      CONTAINS CODE    Patient population = Child | Adult | Unknown
-        HAS PROPERTIES TEXT Population reason, NUM P(adult), TEXT warning (when present)
-      CONTAINS CODE    Result applicable = Yes | No   (in scope and no population warning)
 """
-
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -86,15 +86,6 @@ def load_config(path: Path | str | None) -> TrainConfig:
 
 def dump_config(config: TrainConfig) -> str:
     """Serialise a TrainConfig as TOML (flat scalars plus one [augment] table)."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return repr(v)
+    import tomli_w
 
-    data = config.to_dict()
-    augment = data.pop("augment")
-    lines = [f"{k} = {value(v)}" for k, v in data.items()]
-    lines += ["", "[augment]"] + [f"{k} = {value(v)}" for k, v in augment.items()]
-    return "\n".join(lines) + "\n"
+    return tomli_w.dumps(config.to_dict())

@@ -1,6 +1,6 @@
 """Export a model to ONNX, check the graph, and measure its agreement with PyTorch.
 
-The graph takes the ``(B, 1, S, S)`` output of :func:`~pneumoscan.preprocessing.preprocess`
+The graph takes the ``(B, 1, S, S)`` output of :func:`~pneumoscan.preprocessing.normalize`
 (batch axis dynamic) and returns the logits ``(B, 2)``, the last feature map ``(B, C, h, w)``
 and the pooled vector ``(B, C)``, so the scope and population checks work without
 PyTorch (and without a numpy mean per request). Export goes
@@ -24,17 +24,17 @@ from pneumoscan.decision import decide
 from pneumoscan.errors import PneumoscanError
 from pneumoscan.imaging import load_image
 from pneumoscan.inference import run_batches
-from pneumoscan.modelfile import ModelCard, read_card, resolve_model_paths
+from pneumoscan.inputs import find_images
+from pneumoscan.modelcard import ModelCard
+from pneumoscan.modelfile import ModelLike, resolve_model
 from pneumoscan.onnx_backend import (
     INPUT_NAME,
     OUTPUT_NAMES,
     WEIGHTS_DIGEST_KEY,
     OnnxBackend,
     onnx_path_for,
-    weights_digest,
 )
 from pneumoscan.preprocessing import resize
-from pneumoscan.reports.prediction_output import find_images
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ParityReport:
                 f"{self.same_labels}/{self.n_images}")
 
 
-def export_onnx(model_path: Path | str | None = None, out: Path | str | None = None, *,
+def export_onnx(model_path: ModelLike = None, out: Path | str | None = None, *,
                 opset: int = DEFAULT_OPSET, check_images: Sequence[Path] = (),
                 ) -> tuple[Path, ParityReport]:
     """Write the ONNX export of a model after checking it.
@@ -99,18 +99,18 @@ def export_onnx(model_path: Path | str | None = None, out: Path | str | None = N
 
     from pneumoscan.modelfile import load_model
 
-    weights_path, _ = resolve_model_paths(model_path)
-    out = Path(out) if out is not None else onnx_path_for(model_path)
-    model, card = load_model(model_path)
+    files = resolve_model(model_path)
+    out = Path(out) if out is not None else onnx_path_for(files)
+    model, card = load_model(files)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx")  # same file system
     try:
         _trace_to_onnx(model, card.preprocessing.image_size, temporary, opset)
         graph = onnx.load(str(temporary))
-        _add_metadata(graph, card, weights_digest(weights_path))
+        _add_metadata(graph, card, files.weights_sha256)
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(temporary))
-        report = compare_with_torch(model_path, temporary, check_images)
+        report = compare_with_torch(files, temporary, check_images)
         if not report.passed:
             raise OnnxParityError(f"the ONNX export differs from PyTorch: {report.describe()}")
         temporary.replace(out)
@@ -166,7 +166,7 @@ def _add_metadata(graph: Any, card: ModelCard, digest: str) -> None:
 
 
 def sample_images(folder: Path | str, limit: int) -> list[Path]:
-    """Up to ``limit`` of the images :func:`~pneumoscan.reports.prediction_output.find_images` finds
+    """Up to ``limit`` of the images :func:`~pneumoscan.inputs.find_images` finds
     under ``folder``, spread evenly over the sorted listing (so both class folders are
     represented): what ``--check-data`` compares ONNX and PyTorch on."""
     folder = Path(folder)
@@ -180,7 +180,7 @@ def sample_images(folder: Path | str, limit: int) -> list[Path]:
     return [found[i] for i in np.linspace(0, len(found) - 1, limit).round().astype(int)]
 
 
-def compare_with_torch(model_path: Path | str | None, onnx_path: Path | str,
+def compare_with_torch(model_path: ModelLike, onnx_path: Path | str,
                        images: Sequence[Path] = (), *, batch_size: int = 32) -> ParityReport:
     """Run the PyTorch model and the ONNX graph on the same inputs and compare them.
 
@@ -193,16 +193,17 @@ def compare_with_torch(model_path: Path | str | None, onnx_path: Path | str,
     """
     from pneumoscan.backends import TorchBackend
 
-    card = read_card(model_path)
+    files = resolve_model(model_path)
+    card = files.card
     size = card.preprocessing.image_size
     if images:
         resized = np.stack([resize(load_image(p), size, card.preprocessing.source_size)
                             for p in images])  # (N, S, S)
     else:
         resized = np.random.default_rng(0).integers(0, 256, (8, size, size), dtype=np.uint8)
-    torch_outputs = run_batches(TorchBackend(model_path).run, resized, card.preprocessing,
+    torch_outputs = run_batches(TorchBackend(files).run, resized, card.preprocessing,
                                 batch_size=batch_size)
-    onnx_outputs = run_batches(OnnxBackend(model_path, onnx_path=onnx_path).run, resized,
+    onnx_outputs = run_batches(OnnxBackend(files, onnx_path=onnx_path).run, resized,
                                card.preprocessing, batch_size=batch_size)
     logit_diff = float(np.abs(onnx_outputs[0] - torch_outputs[0]).max())
     feature_diff = max(float(np.abs(found - expected).max())  # feature map, pooled

@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from pneumoscan.dataset import CLASS_NAMES, Sample, split_by_patient
+from pneumoscan.fitted_state import save_population
 from pneumoscan.fitting.scope_fitting import SCOPE_AUGMENT, augmented_copies
 from pneumoscan.image_cache import load_resized
-from pneumoscan.modelfile import save_population
+from pneumoscan.inputs import find_images
+from pneumoscan.modelfile import ModelLike, resolve_model
 from pneumoscan.population import (
     ADULT_HOLDOUT_FRACTION,
     ADULT_SPLIT_SEED,
@@ -39,7 +41,6 @@ from pneumoscan.population import (
     population_features,
 )
 from pneumoscan.predictor import Predictor
-from pneumoscan.reports.prediction_output import find_images
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def fitting_features(predictor: Predictor, samples: Sequence[Sample], *, copies:
                      for vector, image in zip(pooled, images, strict=True)])
 
 
-def fit_population(model: Path | str | None, pediatric: Sequence[Sample],
+def fit_population(model: ModelLike, pediatric: Sequence[Sample],
                    adults: Sequence[Sample], *, cache_dir: Path | None = None,
                    notes: dict[str, str] | None = None,
                    ) -> tuple[PopulationClassifier, Path]:
@@ -163,17 +164,18 @@ def fit_population(model: Path | str | None, pediatric: Sequence[Sample],
         cache_dir: the decoded-image cache (default: ``~/.cache/pneumoscan``).
         notes: how the inputs were chosen, stored with the classifier.
     """
-    predictor = Predictor.load(model, backend="torch")  # the features the check will see
+    files = resolve_model(model)
+    predictor = Predictor.load(files, backend="torch")  # the features the check will see
     logger.info("population fit: %d pediatric and %d adult images, plus transformed copies",
                 len(pediatric), len(adults))
     classifier = fit_classifier(
         fitting_features(predictor, pediatric, first_seed=PEDIATRIC_COPY_SEED,
                          cache_dir=cache_dir),
         fitting_features(predictor, adults, copies=ADULT_COPIES, cache_dir=cache_dir))
-    return classifier, save_population(classifier, model, notes)
+    return classifier, save_population(classifier, files, notes)
 
 
-def fit_population_on_folder(model: Path | str | None, pediatric: Sequence[Sample],
+def fit_population_on_folder(model: ModelLike, pediatric: Sequence[Sample],
                              adults_dir: Path | str, *,
                              holdout_fraction: float = ADULT_HOLDOUT_FRACTION,
                              seed: int = ADULT_SPLIT_SEED, cache_dir: Path | None = None,

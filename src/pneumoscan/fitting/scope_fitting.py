@@ -5,7 +5,7 @@ model made before, or whose statistics are missing or stale). The statistics
 (:class:`pneumoscan.scope.ScopeStatistics`) are fitted on the training side of the model's
 split, rebuilt from the config in its card, so its validation images stay unseen and
 ``benchmarks/scope_rates.py`` can measure the false-flag rate on them. They are stored
-beside the weights (:func:`pneumoscan.modelfile.save_scope`).
+beside the weights (:func:`pneumoscan.fitted_state.save_scope`).
 
 They are fitted on the training images plus one randomly transformed copy of each, with a
 wider zoom than training uses: real radiographs vary more than one centre's (adult chests
@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from pneumoscan.dataset import Sample
+from pneumoscan.fitted_state import save_scope
 from pneumoscan.fitting.augmentation import AugmentConfig, augment_batch
 from pneumoscan.image_cache import load_resized
-from pneumoscan.modelfile import drop_card_scope, save_scope
+from pneumoscan.modelcard import drop_card_scope
+from pneumoscan.modelfile import ModelLike, resolve_model
 from pneumoscan.predictor import Predictor
 from pneumoscan.scope import (
     FEATURE_MARGIN,
@@ -57,7 +59,7 @@ def augmented_copies(resized: np.ndarray, seed: int = 0,
     return np.concatenate(copies) if copies else resized[:0]
 
 
-def fit_scope(model: Path | str | None, samples: Sequence[Sample], *,
+def fit_scope(model: ModelLike, samples: Sequence[Sample], *,
               cache_dir: Path | None = None,
               exceed_fraction: float = TRAINING_EXCEED_FRACTION,
               feature_margin: float = FEATURE_MARGIN) -> tuple[ScopeStatistics, Path]:
@@ -71,7 +73,8 @@ def fit_scope(model: Path | str | None, samples: Sequence[Sample], *,
         exceed_fraction: share of the fitting images allowed beyond the cut-offs.
         feature_margin: the feature cut-off over its training quantile.
     """
-    predictor = Predictor.load(model, backend="torch")  # the features the check will see
+    files = resolve_model(model)
+    predictor = Predictor.load(files, backend="torch")  # the features the check will see
     resized, bad = load_resized(samples, predictor.card.preprocessing.image_size,
                                predictor.card.preprocessing.source_size,
                                 cache_dir=cache_dir)
@@ -84,8 +87,8 @@ def fit_scope(model: Path | str | None, samples: Sequence[Sample], *,
     thumbnails = np.stack([thumbnail(image) for image in images])  # (2N, T)
     statistics = fit_scope_statistics(features, thumbnails, exceed_fraction=exceed_fraction,
                                       feature_margin=feature_margin)
-    path = save_scope(statistics, model)
-    if drop_card_scope(model):
+    path = save_scope(statistics, files)
+    if drop_card_scope(files.card_path):
         logger.info("removed the scope statistics of the old layout from the model card")
     return statistics, path
 

@@ -33,7 +33,12 @@ from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_auc_score
 
 from pneumoscan import __version__
-from pneumoscan.calibration import apply_temperature, fit_temperature
+from pneumoscan.calibration import (
+    apply_temperature,
+    fit_operating_point,
+    fit_temperature,
+    fit_worst_case_operating_point,
+)
 from pneumoscan.dataset import (
     Sample,
     TrainingSplit,
@@ -43,6 +48,7 @@ from pneumoscan.dataset import (
     split_for_training,
 )
 from pneumoscan.errors import DataLayoutError
+from pneumoscan.fitted_state import POPULATION
 from pneumoscan.fitting import distributed
 from pneumoscan.fitting.augmentation import augment_batch
 from pneumoscan.fitting.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -50,12 +56,12 @@ from pneumoscan.fitting.config import TrainConfig, dump_config
 from pneumoscan.fitting.logits import predict_logits, predict_logits_normalized
 from pneumoscan.fitting.population_fitting import describe_population, fit_population_on_folder
 from pneumoscan.fitting.scope_fitting import describe_scope, fit_scope
-from pneumoscan.fitting.shift_scores import fit_operating_point, fit_worst_case_operating_point
 from pneumoscan.fitting.shifts import SHIFTS, SOURCE_SIZE, shifted_sets
 from pneumoscan.heatmap import heatmap_scale, occlusion_evidence
 from pneumoscan.image_cache import load_resized
 from pneumoscan.metrics import compute_metrics
-from pneumoscan.modelfile import CLASS_NAMES, ModelCard, fit_population_hint, save_model
+from pneumoscan.modelcard import CLASS_NAMES, ModelCard
+from pneumoscan.modelfile import save_model
 from pneumoscan.models import PneumoniaNet, count_parameters, create_model
 from pneumoscan.preprocessing import PreprocessConfig, normalize, resize_all
 from pneumoscan.training_files import record_split, save_training_files
@@ -464,7 +470,7 @@ def _fit_population(out: Path, config: TrainConfig, train_samples: list[Sample],
     if not config.adults:
         logger.warning("population check not fitted (no adult films given): every image "
                        "without an age in its DICOM header will be 'unknown'; run `%s`",
-                       fit_population_hint(out))
+                       POPULATION.command(out))
         return
     classifier, _, _ = fit_population_on_folder(out, train_samples, config.adults,
                                                 cache_dir=cache_dir)

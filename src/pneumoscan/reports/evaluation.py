@@ -27,7 +27,7 @@ from pneumoscan.decision import CAUSE_THRESHOLD, Decisions, decide
 from pneumoscan.image_cache import load_resized
 from pneumoscan.inference import run_batches
 from pneumoscan.metrics import compute_metrics
-from pneumoscan.modelfile import read_card
+from pneumoscan.modelfile import ModelFiles, ModelLike, resolve_model
 from pneumoscan.reports.embedded_images import thumbnail_jpeg
 from pneumoscan.reports.plots import (
     plot_confusion,
@@ -78,7 +78,7 @@ def cause_metrics(labels: np.ndarray, causes: np.ndarray,
                                 "matrix": matrix.tolist()}}
 
 
-def evaluate(data: Path | str, out: Path | str, *, model_path: Path | str | None = None,
+def evaluate(data: Path | str, out: Path | str, *, model_path: ModelLike = None,
              backend: str = "auto", batch_size: int = 64,
              progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Evaluate a model (default: the shipped one) on ``data``; write the results to ``out``.
@@ -91,8 +91,9 @@ def evaluate(data: Path | str, out: Path | str, *, model_path: Path | str | None
     metrics written to ``metrics.json``.
     """
     out = Path(out)
-    card = read_card(model_path)
-    engine = create_backend(backend, model_path)
+    files = resolve_model(model_path)
+    card = files.card
+    engine = create_backend(backend, files)
     split, samples = evaluation_split(data)
     logger.info("evaluating the %s split of %s: %s", split, data, describe(samples))
     if progress is not None:
@@ -112,7 +113,7 @@ def evaluate(data: Path | str, out: Path | str, *, model_path: Path | str | None
                             batch_size=batch_size, progress=_advance(progress))
     decisions = decide(logits, card)
     probability, predicted = decisions.probability, decisions.positive
-    seen = _seen_by_model(model_path, kept)
+    seen = _seen_by_model(files, kept)
 
     metrics = compute_metrics(labels, probability, card.threshold)
     metrics["model"] = card.version or card.arch
@@ -157,10 +158,10 @@ def _advance(progress: ProgressCallback | None) -> Callable[[int], None] | None:
     return lambda n: progress("advance", n)
 
 
-def _seen_by_model(model_path: Path | str | None, samples: list[Sample]) -> list[str] | None:
+def _seen_by_model(files: ModelFiles, samples: list[Sample]) -> list[str] | None:
     """For each sample, the side of the model's own split holding the same file ("" for
     none), or None when the model keeps no record of its files."""
-    record = load_training_files(model_path)
+    record = load_training_files(files)
     if record is None:
         logger.warning("the model keeps no record of the files it was trained on: overlap "
                        "of the evaluated images with its training data cannot be checked")

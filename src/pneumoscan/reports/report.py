@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumoscan import DISCLAIMER
-from pneumoscan.modelfile import ModelCard
+from pneumoscan.modelcard import ModelCard
 from pneumoscan.reports.embedded_images import jpeg_uri, png_uri
 
 #: What each plot shows, by file name: the report's captions.

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
-from pneumoscan.heatmap import encode_png, heat_layer, overlay
+from pneumoscan.heatmap import encode_png, heat_layer, overlay, shrink_to_fit
 from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, is_dicom
 from pneumoscan.predictor import Prediction, Predictor
 
@@ -136,12 +136,9 @@ def study_facts(decoded: DecodedImage) -> dict[str, str] | None:
 
 
 def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = pixels.shape
-    scale = min(1.0, max_side / max(height, width))
-    if scale == 1.0:
+    if max(pixels.shape) <= max_side:
         return pixels
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+    return np.asarray(shrink_to_fit(Image.fromarray(pixels), max_side))
 
 
 def _base64_png(pixels: np.ndarray) -> str:
