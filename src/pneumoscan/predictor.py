@@ -111,6 +111,8 @@ class Prediction:
         ``label``, ``probability``, ``positive``, ``cause`` and ``cause_probability`` are
         the finding: null when the result does not apply. ``model_output`` holds the
         model's raw output always, for programs; it is not a finding by itself.
+        ``model_output_note`` is the sentence people may see about it, greyed ("" when they
+        may not: the result applies, or the image is out of scope).
         """
         meaning = self.meaning
         finding = meaning.finding
@@ -133,6 +135,7 @@ class Prediction:
             else round(self.population_probability, 4),
             "population_warning": self.population_warning,
             "model_output": meaning.model_output.to_dict(),
+            "model_output_note": meaning.model_output_note,
             "model": self.model, "width": self.width, "height": self.height,
         }
 

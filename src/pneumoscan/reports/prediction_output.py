@@ -30,7 +30,8 @@ ROW_FIELDS = ("file", "applicable", "not_applicable_reasons", "label", "probabil
               "threshold", "cause", "cause_probability", "in_scope", "scope_reason",
               "scope_distance", "population", "population_reason", "population_probability",
               "population_warning", "model_output_label", "model_output_probability",
-              "model_output_cause", "model_output_cause_probability", "model", "error")
+              "model_output_cause", "model_output_cause_probability", "model_output_note",
+              "model", "error")
 #: Output formats by file name suffix (JSON lines too: what a torchrun run's parts hold).
 OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 #: Longest overlay file name stem kept before a hash replaces the rest.

@@ -65,17 +65,17 @@ def worklist_entry(result: FileResult) -> WorklistEntry:
 
 def rank_entries(entries: Sequence[WorklistEntry]) -> tuple[
         list[WorklistEntry], list[WorklistEntry], list[WorklistEntry]]:
-    """(applicable by P(pneumonia) highest first, not applicable likewise, unreadable in
-    their order). Ties keep the input order."""
+    """(applicable by P(pneumonia) highest first; not applicable and unreadable in their
+    order: a result that does not apply has no probability to rank by). Ties keep the
+    input order."""
     def by_probability(entry: WorklistEntry) -> float:
-        assert entry.prediction is not None
-        return -entry.prediction.probability
+        assert entry.prediction is not None and entry.prediction.meaning.finding is not None
+        return -entry.prediction.meaning.finding.probability
 
     predicted = [e for e in entries if e.prediction is not None]
     applicable = sorted((e for e in predicted if e.prediction and e.prediction.applicable),
                         key=by_probability)
-    other = sorted((e for e in predicted if e.prediction and not e.prediction.applicable),
-                   key=by_probability)
+    other = [e for e in predicted if e.prediction and not e.prediction.applicable]
     return applicable, other, [e for e in entries if e.prediction is None]
 
 

@@ -83,6 +83,11 @@ class PredictionResponse(BaseModel):
     model_output: ModelOutputResponse = Field(
         description="The model's raw output, always present; a finding only when "
         "`applicable`.")
+    model_output_note: str = Field(
+        default="", description="For a result that does not apply to an image in scope: the "
+        "model's output in words, saying it is not a finding, to show greyed; empty when "
+        "people should not see the raw output (the result applies, or the image is out of "
+        "scope).")
     model: str = Field(description="Model version.")
     width: int = Field(description="Width of the decoded image, pixels.")
     height: int = Field(description="Height of the decoded image, pixels.")
