@@ -140,7 +140,7 @@ def test_sr_cause_only_for_an_applicable_pneumonia(source: Dataset,
     assert code_of(cause) == (codes.VIRAL_PNEUMONIA.value, "SCT")
     (bacterial,) = items(sr, codes.BACTERIAL_PROBABILITY)
     assert number_of(bacterial) == pytest.approx(0.2)
-    negative = replace(prediction, probability=0.01, cause=None, cause_probability=None)
+    negative = replace(positive, probability=0.01, cause=None, cause_probability=None)
     sr = reparsed(build_structured_report(source, negative))
     assert items(sr, codes.CAUSE_ESTIMATE) == []
     assert code_of(items(sr, codes.PNEUMONIA)[0]) == (codes.ABSENT.value, "SCT")
