@@ -243,7 +243,7 @@ def _print_summary(result: FileResult, overlay: Path | None) -> None:
     table = Table(show_header=False, box=None, pad_edge=False, title=escape(result.file),
                   title_justify="left", title_style="bold")
     table.add_column(style="dim")
-    table.add_column()
+    table.add_column(overflow="fold")  # a reason is never cut
     for reason in meaning.reasons:
         table.add_row("[bold yellow]NOT APPLICABLE[/]", f"[bold yellow]{escape(reason)}[/]")
     if finding is not None:
