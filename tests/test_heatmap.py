@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 
 from pneumoscan.heatmap import (
+    OVERLAY_OPACITY,
     class_activation_map,
     colorize,
+    heat_layer,
     heatmap_scale,
     legend_bar,
     overlay,
@@ -149,3 +151,35 @@ def test_colorize_and_png_round_trip() -> None:
     png = overlay_png(np.zeros((40, 30), np.uint8), np.ones((2, 2), np.float32))
     assert png.startswith(b"\x89PNG")
     assert Image.open(io.BytesIO(png)).size == (30, 40 + legend_bar(30).shape[0])
+
+
+def test_a_greyed_overlay_has_no_colour() -> None:
+    """The heat map of a result that does not apply, when asked for: grey, not a finding's
+    colours (pneumoscan.result_meaning)."""
+    pixels = np.tile(np.linspace(20, 230, 80).astype(np.uint8), (60, 1))
+    heat = np.ones((4, 4), np.float32)
+    for greyed, expect_colour in ((False, True), (True, False)):
+        rgb = overlay(pixels, heat, greyed=greyed).astype(int)
+        layer = heat_layer(heat, (16, 16), greyed=greyed)[..., :3].astype(int)
+        for image in (rgb, layer):
+            spread = np.abs(image - image.mean(axis=-1, keepdims=True)).max()
+            assert (spread > 8) == expect_colour
+
+
+def test_one_overlay_opacity_everywhere() -> None:
+    """The overlays' opacity is one constant, and the page's slider starts at it."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    import pneumoscan.server
+
+    assert inspect.signature(overlay).parameters["alpha"].default == OVERLAY_OPACITY
+    index = Path(pneumoscan.server.__file__).parent / "static" / "index.html"
+    slider = re.search(r'id="opacity"[^>]*value="(\d+)"', index.read_text())
+    assert slider is not None and int(slider.group(1)) == round(100 * OVERLAY_OPACITY)
+    source = Path(pneumoscan.server.__file__).parents[1]
+    for path in source.rglob("*.py"):  # no face draws a heat map at an opacity of its own
+        text = path.read_text()
+        if "pneumoscan.heatmap import" in text:
+            assert "alpha=" not in text, path
