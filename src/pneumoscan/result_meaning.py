@@ -41,7 +41,7 @@ HEATMAP_GREY = "grey"
 #: Said where a heat map is withheld.
 HEATMAP_WITHHELD = "Heat map withheld: the result does not apply."
 #: Said under the greyed model output of a result that does not apply.
-NOT_A_FINDING = "the model's output, not a finding for this image"
+NOT_A_FINDING = "not a finding for this image"
 
 
 @dataclass(frozen=True)

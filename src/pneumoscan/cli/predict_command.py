@@ -251,7 +251,7 @@ def _print_summary(result: FileResult, overlay: Path | None) -> None:
         table.add_row("label", f"[bold {colour}]{escape(finding.label)}[/]")
         table.add_row("probability", f"{finding.probability:.3f}  (P(pneumonia), calibrated)")
     elif meaning.model_output_note:
-        table.add_row("model output", f"[dim]{escape(meaning.model_output_note)}[/]")
+        table.add_row("", f"[dim]{escape(meaning.model_output_note)}[/]")
     table.add_row("threshold", f"{prediction.threshold:.3f}  (the model's operating point)")
     if finding is not None and finding.cause is not None \
             and finding.cause_probability is not None:
