@@ -6,7 +6,8 @@ names, threshold and calibration come from the model's ``model.json`` only.
     >>> from pneumoscan import Predictor
     >>> predictor = Predictor.load()            # the shipped model
     >>> result = predictor.predict("xray.png")
-    >>> result.label, result.probability
+    >>> result.meaning.finding        # label, probability, cause; None when it does not apply
+    >>> result.meaning.reasons        # why not, in sentences
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def predict_command(
                                         "its result in a corner."),
     dicom_out: Path | None = typer.Option(None, "--dicom-out", help="Also write a DICOM "
                                           "SR and heat-map Secondary Capture per DICOM "
-                                          "input into this folder (in its study)."),
+                                          "input into this folder (in its study), for the "
+                                          "inputs the DICOM node would give results."),
     model: Path | None = typer.Option(None, "--model", metavar="PATH", help="Model folder or "
                                       ".safetensors file (default: the shipped model)."),
     backend: str = typer.Option("auto", "--backend", metavar="NAME", help="auto, torch or "
