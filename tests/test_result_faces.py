@@ -30,6 +30,8 @@ from pneumoscan.predictor import FileResult, Prediction, Predictor
 from pneumoscan.preprocessing import PreprocessConfig
 from pneumoscan.result_meaning import HEATMAP_COLOUR, HEATMAP_GREY, NOT_APPLICABLE
 
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom on person names
+
 WIDTH, HEIGHT = 120, 100  # the case images; each case's image is WIDTH + its index wide
 
 
