@@ -10,8 +10,10 @@ from PIL import Image
 
 from pneumoscan.heatmap import (
     MAP_CELLS,
+    OVERLAY_OPACITY,
     cover,
     encode_png,
+    heat_layer,
     heatmap_scale,
     legend_bar,
     occlusion_boxes,
@@ -139,3 +141,33 @@ def test_shrink_to_fit_only_shrinks_and_keeps_the_aspect_ratio() -> None:
     assert shrink_to_fit(small, 1024) is small
     assert shrink_to_fit(Image.new("L", (3000, 1001)), 1024).size == (1024, 342)  # 341.67
     assert shrink_to_fit(Image.new("L", (500, 2000)), 1000).size == (250, 1000)
+def test_a_greyed_overlay_has_no_colour() -> None:
+    """The heat map of a result that does not apply, when asked for: grey, not a finding's
+    colours (pneumoscan.result_meaning)."""
+    pixels = np.tile(np.linspace(20, 230, 80).astype(np.uint8), (60, 1))
+    heat = np.ones((4, 4), np.float32)
+    for greyed, expect_colour in ((False, True), (True, False)):
+        rgb = overlay(pixels, heat, greyed=greyed).astype(int)
+        layer = heat_layer(heat, (16, 16), greyed=greyed)[..., :3].astype(int)
+        for image in (rgb, layer):
+            spread = np.abs(image - image.mean(axis=-1, keepdims=True)).max()
+            assert (spread > 8) == expect_colour
+
+
+def test_one_overlay_opacity_everywhere() -> None:
+    """The overlays' opacity is one constant, and the page's slider starts at it."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    import pneumoscan.server
+
+    assert inspect.signature(overlay).parameters["alpha"].default == OVERLAY_OPACITY
+    index = Path(pneumoscan.server.__file__).parent / "static" / "index.html"
+    slider = re.search(r'id="opacity"[^>]*value="(\d+)"', index.read_text())
+    assert slider is not None and int(slider.group(1)) == round(100 * OVERLAY_OPACITY)
+    source = Path(pneumoscan.server.__file__).parents[1]
+    for path in source.rglob("*.py"):  # no face draws a heat map at an opacity of its own
+        text = path.read_text()
+        if "pneumoscan.heatmap import" in text:
+            assert "alpha=" not in text, path

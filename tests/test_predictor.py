@@ -84,11 +84,16 @@ def test_jpeg_input_is_predicted_on_the_pixels_pillow_decodes(
 
 
 def test_result_dict_is_json_ready(tiny: Predictor) -> None:
-    data = tiny.predict(_gradient_image()).to_dict(heatmap=True)
-    text = json.dumps(data)
-    assert set(json.loads(text)) >= {"label", "probability", "threshold", "in_scope",
-                                      "scope_reason", "cause", "cause_probability",
-                                      "model", "heatmap"}
+    prediction = tiny.predict(_gradient_image())
+    data = json.loads(json.dumps(prediction.to_dict()))
+    assert set(data) >= {"applicable", "not_applicable_reasons", "label", "probability",
+                         "threshold", "in_scope", "scope_reason", "cause",
+                         "cause_probability", "model_output", "model_output_note", "model"}
+    # The tiny model has no scope fit: out of scope, no finding; the raw output kept.
+    assert data["applicable"] is False and data["label"] is None
+    assert data["model_output"]["label"] == prediction.label
+    assert data["model_output"]["probability"] == pytest.approx(prediction.probability)
+    assert "heatmap" not in data  # the heat map travels as a PNG, never as lists
 
 
 def test_unsupported_source_type(tiny: Predictor) -> None:

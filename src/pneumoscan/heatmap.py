@@ -34,6 +34,10 @@ MAP_CELLS = 20
 #: Logits ``(B, 2)`` of a normalised batch ``(B, 1, S, S)``.
 LogitFunction = Callable[[np.ndarray], np.ndarray]
 
+#: Opacity of a heat map drawn over its radiograph, on every face (the page's slider starts
+#: here too).
+OVERLAY_OPACITY = 0.5
+
 
 def occlusion_boxes(height: int, width: int, window: float = OCCLUSION_WINDOW,
                     positions: int = OCCLUSION_POSITIONS) -> list[tuple[int, int, int, int]]:
@@ -111,22 +115,35 @@ def _jet() -> np.ndarray:
     return (colormaps["jet"](np.arange(256))[:, :3] * 255).astype(np.uint8)
 
 
-def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5,
-            max_side: int = 1024, legend: bool = True) -> np.ndarray:
+@functools.cache
+def _grey() -> np.ndarray:
+    """The greyed palette of a result that does not apply: a narrow mid-grey ramp, so the
+    map shows where the model looked without reading as a coloured finding."""
+    ramp = np.linspace(96, 160, 256).astype(np.uint8)
+    return np.repeat(ramp[:, None], 3, axis=1)
+
+
+def _palette(greyed: bool) -> np.ndarray:
+    return _grey() if greyed else _jet()
+
+
+def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = OVERLAY_OPACITY,
+            max_side: int = 1024, legend: bool = True, greyed: bool = False) -> np.ndarray:
     """The radiograph ``(H, W)`` with the heat map blended on top, at its aspect ratio.
 
     Large images are shrunk so the longer side is at most ``max_side`` pixels. Colour is
     weighted by the heat itself: where there is no evidence the radiograph shows as it is
-    (no blue tint). With ``legend`` a colour bar is added below the image.
+    (no blue tint). With ``legend`` a colour bar is added below the image. ``greyed``: in
+    grey, for a result that does not apply (:mod:`pneumoscan.result_meaning`).
     """
     shrunk = shrink_to_fit(Image.fromarray(pixels), max_side)
     size = shrunk.size
     base = np.asarray(shrunk.convert("RGB"), dtype=np.float32)
     smooth = _upsample(heatmap, size)
-    colour = _jet()[smooth].astype(np.float32)
+    colour = _palette(greyed)[smooth].astype(np.float32)
     weight = alpha * smooth[..., None].astype(np.float32) / 255.0
     blended = np.clip(base * (1 - weight) + colour * weight, 0, 255).astype(np.uint8)
-    return np.concatenate([blended, legend_bar(size[0])]) if legend else blended
+    return np.concatenate([blended, legend_bar(size[0], greyed)]) if legend else blended
 
 
 def shrink_to_fit(image: Image.Image, max_side: int) -> Image.Image:
@@ -137,14 +154,15 @@ def shrink_to_fit(image: Image.Image, max_side: int) -> Image.Image:
     return ImageOps.contain(image, (max_side, max_side), Image.Resampling.BILINEAR)
 
 
-def legend_bar(width: int) -> np.ndarray:
+def legend_bar(width: int, greyed: bool = False) -> np.ndarray:
     """A colour bar ``(h, width, 3)`` uint8 for the bottom of an overlay: the colour map
-    from no evidence to strong evidence of pneumonia, on the model-wide scale."""
+    from no evidence to strong evidence of pneumonia, on the model-wide scale (greyed for a result
+    that does not apply)."""
     from PIL import ImageDraw, ImageFont
 
     height = max(18, width // 14)
     bar = Image.new("RGB", (width, height), (0, 0, 0))
-    ramp = _jet()[np.linspace(0, 255, max(1, width // 2)).astype(np.uint8)]  # (w/2, 3)
+    ramp = _palette(greyed)[np.linspace(0, 255, max(1, width // 2)).astype(np.uint8)]
     strip = np.repeat(ramp[None], height // 2, axis=0)
     left = (width - strip.shape[1]) // 2
     bar.paste(Image.fromarray(strip), (left, height // 4))
@@ -168,12 +186,13 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def heat_layer(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def heat_layer(heatmap: np.ndarray, size: tuple[int, int], greyed: bool = False,
+               ) -> np.ndarray:
     """The heat map alone at ``size`` (width, height): ``(H, W, 4)`` uint8, the colour of
-    :func:`overlay` with the heat itself as alpha.
+    :func:`overlay` (grey when ``greyed``) with the heat itself as alpha.
 
     Drawn over the radiograph at opacity ``a`` it gives :func:`overlay` with ``alpha=a``:
     what the web page's opacity slider does.
     """
     heat = _upsample(heatmap, size)
-    return np.dstack([_jet()[heat], heat])
+    return np.dstack([_palette(greyed)[heat], heat])

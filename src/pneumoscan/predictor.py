@@ -6,11 +6,13 @@ names, threshold and calibration come from the model's ``model.json`` only.
     >>> from pneumoscan import Predictor
     >>> predictor = Predictor.load()            # the shipped model
     >>> result = predictor.predict("xray.png")
-    >>> result.label, result.probability
+    >>> result.meaning.finding        # label, probability, cause; None when it does not apply
+    >>> result.meaning.reasons        # why not, in sentences
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from pneumoscan.imaging import (
     DEFAULT_MAX_PIXELS,
     MIN_SIDE,
     DecodedImage,
+    DicomInfo,
     ImageSource,
     decode_image,
 )
@@ -39,9 +42,9 @@ from pneumoscan.population import (
     PopulationClassifier,
     PopulationResult,
     assess_population,
-    is_applicable,
 )
 from pneumoscan.preprocessing import normalize, resize_all
+from pneumoscan.result_meaning import ResultMeaning, interpret
 from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope
 
 logger = logging.getLogger(__name__)
@@ -49,10 +52,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result. ``cause`` is set only when the label is pneumonia."""
+    """One image's result: what the model computed, and the checks around it.
 
-    label: str  # a class name from the model card, e.g. "PNEUMONIA"
-    probability: float  # calibrated P(pneumonia)
+    ``label``, ``probability``, ``cause`` and ``cause_probability`` are the model's raw
+    output. Whether they may be shown as a finding, and why not, is :attr:`meaning`'s to
+    say (:mod:`pneumoscan.result_meaning`); every face renders that.
+    """
+
+    label: str  # a class name from the model card, e.g. "PNEUMONIA" (raw model output)
+    probability: float  # calibrated P(pneumonia) (raw model output)
     threshold: float  # the model's operating threshold
     in_scope: bool  # False: not plausibly a frontal chest radiograph; do not trust
     scope_reason: str
@@ -75,33 +83,58 @@ class Prediction:
 
     @property
     def is_pneumonia(self) -> bool:
+        """The raw output reached the threshold (a finding only when :attr:`applicable`)."""
         return bool(is_positive(self.probability, self.threshold))
+
+    @functools.cached_property
+    def meaning(self) -> ResultMeaning:
+        """Whether the result applies, what may be shown as a finding, and why."""
+        return interpret(label=self.label, probability=self.probability,
+                         threshold=self.threshold, positive=self.is_pneumonia,
+                         cause=self.cause, cause_probability=self.cause_probability,
+                         in_scope=self.in_scope, scope_reason=self.scope_reason,
+                         population=self.population,
+                         population_reason=self.population_reason,
+                         population_warning=self.population_warning)
 
     @property
     def applicable(self) -> bool:
         """Whether the result may be read as a finding: in scope, no population warning."""
-        return is_applicable(self.in_scope, self.population_warning)
+        return self.meaning.applicable
 
-    def to_dict(self, *, heatmap: bool = False) -> dict[str, Any]:
-        """JSON-ready fields (the heat map as nested lists, rounded, when asked)."""
-        data: dict[str, Any] = {
-            "label": self.label, "probability": round(self.probability, 6),
-            "threshold": self.threshold, "in_scope": self.in_scope,
-            "scope_reason": self.scope_reason,
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, rendered from :attr:`meaning`.
+
+        ``label``, ``probability``, ``positive``, ``cause`` and ``cause_probability`` are
+        the finding: null when the result does not apply. ``model_output`` holds the
+        model's raw output always, for programs; it is not a finding by itself.
+        ``model_output_note`` is the sentence people may see about it, greyed ("" when they
+        may not: the result applies, or the image is out of scope).
+        """
+        meaning = self.meaning
+        finding = meaning.finding
+        return {
+            "applicable": meaning.applicable,
+            "not_applicable_reasons": list(meaning.reasons),
+            "label": None if finding is None else finding.label,
+            "probability": None if finding is None else round(finding.probability, 6),
+            "positive": None if finding is None else finding.positive,
+            "threshold": self.threshold,
+            "cause": None if finding is None else finding.cause,
+            "cause_probability": None if finding is None or finding.cause_probability is None
+            else round(finding.cause_probability, 6),
+            "heatmap_style": meaning.heatmap,
+            "in_scope": self.in_scope, "scope_reason": self.scope_reason,
             "scope_distance": None if self.scope_distance is None
             else round(self.scope_distance, 3),
             "population": self.population, "population_reason": self.population_reason,
             "population_probability": None if self.population_probability is None
             else round(self.population_probability, 4),
-            "population_warning": self.population_warning, "applicable": self.applicable,
-            "cause": self.cause,
-            "cause_probability": None if self.cause_probability is None
-            else round(self.cause_probability, 6),
+            "population_warning": self.population_warning,
+            "model_output": meaning.model_output.to_dict(),
+            "model_output_note": meaning.model_output_note,
             "model": self.model, "width": self.width, "height": self.height,
         }
-        if heatmap and self.heatmap is not None:
-            data["heatmap"] = np.round(self.heatmap, 3).tolist()
-        return data
 
 
 @dataclass(frozen=True)
@@ -111,6 +144,7 @@ class FileResult:
     file: str  # the path as given or found
     prediction: Prediction | None
     error: str = ""  # "" on success, else what went wrong with this file
+    dicom: DicomInfo | None = None  # a DICOM input's header facts (the node's intake reads)
 
     @property
     def ok(self) -> bool:
@@ -236,7 +270,7 @@ class Predictor:
             if isinstance(item, str):
                 yield FileResult(name, None, item)
             else:
-                yield FileResult(name, next(predictions))
+                yield FileResult(name, next(predictions), dicom=item.dicom)
 
     def _result(self, decoded: DecodedImage, decisions: Decisions, index: int,
                 heatmap: np.ndarray | None, scope: ScopeResult,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pneumoscan.imaging import MIN_SIDE, DecodedImage
+from pneumoscan.imaging import MIN_SIDE, DecodedImage, DicomInfo
 from pneumoscan.preprocessing import equalization_lut, resize
 
 #: Longest side over shortest side; chest radiographs are near square (0.7 to 1.4).
@@ -88,18 +88,19 @@ IN_SCOPE = ScopeResult(True, "")
 NOT_FITTED = ScopeResult(False, NOT_FITTED_REASON)
 
 
-def check_dicom_header(decoded: DecodedImage) -> ScopeResult:
-    """Modality, body part and view from the DICOM header (in scope when not a DICOM)."""
-    if decoded.dicom is None:
+def check_dicom_header(info: DicomInfo | None) -> ScopeResult:
+    """Modality, body part and view from the DICOM header facts ``info`` (in scope when
+    there are none: not a DICOM)."""
+    if info is None:
         return IN_SCOPE
-    modality = decoded.dicom.modality.strip().upper()
+    modality = info.modality.strip().upper()
     if modality not in RADIOGRAPH_MODALITIES:
         return ScopeResult(False, f"DICOM modality {_quoted(modality)} is not a projection "
                                   "radiograph")
-    body = decoded.dicom.body_part.strip().upper()
+    body = info.body_part.strip().upper()
     if body not in CHEST_BODY_PARTS:
         return ScopeResult(False, f"DICOM body part {_quoted(body)} is not the chest")
-    view = decoded.dicom.view_position.strip().upper()
+    view = info.view_position.strip().upper()
     if view in LATERAL_VIEWS:
         return ScopeResult(False, f"DICOM view {view} is lateral; the model reads frontal "
                                   "(PA or AP) views")
@@ -115,7 +116,7 @@ def _quoted(value: str) -> str:
 
 def check_image(decoded: DecodedImage) -> ScopeResult:
     """Checks that need only the decoded image and its DICOM header."""
-    header = check_dicom_header(decoded)
+    header = check_dicom_header(decoded.dicom)
     if not header.in_scope:
         return header
     if decoded.was_color:

@@ -51,10 +51,12 @@ def test_single_file_summary(runner: CliRunner, tiny_model_dir: Path,
     result = _invoke(runner, shared_normal_images[0], "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
     out = " ".join(result.stdout.split())  # undo rich's line wrapping
-    for expected in ("label", "probability", "threshold 0.500", "in scope",
-                     "tiny-test-model", "224x224"):
+    # The tiny model has no scope fit: out of scope, so no label and no model output.
+    for expected in ("NOT APPLICABLE", "Out of scope: scope check not fitted",
+                     "threshold 0.500", "in scope", "tiny-test-model", "224x224"):
         assert expected in out
-    assert any(label in out for label in ("NORMAL", "PNEUMONIA"))
+    body = " ".join(result.stdout.split("\n", 1)[1].split())  # below the file's name
+    assert not any(label in body for label in ("NORMAL", "PNEUMONIA", "model output"))
     assert " ".join(DISCLAIMER.split()) in out
 
 
@@ -66,14 +68,20 @@ def test_single_file_shows_cause_only_when_pneumonia(runner: CliRunner, tiny_mod
     card = json.loads((positive / "model.json").read_text())
     (positive / "model.json").write_text(json.dumps({**card, "threshold": 0.0}))
     result = _invoke(runner, shared_normal_images[0], "--model", positive)
-    out = " ".join(result.stdout.split())
-    # Not applicable (the tiny model has no scope fit): the label dimmed, no cause estimate.
-    assert "PNEUMONIA (the model's output; not a finding" in out and "P(bacterial)" not in out
+    out = " ".join(result.stdout.split("\n", 1)[1].split())  # below the file's name
+    # Out of scope (the tiny model has no scope fit): no label and no cause estimate, even
+    # though the model's output is positive (the rows keep it as model_output_*).
+    assert "PNEUMONIA" not in out and "P(bacterial)" not in out and "NOT APPLICABLE" in out
+    rows_path = tmp_path / "row.json"
+    _invoke(runner, shared_normal_images[0], "--model", positive, "--out", rows_path)
+    (row,) = json.loads(rows_path.read_text())
+    assert row["label"] is None and row["cause"] is None
+    assert row["model_output_label"] == "PNEUMONIA" and row["model_output_cause"] is not None
     negative = tmp_path / "never_positive"
     shutil.copytree(tiny_model_dir, negative)
     (negative / "model.json").write_text(json.dumps({**card, "threshold": 1.01}))
-    out = " ".join(_invoke(runner, shared_normal_images[0], "--model", negative).stdout.split())
-    assert "NORMAL" in out and "P(bacterial)" not in out
+    out = _invoke(runner, shared_normal_images[0], "--model", negative).stdout
+    assert "NORMAL" not in out.split("\n", 1)[1] and "P(bacterial)" not in out
 
 
 @pytest.mark.slow
@@ -99,12 +107,13 @@ def test_folder_to_csv_with_a_broken_file(runner: CliRunner, tiny_model_dir: Pat
     files = [Path(r["file"]).relative_to(scans).as_posix() for r in rows]
     assert files == ["broken.jpeg", "n1.jpeg", "p1.jpeg", "ward b/n2.jpeg", "ward b/p2.png"]
     broken = rows[0]
-    assert broken["probability"] == "" and "truncated" in broken["error"]
-    for row in rows[1:]:
-        assert row["error"] == ""
-        assert 0.0 <= float(row["probability"]) <= 1.0
+    assert broken["model_output_probability"] == "" and "truncated" in broken["error"]
+    for row in rows[1:]:  # out of scope (no scope fit): no finding, the raw output kept
+        assert row["error"] == "" and row["applicable"] == "False"
+        assert row["label"] == row["probability"] == ""
+        assert 0.0 <= float(row["model_output_probability"]) <= 1.0
         assert row["threshold"] == "0.5" and row["model"] == "tiny-test-model"
-        assert row["in_scope"] in ("True", "False")
+        assert row["in_scope"] == "False" and row["not_applicable_reasons"]
     assert "4 predicted, 1 failed" in " ".join(result.stdout.split())
 
 
@@ -116,8 +125,9 @@ def test_folder_to_json(runner: CliRunner, tiny_model_dir: Path, scans: Path,
     rows = json.loads(out_json.read_text())
     assert isinstance(rows, list) and len(rows) == 5
     assert all(list(row) == list(ROW_FIELDS) for row in rows)
-    assert rows[0]["probability"] is None and rows[0]["error"]
-    assert all(isinstance(r["probability"], float) for r in rows[1:])
+    assert rows[0]["model_output_probability"] is None and rows[0]["error"]
+    assert all(isinstance(r["model_output_probability"], float) for r in rows[1:])
+    assert all(r["probability"] is None and r["applicable"] is False for r in rows[1:])
     assert all(isinstance(r["in_scope"], bool) for r in rows[1:])
 
 
@@ -291,7 +301,9 @@ def test_report_is_a_self_contained_worklist_with_error_rows(runner: CliRunner,
     assert DISCLAIMER in page
     assert "Ranked results (0)" in page and "Not applicable (4)" in page
     assert "Not read (1)" in page and "truncated" in page
-    assert page.count('src="data:image/jpeg;base64,') == 8  # image + heat map, 4 predicted
+    # the image of each of the 4 predicted; their heat maps withheld (they do not apply)
+    assert page.count('src="data:image/jpeg;base64,') == 4
+    assert page.count("Heat map withheld") == 4
     assert "OUT OF SCOPE" in page and 'class="label PNEUMONIA"' not in page
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<script" not in page
     for name in ("n1.jpeg", "p1.jpeg", "ward b/n2.jpeg", "ward b/p2.png", "broken.jpeg"):
@@ -335,7 +347,8 @@ def test_single_file_not_applicable_leads_and_has_no_bare_label(
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert lines[1].startswith("NOT APPLICABLE")  # right under the file name
     out = " ".join(result.stdout.split())
-    assert "not a finding for this image" in out and "population" in out
+    assert "Out of scope" in out and "population" in out
+    assert "label" not in out.split(" ", 1)[1]  # out of scope: no label, not even dimmed
 
 
 def test_cam_dir_overlay_carries_the_result_in_its_corner(runner: CliRunner,

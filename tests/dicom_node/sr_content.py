@@ -23,8 +23,18 @@ def probability_in(report: Dataset) -> float:
     return value
 
 
-def finding_in(report: Dataset) -> str:
+def finding_in(report: Dataset) -> str | None:
+    """The coded pneumonia finding; None when the SR codes none (the result does not
+    apply)."""
     for item in report.ContentSequence:
         if item.ConceptNameCodeSequence[0].CodeValue == codes.PNEUMONIA.value:
             return str(item.ConceptCodeSequence[0].CodeValue)
-    raise AssertionError("no pneumonia finding in the SR")
+    return None
+
+
+def model_output_in(report: Dataset) -> str | None:
+    """The "Model output (not a finding)" text of a result that does not apply, or None."""
+    for item in report.ContentSequence:
+        if item.ConceptNameCodeSequence[0].CodeValue == codes.MODEL_OUTPUT.value:
+            return str(item.TextValue)
+    return None

@@ -66,12 +66,19 @@ def test_capture_pixels_are_the_banner_over_the_overlay(source: Dataset,
 
 
 def test_banner_lines_say_why_a_result_does_not_apply(prediction: Prediction) -> None:
-    lines = [text for text, _ in banner_lines(prediction)]
-    assert lines[0] == NOT_FOR_DIAGNOSIS
-    assert prediction.label in lines[1] and f"{prediction.probability:.1%}" in lines[1]
-    assert prediction.population_warning in lines  # the shared films are adults
+    lines = [text for text, _ in banner_lines(prediction)]  # the shared films are adults
+    assert lines[:2] == ["NOT APPLICABLE: adult", NOT_FOR_DIAGNOSIS]
+    assert prediction.population_warning in lines
+    assert not any(text.startswith(prediction.label) for text in lines)  # no bare label
+    assert any("not a finding" in text for text in lines)
     outside = replace(prediction, in_scope=False, scope_reason="mostly black")
-    assert any("out of scope: mostly black" in text for text, _ in banner_lines(outside))
+    lines = [text for text, _ in banner_lines(outside)]
+    assert lines[0] == "NOT APPLICABLE: out of scope, adult"
+    assert any(text.startswith("Out of scope: mostly black") for text in lines)
+    child = replace(prediction, population="pediatric", population_warning="")
+    lines = [text for text, _ in banner_lines(child)]
+    assert lines[0] == NOT_FOR_DIAGNOSIS
+    assert lines[1].startswith(child.label) and f"{child.probability:.1%}" in lines[1]
 
 
 def test_capture_needs_a_heat_map(source: Dataset, prediction: Prediction) -> None:

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 
 from pneumoscan.dicom_node import intake
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, ImageTooSmallError
-from pneumoscan.imaging import DecodedImage, DicomInfo, decode_image
+from pneumoscan.imaging import DicomInfo, decode_image
 
 
 def test_the_usual_transfer_syntaxes_are_accepted() -> None:
@@ -40,14 +40,19 @@ def test_decode_errors_map_to_statuses() -> None:
     assert intake.refusal_for_decode_error(KeyError("x")).status == intake.PROCESSING_FAILED
 
 
-def test_out_of_scope_uses_the_scope_rules(source_path) -> None:
+def test_skips_use_the_scope_rules(source_path) -> None:
     decoded = decode_image(source_path)
-    assert intake.out_of_scope_reason(decoded) == ""
-    lateral = DecodedImage(decoded.pixels, "dicom", False,
-                           DicomInfo(modality="CR", body_part="CHEST", photometric="MONOCHROME2",
-                                     view_position="LL"))
-    assert "lateral" in intake.out_of_scope_reason(lateral)
-    ct = DecodedImage(decoded.pixels, "dicom", False,
-                      DicomInfo(modality="CT", body_part="CHEST", photometric="MONOCHROME2",
-                                view_position=""))
-    assert "not a projection radiograph" in intake.out_of_scope_reason(ct)
+    assert intake.skip_reason(decoded.dicom) == "" and intake.skip_reason(None) == ""
+    lateral = DicomInfo(modality="CR", body_part="CHEST", photometric="MONOCHROME2",
+                        view_position="LL")
+    assert "lateral" in intake.skip_reason(lateral)
+    ct = DicomInfo(modality="CT", body_part="CHEST", photometric="MONOCHROME2",
+                   view_position="")
+    assert "not a projection radiograph" in intake.skip_reason(ct)
+
+
+def test_other_sop_classes_are_refused(source: Dataset) -> None:
+    report = deepcopy(source)
+    report.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
+    refusal = intake.check_received(report)
+    assert refusal is not None and refusal.status == intake.DOES_NOT_MATCH_SOP_CLASS

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
@@ -119,3 +120,70 @@ def test_logs_name_no_patient(node: DicomNode, sink: StorageSink, source: Datase
     for value in (source.PatientID, str(source.PatientName), source.StudyInstanceUID,
                   source.SOPInstanceUID):
         assert value not in ours
+
+
+def _content(report: Dataset) -> list[tuple[str, str]]:
+    """An SR's content tree as (concept, value) pairs, numbers to 4 places."""
+    pairs = []
+
+    def walk(items: list[Dataset]) -> None:
+        for item in items:
+            name = item.ConceptNameCodeSequence[0].CodeValue
+            if "ConceptCodeSequence" in item:
+                value = item.ConceptCodeSequence[0].CodeValue
+            elif "MeasuredValueSequence" in item:
+                value = f"{float(item.MeasuredValueSequence[0].NumericValue):.4f}"
+            else:
+                value = str(item.get("TextValue", item.get("ReferencedSOPSequence", "")))
+            pairs.append((name, value))
+            walk(item.get("ContentSequence", []))
+
+    walk(report.ContentSequence)
+    return pairs
+
+
+def test_dicom_out_gives_what_the_node_gives(node: DicomNode, sink: StorageSink,
+                                             source: Dataset, shipped_model: Path,
+                                             tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The same two files, a frontal adult film and a lateral one, through the node and
+    through ``predict --dicom-out``: the same objects for the first, nothing for the
+    second, with the same reason."""
+    from typer.testing import CliRunner
+
+    from pneumoscan.cli.main import app
+
+    lateral = renamed(source)
+    lateral.ViewPosition = "LL"
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    source.save_as(inputs / "frontal.dcm", enforce_file_format=True)
+    lateral.save_as(inputs / "lateral.dcm", enforce_file_format=True)
+
+    caplog.set_level("INFO", logger="pneumoscan.dicom_node")
+    assert send(node, source, lateral) == [intake.SUCCESS] * 2
+    sink.wait_for(2)
+    assert node.stop()
+    assert len(sink.received) == 2  # the frontal film's SR and SC; none for the lateral
+    log = [r.getMessage() for r in caplog.records if r.name == "pneumoscan.dicom_node.node"]
+    (skip,) = [line for line in log if "stored, no result" in line]
+    node_reason = skip.split("stored, no result: ", 1)[1]
+    assert "lateral" in node_reason
+    # the adult's log line says it first (the shared film's header gives an adult age)
+    assert any("NOT APPLICABLE: adult" in line and "results queued" in line for line in log)
+
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["predict", str(inputs), "--dicom-out", str(out),
+                                      "--model", str(shipped_model), "--backend", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert "1 DICOM result(s)" in result.output
+    assert f"no DICOM result for lateral.dcm: {node_reason}" in " ".join(result.output.split())
+    assert sorted(p.name for p in out.iterdir()) == ["frontal.heatmap.dcm", "frontal.sr.dcm"]
+    written = {d.SOPInstanceUID: d for d in (pydicom.dcmread(p) for p in out.iterdir())}
+    for sent in sink.received:
+        twin = written[sent.SOPInstanceUID]  # the same object, by its derived UID
+        assert twin.SOPClassUID == sent.SOPClassUID
+        if sent.SOPClassUID == ComprehensiveSRStorage:
+            assert _content(twin) == _content(sent)
+        else:
+            assert twin.pixel_array.shape == sent.pixel_array.shape

@@ -24,11 +24,11 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage, generate_uid
 
 from pneumoscan.dicom_node import codes
-from pneumoscan.predictor import Predictor
+from pneumoscan.predictor import Prediction, Predictor
 
 from .conftest import free_port
 from .orthanc_server import OrthancServer, listening_addresses, missing_tools, running_orthanc
-from .sr_content import finding_in, probability_in
+from .sr_content import finding_in, model_output_in, probability_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -124,27 +124,31 @@ def test_orthanc_listens_on_loopback_only(pacs: tuple[OrthancServer, Node]) -> N
 def test_orthanc_sends_the_shared_dicoms_and_gets_results_back(
         pacs: tuple[OrthancServer, Node], dicom_dir: Path, onnx_predictor: Predictor) -> None:
     orthanc, _ = pacs
-    expected: dict[str, float] = {}  # source SOP Instance UID -> probability
+    expected: dict[str, Prediction] = {}  # source SOP Instance UID -> its prediction
     ids = []
     for path in sorted(dicom_dir.glob("*.dcm")):
         uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
         ids.append(upload(orthanc, path))
         # Two shared files share a UID: Orthanc keeps the first one uploaded.
-        expected.setdefault(uid, onnx_predictor.predict(path).probability)
+        expected.setdefault(uid, onnx_predictor.predict(path))
     sent = httpx.post(f"{orthanc.url}/modalities/pneumoscan/store", timeout=300,
                       json={"Resources": sorted(set(ids)), "Synchronous": True})
     assert sent.status_code == 200, sent.text
     reports, captures = wait_for_results(orthanc, len(expected))
     assert len(reports) == len(captures) == len(expected)
-    threshold = onnx_predictor.card.threshold
     for report in reports:
         evidence = report.CurrentRequestedProcedureEvidenceSequence[0]
         source_uid = evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0] \
             .ReferencedSOPInstanceUID
-        probability = probability_in(report)
-        assert probability == pytest.approx(expected[source_uid], abs=1e-5)
-        present = probability >= threshold
-        assert finding_in(report) == (codes.PRESENT if present else codes.ABSENT).value
+        finding = expected[source_uid].meaning.finding
+        if finding is None:  # the shared films are adults': no finding is coded
+            assert finding_in(report) is None
+            assert model_output_in(report) == (expected[source_uid].meaning.model_output_note
+                                               or None)
+        else:
+            assert probability_in(report) == pytest.approx(finding.probability, abs=1e-5)
+            present = codes.PRESENT if finding.positive else codes.ABSENT
+            assert finding_in(report) == present.value
         assert report.StudyInstanceUID == evidence.StudyInstanceUID
     sources = {c.SourceImageSequence[0].ReferencedSOPInstanceUID for c in captures}
     assert sources == set(expected)

@@ -32,6 +32,13 @@ def prediction(onnx_predictor: Predictor, source_path) -> Prediction:
     return onnx_predictor.predict(source_path)
 
 
+@pytest.fixture
+def applicable(prediction: Prediction) -> Prediction:
+    """The shared film's prediction as if the header said a child of 1-5: it applies."""
+    return replace(prediction, population="pediatric", population_warning="",
+                   population_reason="DICOM header: patient aged 1-5 years")
+
+
 def reparsed(sr: Dataset) -> hd.sr.ComprehensiveSR:
     buffer = io.BytesIO()
     sr.save_as(buffer, enforce_file_format=True)
@@ -85,7 +92,8 @@ def test_sr_identity_uids_and_evidence(source: Dataset, prediction: Prediction) 
 
 
 def test_sr_content_carries_the_finding_and_its_numbers(source: Dataset,
-                                                        prediction: Prediction) -> None:
+                                                        applicable: Prediction) -> None:
+    prediction = applicable
     sr = reparsed(build_structured_report(source, prediction))
     title = sr.ConceptNameCodeSequence[0]
     assert (title.CodeValue, title.CodingSchemeDesignator) == (codes.REPORT_TITLE.value,
@@ -134,18 +142,41 @@ def test_sr_cause_only_for_an_applicable_pneumonia(source: Dataset,
     assert code_of(cause) == (codes.VIRAL_PNEUMONIA.value, "SCT")
     (bacterial,) = items(sr, codes.BACTERIAL_PROBABILITY)
     assert number_of(bacterial) == pytest.approx(0.2)
-    negative = replace(prediction, probability=0.01, cause=None, cause_probability=None)
+    negative = replace(positive, probability=0.01, cause=None, cause_probability=None)
     sr = reparsed(build_structured_report(source, negative))
     assert items(sr, codes.CAUSE_ESTIMATE) == []
     assert code_of(items(sr, codes.PNEUMONIA)[0]) == (codes.ABSENT.value, "SCT")
 
 
 def test_sr_says_whether_the_result_applies_before_the_finding(
-        source: Dataset, prediction: Prediction) -> None:
-    sr = reparsed(build_structured_report(source, prediction))
+        source: Dataset, applicable: Prediction) -> None:
+    sr = reparsed(build_structured_report(source, applicable))
     names = [item.ConceptNameCodeSequence[0].CodeValue for item in sr.ContentSequence]
     assert names.index(codes.APPLICABLE.value) < names.index(codes.PNEUMONIA.value)
     assert names.index(codes.POPULATION.value) < names.index(codes.PNEUMONIA.value)
+
+
+def test_sr_codes_no_finding_for_a_result_that_does_not_apply(
+        source: Dataset, prediction: Prediction) -> None:
+    adult = replace(prediction, probability=0.982, label="PNEUMONIA", cause="viral",
+                    cause_probability=0.3)
+    assert not adult.applicable  # the shared film is an adult's (header age)
+    sr = reparsed(build_structured_report(source, adult))
+    assert items(sr, codes.PNEUMONIA) == [] and items(sr, codes.PROBABILITY) == []
+    assert items(sr, codes.THRESHOLD) == [] and items(sr, codes.CAUSE_ESTIMATE) == []
+    (applicability,) = items(sr, codes.APPLICABLE)
+    assert code_of(applicability) == (codes.NO.value, "SCT")
+    reasons = [item.TextValue for item in items(sr, codes.NOT_APPLICABLE_REASON)]
+    assert reasons == list(adult.meaning.reasons) == [adult.population_warning]
+    (image,) = items(sr, codes.SOURCE_IMAGE)  # what the verdict is about
+    assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    (output,) = items(sr, codes.MODEL_OUTPUT)  # in words, named "not a finding"
+    assert "PNEUMONIA" in output.TextValue and "not a finding" in output.TextValue
+    photo = replace(adult, in_scope=False, scope_reason="colour image")
+    sr = reparsed(build_structured_report(source, photo))
+    assert items(sr, codes.PNEUMONIA) == [] and items(sr, codes.MODEL_OUTPUT) == []
+    reasons = [item.TextValue for item in items(sr, codes.NOT_APPLICABLE_REASON)]
+    assert reasons[0].startswith("Out of scope: colour image")
 
 
 def test_sr_out_of_scope_reason_and_applicable(source: Dataset,

@@ -33,11 +33,15 @@ def test_an_applicable_result_says_its_label_and_numbers() -> None:
 def test_a_result_that_does_not_apply_says_so_first() -> None:
     adult = [text for text, _ in corner_lines(_prediction(population="adult",
                                                           population_warning=ADULT_WARNING))]
-    assert adult[0] == "NOT APPLICABLE: population: adult"
-    assert adult[1].startswith("model output PNEUMONIA")
-    both = corner_lines(_prediction(in_scope=False, population="unknown",
-                                    population_warning="unknown population"))
-    assert both[0][0] == "NOT APPLICABLE: out of scope, population: unknown"
+    assert adult[0] == "NOT APPLICABLE: adult"
+    assert adult[1].startswith("model output PNEUMONIA") and "not a finding" in adult[1]
+    # out of scope: the population was not assessed, and the model's output means nothing
+    photo = corner_lines(_prediction(in_scope=False, population="unknown",
+                                     population_warning="unknown population"))
+    assert [text for text, _ in photo] == ["NOT APPLICABLE: out of scope"]
+    both = corner_lines(_prediction(in_scope=False, population="adult",
+                                    population_warning=ADULT_WARNING))
+    assert both[0][0] == "NOT APPLICABLE: out of scope, adult"
 
 
 def test_the_corner_is_drawn_and_the_size_kept() -> None:

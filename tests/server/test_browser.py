@@ -259,7 +259,8 @@ def test_worklist_ranks_files_and_lists_the_broken_one(
     csv_path = tmp_path / "worklist.csv"
     download_info.value.save_as(csv_path)
     lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("rank,file,size_bytes,status,label,probability,threshold")
+    assert lines[0].startswith("rank,file,size_bytes,status,applicable,label,probability,"
+                               "threshold")
     assert [line.split(",")[1] for line in lines[1:]] == [*ranked, broken.name]
     assert lines[3].split(",")[3] == "error"
 
@@ -454,7 +455,7 @@ def test_adult_warning_comes_first_and_the_label_is_muted(
         page.click("#download-report")
     download_info.value.save_as(tmp_path / "report.html")
     html = (tmp_path / "report.html").read_text()
-    assert "Not validated for this patient" in html and "not a finding" in html
+    assert "Not applicable:" in html and "not a finding" in html
     assert 'class="r-label muted"' in html
     assert page.errors == []
 

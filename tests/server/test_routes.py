@@ -233,6 +233,12 @@ def test_out_of_scope_colour_picture(client: TestClient) -> None:
     body = post_file(client, buffer.getvalue(), "flag.png").json()
     assert body["in_scope"] is False
     assert "colour" in body["scope_reason"]
+    # No finding, no cause; the raw output only under model_output, and no words for people.
+    assert body["applicable"] is False and body["heatmap_style"] == "grey"
+    assert body["label"] is body["probability"] is body["cause"] is body["positive"] is None
+    assert body["model_output"]["label"] == "PNEUMONIA"
+    assert body["model_output"]["cause"] == "bacterial" and body["model_output_note"] == ""
+    assert body["not_applicable_reasons"][0].startswith("Out of scope: colour image")
 
 
 # --- 413 ------------------------------------------------------------------------------------

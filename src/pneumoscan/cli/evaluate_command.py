@@ -58,7 +58,7 @@ def evaluate_command(
     stdout.print(f"n={metrics['n']}  AUC {metrics['auc']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]  "
                  f"accuracy {metrics['accuracy']:.4f}  sensitivity "
                  f"{metrics['sensitivity']:.4f}  specificity {metrics['specificity']:.4f}  "
-                 f"threshold {metrics['threshold']:.2f}", soft_wrap=True)
+                 f"threshold {metrics['threshold']:.3f}", soft_wrap=True)
     _print_overlap(metrics)
     console.print(f"report: {escape(str(out / 'report.html'))}")
 

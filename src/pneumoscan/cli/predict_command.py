@@ -33,7 +33,7 @@ from pneumoscan.extras import require
 
 if TYPE_CHECKING:  # imported lazily at run time: `pneumoscan --help` stays fast
     from pneumoscan.dicom_node.result_files import DicomResultWriter
-    from pneumoscan.predictor import FileResult, Prediction, Predictor
+    from pneumoscan.predictor import FileResult, Predictor
     from pneumoscan.reports.prediction_output import OverlayNamer
     from pneumoscan.reports.worklist import WorklistEntry
 
@@ -55,7 +55,8 @@ def predict_command(
                                         "its result in a corner."),
     dicom_out: Path | None = typer.Option(None, "--dicom-out", help="Also write a DICOM "
                                           "SR and heat-map Secondary Capture per DICOM "
-                                          "input into this folder (in its study)."),
+                                          "input into this folder (in its study), for the "
+                                          "inputs the DICOM node would give results."),
     model: Path | None = typer.Option(None, "--model", metavar="PATH", help="Model folder or "
                                       ".safetensors file (default: the shipped model)."),
     backend: str = typer.Option("auto", "--backend", metavar="NAME", help="auto, torch or "
@@ -119,6 +120,8 @@ def predict_command(
     if dicom_writer is not None:
         stdout.print(f"{dicom_writer.written} DICOM result(s) (SR + heat map) written to "
                      f"{escape(str(dicom_out))}")
+        for name, reason in dicom_writer.without_result:  # what the DICOM node would skip
+            stdout.print(f"no DICOM result for {escape(name)}: {escape(reason)}")
     if not any(r.ok for r in results):
         raise typer.Exit(code=1)
 
@@ -189,8 +192,8 @@ def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayName
                     overlays[index] = path
                 except OSError as exc:
                     logger.warning("could not write the overlay %s: %s", path, exc)
-            if dicom_writer is not None and prediction is not None:
-                dicom_writer.write_or_warn(files[index][0], names[index], prediction)
+            if dicom_writer is not None:
+                dicom_writer.write_or_warn(files[index][0], names[index], result)
             if worklist is not None:
                 worklist.append(worklist_entry(result))
             # Keep the row, drop the pixels and heat map: folders can be large.
@@ -228,72 +231,53 @@ def _write_worklist(entries: list[WorklistEntry] | None, path: Path, version: st
                   f"{escape(str(path))}")
 
 
-def _not_applicable_because(prediction: Prediction) -> list[str]:
-    """Why a result may not be read as a finding, in words ([] when it may)."""
-    why = []
-    if not prediction.in_scope:
-        why.append(f"out of scope: {prediction.scope_reason}")
-    if prediction.population_warning:
-        why.append(prediction.population_warning)
-    return why
-
-
-def _population_flagged(prediction: Prediction) -> bool:
-    """A population warning worth its own line: not the "unknown" of an image whose
-    population was not assessed because it is out of scope (that flag says enough)."""
-    from pneumoscan.population import UNKNOWN
-
-    return bool(prediction.population_warning) and (prediction.in_scope
-                                                    or prediction.population != UNKNOWN)
-
-
 def _print_summary(result: FileResult, overlay: Path | None) -> None:
-    """The single-file summary: any reason the result does not apply first, then label,
-    probability, threshold, cause, scope, population, model."""
+    """The single-file summary, rendered from ``prediction.meaning``: why the result does
+    not apply first, then the finding (or the greyed model output), threshold, cause,
+    scope, population, model."""
     prediction = result.prediction
     if prediction is None:
         console.print(f"[bold red]error:[/] {escape(result.error)}")
         return
+    meaning = prediction.meaning
+    finding = meaning.finding
     # File names, reasons and errors are data, not markup: escape() keeps "[x]" literal.
     table = Table(show_header=False, box=None, pad_edge=False, title=escape(result.file),
                   title_justify="left", title_style="bold")
     table.add_column(style="dim")
-    table.add_column()
-    for reason in _not_applicable_because(prediction):
+    table.add_column(overflow="fold")  # a reason is never cut
+    for reason in meaning.reasons:
         table.add_row("[bold yellow]NOT APPLICABLE[/]", f"[bold yellow]{escape(reason)}[/]")
-    if prediction.applicable:
-        colour = "red" if prediction.is_pneumonia else "green"
-        table.add_row("label", f"[bold {colour}]{prediction.label}[/]")
-    else:
-        table.add_row("label", f"[dim]{prediction.label} (the model's output; not a finding "
-                      "for this image)[/]")
-    table.add_row("probability", f"{prediction.probability:.3f}  (P(pneumonia), calibrated)")
+    if finding is not None:
+        colour = "red" if finding.positive else "green"
+        table.add_row("label", f"[bold {colour}]{escape(finding.label)}[/]")
+        table.add_row("probability", f"{finding.probability:.3f}  (P(pneumonia), calibrated)")
+    elif meaning.model_output_note:
+        table.add_row("", f"[dim]{escape(meaning.model_output_note)}[/]")
     table.add_row("threshold", f"{prediction.threshold:.3f}  (the model's operating point)")
-    if prediction.cause is not None and prediction.cause_probability is not None \
-            and prediction.applicable:
-        table.add_row("cause", f"{prediction.cause}  (P(bacterial) "
-                      f"{prediction.cause_probability:.3f}; a secondary, lower-confidence "
-                      "estimate)")
-    if prediction.in_scope:
-        table.add_row("in scope", "yes")
-    else:
-        table.add_row("in scope", f"[bold yellow]NO[/]: {escape(prediction.scope_reason)}; the "
-                      "result is not meaningful for this image")
+    if finding is not None and finding.cause is not None \
+            and finding.cause_probability is not None:
+        table.add_row("cause", f"{finding.cause}  (P(bacterial) {finding.cause_probability:.3f}"
+                      "; a secondary, lower-confidence estimate)")
+    table.add_row("in scope", "yes" if prediction.in_scope else "[bold yellow]NO[/]")
     population = escape(prediction.population)
     if prediction.population_reason:
         population += f"  ({escape(prediction.population_reason)})"
-    table.add_row("population", f"[bold yellow]{population}[/]" if prediction.population_warning
-                  else population)
+    table.add_row("population", f"[bold yellow]{population}[/]"
+                  if meaning.population_flagged else population)
     table.add_row("image", f"{prediction.width}x{prediction.height}")
     table.add_row("model", escape(prediction.model))
     if overlay is not None:
-        table.add_row("heat map", escape(str(overlay)))
+        table.add_row("heat map", escape(str(overlay)) + ("  (greyed: the result does not "
+                                                          "apply)" if meaning.heatmap_greyed
+                                                          else ""))
     stdout.print(table)
 
 
 def _print_table(results: list[FileResult]) -> None:
-    """One row per file; a result that does not apply shows "not applicable" and why
-    instead of its label, and its probability dimmed; an unreadable file, its error."""
+    """One row per file, rendered from each ``prediction.meaning``: a result that does not
+    apply shows "not applicable" and why instead of a label (its raw output dimmed when the
+    image is in scope); an unreadable file, its error."""
     folder = _common_folder([result.file for result in results])
     table = Table(title=None, show_lines=False, caption_justify="left",
                   caption=f"files in {escape(str(folder))}" if folder else None)
@@ -308,19 +292,23 @@ def _print_table(results: list[FileResult]) -> None:
         if p is None:
             table.add_row(name, "[red]not read[/]", "", "", f"[red]{escape(result.error)}[/]")
             continue
-        if p.applicable:
-            colour = "red" if p.is_pneumonia else "green"
-            cause = "" if p.cause is None else f"{p.cause} ({p.cause_probability:.2f})"
-            table.add_row(name, f"[{colour}]{p.label}[/]", f"{p.probability:.3f}", cause, "")
+        meaning = p.meaning
+        finding = meaning.finding
+        if finding is not None:
+            colour = "red" if finding.positive else "green"
+            cause = "" if finding.cause is None or finding.cause_probability is None \
+                else f"{finding.cause} ({finding.cause_probability:.2f})"
+            table.add_row(name, f"[{colour}]{escape(finding.label)}[/]",
+                          f"{finding.probability:.3f}", cause, "")
             continue
-        flags = []
-        if not p.in_scope:
-            flags.append(f"[bold yellow]out of scope[/]: {escape(p.scope_reason)}")
-        if _population_flagged(p):
-            flags.append(f"[bold yellow]population {escape(p.population)}[/]"
-                         + (f": {escape(p.population_reason)}" if p.population_reason else ""))
-        table.add_row(name, f"[yellow]not applicable[/]\n[dim]({p.label})[/]",
-                      f"[dim]{p.probability:.3f}[/]", "", "\n".join(flags))
+        output = meaning.model_output
+        label, probability = "[yellow]not applicable[/]", ""
+        if meaning.show_model_output:
+            label += f"\n[dim](model output {escape(output.label)})[/]"
+            probability = f"[dim]{output.probability:.3f}[/]"
+        flags = [f"[bold yellow]{escape(flag.name)}[/]"
+                 + (f": {escape(flag.detail)}" if flag.detail else "") for flag in meaning.flags]
+        table.add_row(name, label, probability, "", "\n".join(flags))
     stdout.print(table)
 
 
@@ -339,8 +327,8 @@ def _common_folder(files: list[str]) -> Path | None:
 def _print_footer(results: list[FileResult], version: str, overlays: dict[int, Path]) -> None:
     predictions = [r.prediction for r in results if r.prediction is not None]
     failed = len(results) - len(predictions)
-    out_of_scope = sum(not p.in_scope for p in predictions)
-    outside_population = sum(_population_flagged(p) for p in predictions)
+    out_of_scope = sum(p.meaning.out_of_scope for p in predictions)
+    outside_population = sum(p.meaning.population_flagged for p in predictions)
     if len(results) > 1:
         threshold = predictions[0].threshold if predictions else None
         parts = [f"{len(predictions)} predicted", f"{failed} failed",
@@ -351,13 +339,14 @@ def _print_footer(results: list[FileResult], version: str, overlays: dict[int, P
         stdout.print(", ".join(parts) + f"; model {escape(version)}"
                      + ("" if threshold is None else f", threshold {threshold:.3f}"))
         # Each distinct population warning once, in full (the table names the population).
-        flagged = [p for p in predictions if _population_flagged(p)]
+        flagged = [p for p in predictions if p.meaning.population_flagged]
         for warning in dict.fromkeys(p.population_warning for p in flagged):
             count = sum(p.population_warning == warning for p in flagged)
             stdout.print(f"[bold yellow]{count} file(s):[/] {escape(warning)}")
         if out_of_scope or outside_population:
             stdout.print("Results marked not applicable are not findings: the model's "
-                         "output for them is shown dimmed.")
-    if len(results) > 1 and any(p.cause is not None and p.applicable for p in predictions):
+                         "output for them is shown dimmed, or not at all when out of scope.")
+    if len(results) > 1 and any(p.meaning.finding is not None
+                                and p.meaning.finding.cause is not None for p in predictions):
         stdout.print("cause (bacterial/viral) is a secondary, lower-confidence estimate.")
     stdout.print(f"[italic]{DISCLAIMER}[/]")

@@ -33,6 +33,8 @@ POPULATION_REASON = _private("PSR008", "Population reason")
 POPULATION_PROBABILITY = _private("PSR009", "Probability of an adult patient")
 POPULATION_WARNING = _private("PSR010", "Population warning")
 APPLICABLE = _private("PSR011", "Result applicable")
+NOT_APPLICABLE_REASON = _private("PSR012", "Reason the result does not apply")
+MODEL_OUTPUT = _private("PSR013", "Model output (not a finding)")
 #: Derivation of the Secondary Capture: the heat map of the model's evidence.
 HEATMAP_DERIVATION = _private("PSR020", "AI heat map overlay")
 

@@ -1,9 +1,12 @@
 """A prediction's heat map as a Secondary Capture image (highdicom), in the source's study.
 
 The image is :func:`pneumoscan.heatmap.overlay` (the radiograph, the heat map and its
-legend) under a burned-in banner: "not for diagnostic use", the label and probability, and
-why the result does not apply when it does not. The Source Image Sequence points at the
-radiograph it was derived from.
+legend) under a burned-in banner: "not for diagnostic use", then the finding and its
+probability. For a result that does not apply (``prediction.meaning``,
+:mod:`pneumoscan.result_meaning`) the banner starts with "NOT APPLICABLE" and the reasons,
+whole (wrapped, never cut), the model's output only greyed and named "not a finding", and
+the heat map is withheld: nobody asked for it, and a coloured map would read as a finding.
+The Source Image Sequence points at the radiograph it was derived from.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pneumoscan.dicom_node.result_identity import (
     result_uids,
 )
 from pneumoscan.heatmap import overlay
+from pneumoscan.result_meaning import HEATMAP_WITHHELD
 
 if TYPE_CHECKING:
     from pneumoscan.predictor import Prediction
@@ -40,10 +44,12 @@ MAX_SIDE = 1024
 BANNER_BACKGROUND = (0, 0, 0)
 BANNER_WARNING = (255, 210, 0)  # amber: the "not for diagnostic use" line and warnings
 BANNER_TEXT = (255, 255, 255)
+BANNER_MUTED = (170, 170, 170)  # the model output of a result that does not apply
 
 
 def build_heatmap_capture(source: Dataset, prediction: Prediction) -> hd.sc.SCImage:
-    """The Secondary Capture of ``prediction``'s heat map over the radiograph ``source``.
+    """The Secondary Capture of ``prediction``'s heat map over the radiograph ``source``
+    (the radiograph alone when the result does not apply).
 
     Raises:
         ValueError: the prediction has no heat map or pixels (predict with
@@ -55,7 +61,11 @@ def build_heatmap_capture(source: Dataset, prediction: Prediction) -> hd.sc.SCIm
                          "heatmap=True")
     source = evidence_header(source)
     uids = result_uids(source, prediction.model)
-    picture = overlay(prediction.pixels, prediction.heatmap, max_side=MAX_SIDE, legend=True)
+    if prediction.meaning.applicable:
+        picture = overlay(prediction.pixels, prediction.heatmap, max_side=MAX_SIDE,
+                          legend=True)
+    else:
+        picture = _radiograph(prediction.pixels)
     rgb = np.concatenate([banner(prediction, picture.shape[1]), picture])  # (H, W, 3)
     image = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=rgb, photometric_interpretation="RGB",
@@ -96,40 +106,70 @@ def _orientation(source: Dataset) -> tuple[str, str]:
     return row, column
 
 
+def _radiograph(pixels: np.ndarray) -> np.ndarray:
+    """The radiograph ``(H, W)`` as RGB, its longer side at most :data:`MAX_SIDE`."""
+    height, width = pixels.shape
+    scale = min(1.0, MAX_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR)
+                      .convert("RGB"))
+
+
 def banner_lines(prediction: Prediction) -> list[tuple[str, tuple[int, int, int]]]:
-    """The banner's lines and colours: the warning, the result, why it may not apply."""
-    result = (f"{prediction.label}  P(pneumonia) {prediction.probability:.1%}  "
-              f"(threshold {prediction.threshold:.1%})")
-    lines = [(NOT_FOR_DIAGNOSIS, BANNER_WARNING), (result, BANNER_TEXT)]
-    if not prediction.in_scope:
-        lines.append((f"Not applicable - out of scope: {prediction.scope_reason}",
-                      BANNER_WARNING))
-    if prediction.population_warning:
-        lines.append((prediction.population_warning, BANNER_WARNING))
+    """The banner's lines and colours, from ``prediction.meaning``: NOT APPLICABLE and why
+    first when the result does not apply; the warning; the finding or the greyed output."""
+    meaning = prediction.meaning
+    finding = meaning.finding
+    if finding is not None:
+        return [(NOT_FOR_DIAGNOSIS, BANNER_WARNING),
+                (f"{finding.label}  P(pneumonia) {finding.probability:.1%}  "
+                 f"(threshold {finding.threshold:.1%})", BANNER_TEXT)]
+    lines = [(meaning.not_applicable_headline, BANNER_WARNING),
+             (NOT_FOR_DIAGNOSIS, BANNER_WARNING),
+             *((reason, BANNER_WARNING) for reason in meaning.reasons)]
+    if meaning.model_output_note:
+        lines.append((meaning.model_output_note, BANNER_MUTED))
+    lines.append((HEATMAP_WITHHELD, BANNER_MUTED))
     return lines
 
 
 def banner(prediction: Prediction, width: int) -> np.ndarray:
-    """The burned-in banner ``(h, width, 3)`` uint8 for the top of the heat-map image."""
-    lines = banner_lines(prediction)
+    """The burned-in banner ``(h, width, 3)`` uint8 for the top of the heat-map image;
+    a line too long for the width is wrapped, never cut."""
     size = max(10, width // 40)
     font = ImageFont.load_default(size=size)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows = [(row, colour) for text, colour in banner_lines(prediction)
+            for row in _wrap(measure, text, font, width - size)]
     line_height = round(size * 1.4)
-    picture = Image.new("RGB", (width, line_height * len(lines) + size // 2),
+    picture = Image.new("RGB", (width, line_height * len(rows) + size // 2),
                         BANNER_BACKGROUND)
     draw = ImageDraw.Draw(picture)
-    for index, (text, colour) in enumerate(lines):
-        draw.text((size // 2, size // 4 + index * line_height), _fit(draw, text, font, width),
-                  fill=colour, font=font)
+    for index, (text, colour) in enumerate(rows):
+        draw.text((size // 2, size // 4 + index * line_height), text, fill=colour, font=font)
     return np.asarray(picture)
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont
-         | ImageFont.ImageFont, width: int) -> str:
-    """``text``, cut with an ellipsis to fit ``width`` pixels less the margins."""
-    limit = width - font.size if isinstance(font, ImageFont.FreeTypeFont) else width
-    if draw.textlength(text, font=font) <= limit:
-        return text
-    while text and draw.textlength(text + "...", font=font) > limit:
-        text = text[:-1]
-    return text + "..."
+def _wrap(draw: ImageDraw.ImageDraw, text: str,
+          font: ImageFont.FreeTypeFont | ImageFont.ImageFont, limit: int) -> list[str]:
+    """``text`` in lines of at most ``limit`` pixels, broken between words (inside a word
+    only when one alone is wider)."""
+    rows: list[str] = []
+    row = ""
+    for word in text.split():
+        candidate = f"{row} {word}" if row else word
+        if draw.textlength(candidate, font=font) <= limit:
+            row = candidate
+            continue
+        if row:
+            rows.append(row)
+        while draw.textlength(word, font=font) > limit and len(word) > 1:
+            cut = len(word) - 1
+            while cut > 1 and draw.textlength(word[:cut], font=font) > limit:
+                cut -= 1
+            rows.append(word[:cut])
+            word = word[cut:]
+        row = word
+    if row or not rows:
+        rows.append(row)
+    return rows

@@ -4,7 +4,13 @@ Accepted: CR, DX (for presentation and for processing) and Secondary Capture ima
 every transfer syntax pydicom can decode here (uncompressed, JPEG, JPEG-LS, JPEG 2000,
 RLE...). Other SOP classes and syntaxes are refused at association negotiation, which lets
 a PACS such as Orthanc transcode to one we accept. What arrives is then checked in the
-order of :func:`check_received`; each refusal carries its C-STORE status.
+order of :func:`check_received`; each refusal carries its C-STORE status. An image whose
+header says it is not for this model (:func:`skip_reason`: lateral, not a chest, not a
+radiograph) is stored with success and gets no result.
+
+``predict --dicom-out`` takes its files through the same two checks
+(:mod:`pneumoscan.dicom_node.result_files`), so a file gets results there exactly when the
+node would give it results, and the same reason when not.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pydicom.pixels import get_decoder
 
 from pneumoscan.dicom_node.result_identity import SourceDatasetError, check_source
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, ImageTooSmallError
-from pneumoscan.imaging import DecodedImage
+from pneumoscan.imaging import DicomInfo
 from pneumoscan.scope import check_dicom_header
 
 #: Image storage SOP classes a chest radiograph arrives as.
@@ -58,7 +64,12 @@ class Refusal:
 
 
 def check_received(dataset: Dataset) -> Refusal | None:
-    """Checks on the header alone: pixel data present, UIDs to file a result under."""
+    """Checks on the header alone: an accepted SOP class (the node's negotiation already
+    keeps others out), pixel data present, UIDs to file a result under."""
+    sop_class = str(dataset.get("SOPClassUID", ""))
+    if sop_class and sop_class not in ACCEPTED_SOP_CLASSES:
+        return Refusal(DOES_NOT_MATCH_SOP_CLASS, "the SOP class is not a radiograph or "
+                       "secondary capture image the node accepts")
     if "PixelData" not in dataset:
         return Refusal(DOES_NOT_MATCH_SOP_CLASS, "the dataset holds no pixel data")
     try:
@@ -79,8 +90,9 @@ def refusal_for_decode_error(exc: Exception) -> Refusal:
     return Refusal(PROCESSING_FAILED, f"unexpected {exc.__class__.__name__} while decoding")
 
 
-def out_of_scope_reason(decoded: DecodedImage) -> str:
-    """Why the header says the image is not for this model (lateral, not a chest, not a
-    radiograph): such images are stored with success and get no result. "" otherwise."""
-    verdict = check_dicom_header(decoded)
+def skip_reason(info: DicomInfo | None) -> str:
+    """Why the header facts (of the decoded image) say the image is not for this model
+    (lateral, not a chest, not a radiograph): such images are stored with success and get
+    no result. "" otherwise."""
+    verdict = check_dicom_header(info)
     return "" if verdict.in_scope else verdict.reason

@@ -1,7 +1,7 @@
 """The Storage SCP: receive radiographs, predict, queue the SR and heat map for sending.
 
 One C-STORE, one chain of plain functions (:mod:`intake`, the Predictor,
-:mod:`structured_report`, :mod:`heatmap_capture`), run in the association's thread with at
+:func:`~pneumoscan.dicom_node.results.build_results`), run in the association's thread with at
 most ``max_predictions`` predictions at once; the reply status says what became of the
 image. Handlers never raise: every failure is a status and a log line that names no patient.
 """
@@ -19,15 +19,12 @@ from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pneumoscan.dicom_node import intake
-from pneumoscan.dicom_node.heatmap_capture import build_heatmap_capture
+from pneumoscan.dicom_node.results import build_results
 from pneumoscan.dicom_node.sender import ResultBundle, ResultSender
 from pneumoscan.dicom_node.settings import DicomNodeSettings
-from pneumoscan.dicom_node.structured_report import build_structured_report
 
 if TYPE_CHECKING:
-    from pydicom.dataset import Dataset
-
-    from pneumoscan.predictor import Prediction, Predictor
+    from pneumoscan.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +35,6 @@ class NodeCounts:
     predicted: int = 0  # images with results queued
     skipped: int = 0  # stored with success but no result (header says: not for this model)
     refused: int = 0  # answered with a failure status
-
-
-def build_results(source: Dataset, prediction: Prediction) -> list[Dataset]:
-    """The SR and the heat-map Secondary Capture of ``prediction`` for ``source``."""
-    return [build_structured_report(source, prediction),
-            build_heatmap_capture(source, prediction)]
 
 
 class DicomNode:
@@ -145,7 +136,7 @@ class DicomNode:
                 decoded = self.predictor.decode(event.encoded_dataset(include_meta=True))
             except Exception as exc:
                 return self._refuse(number, intake.refusal_for_decode_error(exc))
-            reason = intake.out_of_scope_reason(decoded)
+            reason = intake.skip_reason(decoded.dicom)
             if reason:
                 logger.info("image %d: stored, no result: %s", number, reason)
                 with self._lock:
@@ -156,9 +147,8 @@ class DicomNode:
         with self._lock:
             self.counts.predicted += 1
         height, width = decoded.pixels.shape
-        logger.info("image %d (%dx%d): %s %.3f%s; results queued", number, width, height,
-                    prediction.label, prediction.probability,
-                    "" if prediction.in_scope else ", out of scope")
+        logger.info("image %d (%dx%d): %s; results queued", number, width, height,
+                    prediction.meaning.summary())
         return intake.SUCCESS
 
     def _refuse(self, number: int, refusal: intake.Refusal) -> int:

@@ -1,13 +1,12 @@
 """``pneumoscan predict --dicom-out``: the SR and heat map of each DICOM input, as files.
 
-For each input that reads as DICOM, ``NAME.sr.dcm`` (the Comprehensive SR) and
-``NAME.heatmap.dcm`` (the Secondary Capture), made from its header by the builders the node
-uses (:mod:`~pneumoscan.dicom_node.structured_report`,
-:mod:`~pneumoscan.dicom_node.heatmap_capture`): in the input's study, with the UIDs the
-node gives the results of the same image and model. Unlike the node, nothing here checks
-what the header says the image is (:mod:`~pneumoscan.dicom_node.intake`): every readable
-DICOM input gets both files, a lateral view or another modality included. Other inputs
-(JPEG, PNG) have no study to join and get none; a warning says so and the run goes on.
+Each DICOM input goes through the node's intake (:mod:`pneumoscan.dicom_node.intake`): a
+file the node would refuse (not an accepted SOP class, no pixel data, no UIDs) or store
+without a result (its header says lateral, not a chest, not a radiograph) gets no files,
+and the log says why in the node's words. Every other one gets ``NAME.sr.dcm`` (the
+Comprehensive SR) and ``NAME.heatmap.dcm`` (the Secondary Capture), built by the node's
+:func:`~pneumoscan.dicom_node.results.build_results`, in the input's study. Other inputs
+(JPEG, PNG) have no study to join and get none.
 """
 
 from __future__ import annotations
@@ -21,15 +20,15 @@ from typing import TYPE_CHECKING
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from pneumoscan.dicom_node.heatmap_capture import build_heatmap_capture
-from pneumoscan.dicom_node.structured_report import build_structured_report
+from pneumoscan.dicom_node import intake
+from pneumoscan.dicom_node.results import build_results
 from pneumoscan.imaging import is_dicom
 from pneumoscan.reports.prediction_output import OverlayNamer, write_file_inside
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-    from pneumoscan.predictor import Prediction
+    from pneumoscan.predictor import FileResult
 
 logger = logging.getLogger(__name__)
 
@@ -49,31 +48,41 @@ class DicomResultWriter:
         self.folder = folder
         self._namer = OverlayNamer(folder)  # distinct, safe names inside the folder
         self.written = 0  # inputs whose two files were written
+        self.without_result: list[tuple[str, str]] = []  # (name, the node's reason)
 
-    def write_or_warn(self, source: Path, name: str, prediction: Prediction) -> None:
+    def write_or_warn(self, source: Path, name: str, result: FileResult) -> None:
         """:meth:`write`, logging a warning instead of raising (one file must not end a
         folder run)."""
         try:
-            self.write(source, name, prediction)
+            self.write(source, name, result)
         except NotDicomError as exc:
             logger.warning("no DICOM result: %s", exc)
         except (ValueError, OSError) as exc:
             logger.warning("could not write the DICOM results of %s: %s", name, exc)
 
-    def write(self, source: Path, name: str, prediction: Prediction) -> list[Path]:
-        """Write ``source``'s two result files; ``name`` is the input as the user gave it.
+    def write(self, source: Path, name: str, result: FileResult) -> list[Path]:
+        """Write ``source``'s two result files when the node's intake would give it results;
+        ``name`` is the input as the user gave it. Returns the paths ([] when none).
 
         Raises:
             NotDicomError: ``source`` is not a DICOM file.
             ValueError: the prediction has no heat map, or the file lacks its UIDs.
             OSError: a file could not be written.
         """
+        if result.prediction is None:  # unreadable: its error row says why
+            return []
         header = read_header(source)
+        refusal = intake.check_received(header)
+        reason = refusal.reason if refusal is not None else intake.skip_reason(result.dicom)
+        if reason:
+            logger.info("no DICOM result for %s: %s", name, reason)
+            self.without_result.append((name, reason))
+            return []
         base = re.sub(r"(\.dcm)?\.png$", "", self._namer.path_for(name).name,
                       flags=re.IGNORECASE)
         paths = []
-        for dataset, suffix in ((build_structured_report(header, prediction), SR_SUFFIX),
-                                (build_heatmap_capture(header, prediction), SC_SUFFIX)):
+        for dataset, suffix in zip(build_results(header, result.prediction),
+                                   (SR_SUFFIX, SC_SUFFIX), strict=True):
             path = self.folder / f"{base}{suffix}"
             write_file_inside(path, encode(dataset))
             paths.append(path)
@@ -82,14 +91,15 @@ class DicomResultWriter:
 
 
 def read_header(source: Path) -> Dataset:
-    """The DICOM header of ``source`` (no pixel data), or :class:`NotDicomError`."""
+    """The DICOM dataset of ``source`` with its pixel data left unread (the element stays,
+    as the node's checks expect), or :class:`NotDicomError`."""
     with source.open("rb") as stream:
         start = stream.read(132)
     if not is_dicom(start) and source.suffix.lower() != ".dcm":
         raise NotDicomError(f"{source.name} is not a DICOM file: DICOM results need the "
                             "source's study")
     try:
-        return pydicom.dcmread(source, stop_before_pixels=True, force=not is_dicom(start))
+        return pydicom.dcmread(source, defer_size="4 KB", force=not is_dicom(start))
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise NotDicomError(f"{source.name}: not a readable DICOM file "
                             f"({exc.__class__.__name__})") from exc

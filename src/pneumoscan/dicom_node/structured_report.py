@@ -1,7 +1,7 @@
 """A prediction as a Comprehensive SR (highdicom), in the source image's study.
 
-The content tree, in the order dcmtk's ``dsrdump`` shows it (what limits the result comes
-before the finding, as on every other face)::
+What it says is ``prediction.meaning``'s (:mod:`pneumoscan.result_meaning`). The content
+tree, as dcmtk's ``dsrdump`` shows it::
 
     CONTAINER  Chest radiograph AI result (decision support)
       HAS OBS CONTEXT  Observer Type = Device; Device Observer UID, Name, Manufacturer,
@@ -9,17 +9,28 @@ before the finding, as on every other face)::
       HAS CONCEPT MOD  Algorithm Name = pneumoscan; Algorithm Version = the model version
       CONTAINS TEXT    Disclaimer = "AI result - decision support, not for diagnostic use. ..."
       CONTAINS CODE    Result applicable = Yes | No   (in scope and no population warning)
+        HAS PROPERTIES TEXT Reason the result does not apply       (one per reason, No only)
+        INFERRED FROM  IMAGE Source image                          (No only)
       CONTAINS CODE    Input within the model's scope = Yes | No
-        HAS PROPERTIES TEXT Scope reason                              (when there is one)
+        HAS PROPERTIES TEXT Scope reason                              (when out of scope)
       CONTAINS CODE    Patient population = Child | Adult | Unknown
-        HAS PROPERTIES TEXT Population reason, NUM Probability of an adult patient,
-                       TEXT Population warning                        (each when present)
-      CONTAINS CODE    Pneumonia = Present | Absent
+        HAS PROPERTIES TEXT Population reason, NUM P(adult), TEXT warning (when present)
+      CONTAINS CODE    Pneumonia = Present | Absent                    (applicable only)
         HAS PROPERTIES NUM  Probability (calibrated P(pneumonia)); Threshold Value
         INFERRED FROM  IMAGE Source image (the radiograph's SOP Class and Instance)
-      CONTAINS CODE    Cause estimate (secondary, lower confidence) = Bacterial | Viral
-                       pneumonia                          (applicable pneumonia results only)
+      CONTAINS CODE    Cause estimate = Bacterial | Viral pneumonia   (applicable positive only)
         HAS PROPERTIES NUM  Probability of a bacterial cause
+      CONTAINS TEXT    Model output (not a finding) = "model output PNEUMONIA, ..."
+                                                  (not applicable, image in scope only)
+
+A result that does not apply codes no finding: the Pneumonia item is left out, not coded
+with a qualifier. DICOM has a "not applicable / not measured" qualifier only for numbers
+(the Numeric Value Qualifier of a NUM item, CID 42: "Measurement not attempted", "Value
+unknown"...); a CODE item has none, and the templates that carry qualitative findings
+(TID 1500's measurement groups, TID 1501 "Qualitative Evaluations") make them optional
+(requirement type U or MC), so a finding that was not made is absent. This SR follows that.
+The model's raw output goes only into a TEXT item named "not a finding", never a code or a
+probability a program could take for one.
 """
 from __future__ import annotations
 
@@ -56,6 +67,7 @@ from pneumoscan.population import UNKNOWN
 
 if TYPE_CHECKING:
     from pneumoscan.predictor import Prediction
+    from pneumoscan.result_meaning import Finding
 
 Item = TypeVar("Item", bound=ContentItem)
 
@@ -75,13 +87,17 @@ def build_structured_report(source: Dataset, prediction: Prediction) -> hd.sr.Co
     source = evidence_header(source)
     uids = result_uids(source, prediction.model)
     root = ContainerContentItem(name=codes.REPORT_TITLE, template_id=None)
+    meaning = prediction.meaning
+    # What limits the result comes before it, as on every other face.
+    result: list[ContentItem] = [_applicability(source, prediction), _scope(prediction),
+                                 _population(prediction)]
+    if meaning.finding is not None:
+        result += [_finding(source, meaning.finding), *_cause(meaning.finding)]
+    elif meaning.model_output_note:
+        result.append(_text(codes.MODEL_OUTPUT, meaning.model_output_note, Relation.CONTAINS))
     _attach(root, [*_observation_context(prediction.model),
                    *hd.sr.AlgorithmIdentification(name=MANUFACTURER, version=prediction.model),
-                   _text(codes.DISCLAIMER, DISCLAIMER_TEXT, Relation.CONTAINS),
-                   # what limits the result comes before it, as on every other face
-                   _yes_no(codes.APPLICABLE, prediction.applicable, []), _scope(prediction),
-                   _population(prediction), _finding(source, prediction),
-                   *_cause(prediction)])
+                   _text(codes.DISCLAIMER, DISCLAIMER_TEXT, Relation.CONTAINS), *result])
     return hd.sr.ComprehensiveSR(
         evidence=[source], content=root,
         series_instance_uid=uids.sr_series, series_number=SR_SERIES_NUMBER,
@@ -102,31 +118,43 @@ def _observation_context(model_version: str) -> hd.sr.ObservationContext:
         observer_type=codes.DEVICE, observer_identifying_attributes=device))
 
 
-def _finding(source: Dataset, prediction: Prediction) -> CodeContentItem:
+def _source_image(source: Dataset) -> ImageContentItem:
+    return ImageContentItem(name=codes.SOURCE_IMAGE,
+                            referenced_sop_class_uid=str(source.SOPClassUID),
+                            referenced_sop_instance_uid=str(source.SOPInstanceUID),
+                            relationship_type=Relation.INFERRED_FROM)
+
+
+def _applicability(source: Dataset, prediction: Prediction) -> CodeContentItem:
+    """Whether the result applies; when it does not, why, and the image it is about."""
+    meaning = prediction.meaning
+    if meaning.applicable:
+        return _yes_no(codes.APPLICABLE, True, [])
+    return _yes_no(codes.APPLICABLE, False,
+                   [*(_text(codes.NOT_APPLICABLE_REASON, reason) for reason in meaning.reasons),
+                    _source_image(source)])
+
+
+def _finding(source: Dataset, finding: Finding) -> CodeContentItem:
     """Pneumonia present / absent, with its probability, threshold and source image."""
     item = CodeContentItem(name=codes.PNEUMONIA,
-                           value=codes.PRESENT if prediction.is_pneumonia else codes.ABSENT,
+                           value=codes.PRESENT if finding.positive else codes.ABSENT,
                            relationship_type=Relation.CONTAINS)
     return _attach(item, [
-        _number(codes.PROBABILITY, prediction.probability),
-        _number(codes.THRESHOLD, prediction.threshold),
-        ImageContentItem(name=codes.SOURCE_IMAGE,
-                         referenced_sop_class_uid=str(source.SOPClassUID),
-                         referenced_sop_instance_uid=str(source.SOPInstanceUID),
-                         relationship_type=Relation.INFERRED_FROM),
+        _number(codes.PROBABILITY, finding.probability),
+        _number(codes.THRESHOLD, finding.threshold),
+        _source_image(source),
     ])
 
 
-def _cause(prediction: Prediction) -> list[CodeContentItem]:
-    """The bacterial / viral estimate, only for an applicable pneumonia result (the page,
-    the CLI and the worklist leave it out otherwise too)."""
-    cause = codes.CAUSES.get(prediction.cause or "")
-    if cause is None or prediction.cause_probability is None or not prediction.applicable:
+def _cause(finding: Finding) -> list[CodeContentItem]:
+    """The bacterial / viral estimate of a positive finding."""
+    cause = codes.CAUSES.get(finding.cause or "")
+    if cause is None or finding.cause_probability is None:
         return []
     item = CodeContentItem(name=codes.CAUSE_ESTIMATE, value=cause,
                            relationship_type=Relation.CONTAINS)
-    return [_attach(item, [_number(codes.BACTERIAL_PROBABILITY,
-                                   prediction.cause_probability)])]
+    return [_attach(item, [_number(codes.BACTERIAL_PROBABILITY, finding.cause_probability)])]
 
 
 def _scope(prediction: Prediction) -> CodeContentItem:

@@ -60,7 +60,7 @@ def plot_roc(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
     tpr = predicted[labels == 1].mean()
     fpr = predicted[labels == 0].mean()
     ax.plot([fpr], [tpr], "o", color="crimson", markersize=9,
-            label=f"operating point (t = {threshold:.2f})")
+            label=f"operating point (t = {threshold:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="1 - specificity (false-positive rate)",
            ylabel="sensitivity (true-positive rate)", title="ROC: pneumonia vs normal")
@@ -111,7 +111,7 @@ def plot_score_histogram(labels: np.ndarray, probabilities: np.ndarray, threshol
     for value, colour in ((0, "tab:blue"), (1, "tab:red")):
         ax.hist(probabilities[labels == value], bins=bins, alpha=0.6, color=colour,
                 label=f"true {class_names[value]}")
-    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     ax.set(xlabel="P(pneumonia)", ylabel="images", title="Scores per true class")
     ax.legend()
     return _save(fig, path)

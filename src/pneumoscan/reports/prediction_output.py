@@ -1,11 +1,12 @@
 """Prediction results as rows: CSV / JSON writing, safe overlay names.
 
-One row per input file, successful or not, with the same keys in CSV and JSON:
-``file, label, probability, threshold, cause, cause_probability, in_scope, scope_reason,
-scope_distance, population, population_reason, population_probability, population_warning,
-applicable, model, error`` (``applicable``: in scope and no population warning; a result
-that is not applicable must not be read as a finding). On success ``error`` is empty; on
-failure ``probability`` (and every other result field) is empty in CSV and ``null`` in JSON,
+One row per input file, successful or not, with the same keys in CSV and JSON
+(:data:`ROW_FIELDS`): ``Prediction.to_dict`` flattened, its ``model_output`` object as
+``model_output_*`` columns and its reasons joined into one cell. ``label``, ``probability``,
+``cause`` and ``cause_probability`` are the finding, empty when the result does not apply
+(``applicable`` false, ``not_applicable_reasons`` saying why); the ``model_output_*``
+columns hold the model's raw output, which is not a finding by itself. On success
+``error`` is empty; on failure every result field is empty in CSV and ``null`` in JSON,
 and ``error`` says what went wrong.
 """
 
@@ -23,9 +24,12 @@ from typing import Any
 from pneumoscan.predictor import FileResult
 
 #: Column order of CSV output and key order of JSON objects.
-ROW_FIELDS = ("file", "label", "probability", "threshold", "cause", "cause_probability",
-              "in_scope", "scope_reason", "scope_distance", "population", "population_reason",
-              "population_probability", "population_warning", "applicable", "model", "error")
+ROW_FIELDS = ("file", "applicable", "not_applicable_reasons", "label", "probability",
+              "threshold", "cause", "cause_probability", "in_scope", "scope_reason",
+              "scope_distance", "population", "population_reason", "population_probability",
+              "population_warning", "model_output_label", "model_output_probability",
+              "model_output_cause", "model_output_cause_probability", "model_output_note",
+              "model", "error")
 #: Output formats by file name suffix (JSON lines too: what a torchrun run's parts hold).
 OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 #: Longest overlay file name stem kept before a hash replaces the rest.
@@ -41,6 +45,9 @@ def result_row(result: FileResult) -> dict[str, Any]:
     row["error"] = result.error
     if result.prediction is not None:
         data = result.prediction.to_dict()
+        data["not_applicable_reasons"] = " ".join(data["not_applicable_reasons"])
+        for key, value in data.pop("model_output").items():
+            data[f"model_output_{key}"] = value
         for key in ROW_FIELDS[1:-1]:
             row[key] = data[key]
     return row

@@ -172,7 +172,7 @@ def write_report(path: Path, metrics: dict[str, Any], card: ModelCard, plots: li
 <p>Data: {where}<code>{html.escape(data)}</code> &middot; model <code>{html.escape(
     card.version or card.arch)}</code> ({html.escape(card.arch)},
 {card.preprocessing.image_size} px) &middot; generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>
-<p>Positive class: PNEUMONIA. The decision threshold {card.threshold:.2f} was fixed on the
+<p>Positive class: PNEUMONIA. The decision threshold {card.threshold:.3f} was fixed on the
 model's own validation split ({html.escape(card.threshold_rule)}); it was not tuned on this
 data.</p>
 <p>Files beside this report: <a href="metrics.json">metrics.json</a> (every figure below)

@@ -1,9 +1,10 @@
 """The heat-map overlay that ``predict --cam-dir`` writes: it says what it shows.
 
 A PNG found on its own, away from the CSV, must not be mistaken for something else: its
-top-left corner carries the label and the probability (threshold beside it), and for a
-result that is not applicable (out of scope, outside the validated population) the words
-"not applicable" and why, instead of a bare label.
+top-left corner carries the finding and its probability (threshold beside it), and for a
+result that is not applicable (out of scope, outside the validated population) "NOT
+APPLICABLE" and why, instead of a label, over a greyed heat map (asked for with
+``--cam-dir``). What it says is ``prediction.meaning``'s (:mod:`pneumoscan.result_meaning`).
 """
 
 from __future__ import annotations
@@ -15,22 +16,22 @@ from pneumoscan.heatmap import encode_png, overlay
 from pneumoscan.predictor import Prediction
 
 #: Colours of the corner's text: a finding, a normal result, a warning.
-_RED, _GREEN, _AMBER = (255, 110, 110), (140, 235, 140), (255, 200, 60)
+_RED, _GREEN, _AMBER, _GREY = (255, 110, 110), (140, 235, 140), (255, 200, 60), (200, 200, 200)
 
 
 def corner_lines(prediction: Prediction) -> list[tuple[str, tuple[int, int, int]]]:
     """The corner's lines of text and their colours."""
-    numbers = f"P(pneumonia) {prediction.probability:.3f}, threshold {prediction.threshold:.3f}"
-    if prediction.applicable:
-        colour = _RED if prediction.is_pneumonia else _GREEN
-        return [(prediction.label, colour), (numbers, (255, 255, 255))]
-    why = []
-    if not prediction.in_scope:
-        why.append("out of scope")
-    if prediction.population_warning:
-        why.append(f"population: {prediction.population}")
-    return [("NOT APPLICABLE: " + ", ".join(why), _AMBER),
-            (f"model output {prediction.label}, {numbers}", (220, 220, 220))]
+    meaning = prediction.meaning
+    finding = meaning.finding
+    if finding is not None:
+        colour = _RED if finding.positive else _GREEN
+        return [(finding.label, colour),
+                (f"P(pneumonia) {finding.probability:.3f}, threshold {finding.threshold:.3f}",
+                 (255, 255, 255))]
+    lines = [(meaning.not_applicable_headline, _AMBER)]
+    if meaning.model_output_note:
+        lines.append((meaning.model_output_note, _GREY))
+    return lines
 
 
 def label_corner(rgb: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
@@ -62,5 +63,5 @@ def result_overlay_png(prediction: Prediction) -> bytes:
     if prediction.pixels is None or prediction.heatmap is None:
         raise ValueError("an overlay needs the prediction's pixels and heat map; predict "
                          "with heatmap=True")
-    rgb = overlay(prediction.pixels, prediction.heatmap, alpha=0.4)
+    rgb = overlay(prediction.pixels, prediction.heatmap, greyed=prediction.meaning.heatmap_greyed)
     return encode_png(label_corner(rgb, corner_lines(prediction)))

@@ -9,8 +9,11 @@ Three sections, never mixed:
 1. **Ranked results**: the applicable ones (in scope, no population warning), by calibrated
    P(pneumonia), highest first.
 2. **Not applicable**: out-of-scope images and images outside the population the model was
-   validated on. They are not ranked among the findings and carry no coloured label: the
-   model's output is shown small and grey, under the reason it does not apply.
+   validated on. They are not ranked among the findings and carry no label and no heat
+   map: the reasons they do not apply, and (in scope only) the model's output small and
+   grey.
+
+What each result shows is ``prediction.meaning``'s decision (:mod:`pneumoscan.result_meaning`).
 3. **Not read**: files that could not be read, with the error.
 """
 
@@ -27,6 +30,7 @@ from pneumoscan import DISCLAIMER
 from pneumoscan.heatmap import overlay
 from pneumoscan.predictor import FileResult, Prediction
 from pneumoscan.reports.embedded_images import jpeg_uri, thumbnail_jpeg
+from pneumoscan.result_meaning import HEATMAP_WITHHELD
 
 #: Longest side of the worklist's images, pixels: shown at a third, full size on a click.
 IMAGE_SIDE = 288
@@ -44,15 +48,16 @@ class WorklistEntry:
 
 
 def worklist_entry(result: FileResult) -> WorklistEntry:
-    """The entry of one file; images from its pixels and heat map when it has them."""
+    """The entry of one file; images from its pixels and heat map when it has them. The
+    heat map of a result that does not apply is withheld: the worklist does not ask."""
     prediction = result.prediction
     if prediction is None:
         return WorklistEntry(result.file, None, result.error)
     image = heat = b""
     if prediction.pixels is not None:
         image = thumbnail_jpeg(prediction.pixels, IMAGE_SIDE)
-        if prediction.heatmap is not None:
-            heat = thumbnail_jpeg(overlay(prediction.pixels, prediction.heatmap, alpha=0.4,
+        if prediction.heatmap is not None and not prediction.meaning.heatmap_greyed:
+            heat = thumbnail_jpeg(overlay(prediction.pixels, prediction.heatmap,
                                           max_side=IMAGE_SIDE, legend=False), IMAGE_SIDE)
     return WorklistEntry(result.file, replace(prediction, pixels=None, heatmap=None),
                          image=image, heatmap=heat)
@@ -60,17 +65,17 @@ def worklist_entry(result: FileResult) -> WorklistEntry:
 
 def rank_entries(entries: Sequence[WorklistEntry]) -> tuple[
         list[WorklistEntry], list[WorklistEntry], list[WorklistEntry]]:
-    """(applicable by P(pneumonia) highest first, not applicable likewise, unreadable in
-    their order). Ties keep the input order."""
+    """(applicable by P(pneumonia) highest first; not applicable and unreadable in their
+    order: a result that does not apply has no probability to rank by). Ties keep the
+    input order."""
     def by_probability(entry: WorklistEntry) -> float:
-        assert entry.prediction is not None
-        return -entry.prediction.probability
+        assert entry.prediction is not None and entry.prediction.meaning.finding is not None
+        return -entry.prediction.meaning.finding.probability
 
     predicted = [e for e in entries if e.prediction is not None]
     applicable = sorted((e for e in predicted if e.prediction and e.prediction.applicable),
                         key=by_probability)
-    other = sorted((e for e in predicted if e.prediction and not e.prediction.applicable),
-                   key=by_probability)
+    other = [e for e in predicted if e.prediction and not e.prediction.applicable]
     return applicable, other, [e for e in entries if e.prediction is None]
 
 
@@ -101,47 +106,49 @@ code{word-break:break-all}
 """
 
 
-def _zoomable(data: bytes, alt: str) -> str:
+def _zoomable(data: bytes, alt: str, missing: str = "none") -> str:
     """An image shown small that opens to its full size on a click (no script: a checkbox)."""
     if not data:
-        return '<span class="muted">none</span>'
+        return f'<span class="muted">{html.escape(missing)}</span>'
     return (f'<label class="zoom" title="click to enlarge"><input type="checkbox" '
             f'aria-label="enlarge {html.escape(alt)}"><img alt="{html.escape(alt)}" '
             f'src="{jpeg_uri(data)}"></label>')
 
 
 def _flags(prediction: Prediction) -> str:
-    flags = []
-    if not prediction.in_scope:
-        flags.append(f'<span class="flag scope">OUT OF SCOPE</span> '
-                     f"{html.escape(prediction.scope_reason)}")
-    if prediction.population_warning:
-        flags.append(f'<span class="flag population">{html.escape(prediction.population.upper())}'
-                     f"</span> {html.escape(prediction.population_warning)}"
-                     + (f' <span class="muted">({html.escape(prediction.population_reason)})'
-                        "</span>" if prediction.population_reason else ""))
-    elif prediction.population_reason:
-        flags.append(f'<span class="muted">{html.escape(prediction.population)}: '
-                     f"{html.escape(prediction.population_reason)}</span>")
-    return "<br>".join(flags)
+    """Why the result does not apply (``meaning.flags`` and ``meaning.reasons``); for one
+    that applies, how its population was decided."""
+    meaning = prediction.meaning
+    if meaning.applicable:
+        if not prediction.population_reason:
+            return ""
+        return (f'<span class="muted">{html.escape(prediction.population)}: '
+                f"{html.escape(prediction.population_reason)}</span>")
+    flags = [f'<span class="flag {"scope" if flag.name == "out of scope" else "population"}">'
+             f"{html.escape(flag.name.upper())}</span>"
+             + (f' <span class="muted">({html.escape(flag.detail)})</span>' if flag.detail
+                else "") for flag in meaning.flags]
+    return "<br>".join(flags + [html.escape(reason) for reason in meaning.reasons])
 
 
 def _result_cell(prediction: Prediction) -> str:
-    """The label and numbers of an applicable result; for another, the model's output in
-    small grey type under "not applicable", so it cannot be read as a finding."""
-    numbers = (f"P(pneumonia) {prediction.probability:.3f} "
-               f'<span class="muted">(threshold {prediction.threshold:.3f})</span>')
-    if not prediction.applicable:
-        return ('<span class="label">not applicable</span><br><span class="muted">model '
-                f"output {html.escape(prediction.label)}, P(pneumonia) "
-                f"{prediction.probability:.3f}: not a finding</span>")
+    """The finding and its numbers; for a result that does not apply, "not applicable" and,
+    in scope only, the model's output in small grey type, so it cannot be read as one."""
+    meaning = prediction.meaning
+    finding = meaning.finding
+    if finding is None:
+        note = meaning.model_output_note
+        return ('<span class="label">not applicable</span>'
+                + (f'<br><span class="muted">{html.escape(note)}</span>' if note else ""))
+    numbers = (f"P(pneumonia) {finding.probability:.3f} "
+               f'<span class="muted">(threshold {finding.threshold:.3f})</span>')
     cause = ""
-    if prediction.cause is not None and prediction.cause_probability is not None:
-        cause = (f'<br><span class="muted">cause: {html.escape(prediction.cause)} '
-                 f"(P(bacterial) {prediction.cause_probability:.2f}; secondary, "
+    if finding.cause is not None and finding.cause_probability is not None:
+        cause = (f'<br><span class="muted">cause: {html.escape(finding.cause)} '
+                 f"(P(bacterial) {finding.cause_probability:.2f}; secondary, "
                  "lower-confidence)</span>")
-    return (f'<span class="label {html.escape(prediction.label)}">'
-            f"{html.escape(prediction.label)}</span><br>{numbers}{cause}")
+    return (f'<span class="label {html.escape(finding.label)}">'
+            f"{html.escape(finding.label)}</span><br>{numbers}{cause}")
 
 
 def display_names(files: Sequence[str]) -> dict[str, str]:
@@ -162,10 +169,11 @@ def _rows(entries: Sequence[WorklistEntry], names: dict[str, str], *, ranked: bo
         prediction = entry.prediction
         assert prediction is not None
         name = names.get(entry.file, entry.file)
+        no_heatmap = "none" if prediction.meaning.applicable else HEATMAP_WITHHELD
         rows.append(
             f'<tr class="{"" if ranked else "na"}"><td class="num">{rank if ranked else ""}'
             f"</td><td>{_zoomable(entry.image, 'radiograph ' + name)}</td>"
-            f"<td>{_zoomable(entry.heatmap, 'heat map ' + name)}</td>"
+            f"<td>{_zoomable(entry.heatmap, 'heat map ' + name, no_heatmap)}</td>"
             f"<td><code>{html.escape(name)}</code><br><span class=\"muted\">"
             f"{prediction.width}x{prediction.height}</span></td>"
             f"<td>{_result_cell(prediction)}</td><td>{_flags(prediction)}</td></tr>")

@@ -19,12 +19,47 @@ class StudyFacts(BaseModel):
     study_date: str = Field(default="", description="DICOM StudyDate as YYYY-MM-DD.")
 
 
-class PredictionResponse(BaseModel):
-    """One image's result."""
+class ModelOutputResponse(BaseModel):
+    """The model's raw output. Not a finding unless the result is applicable: programs may
+    read it, but must not present it as a finding."""
 
     label: str = Field(description="A class name from the model card, e.g. PNEUMONIA.")
     probability: float = Field(description="Calibrated probability of pneumonia, 0..1.")
-    threshold: float = Field(description="The model's operating threshold on `probability`.")
+    positive: bool = Field(description="`probability` reached the threshold.")
+    cause: str | None = Field(default=None, description="Bacterial or viral, computed for a "
+                              "positive output only.")
+    cause_probability: float | None = Field(default=None, description="P(bacterial | "
+                                            "pneumonia), computed for a positive output only.")
+
+
+class PredictionResponse(BaseModel):
+    """One image's result. What it means (whether it applies, which fields are a finding,
+    why not) is decided by the server (pneumoscan.result_meaning); show what it says."""
+
+    applicable: bool = Field(
+        description="True only when in scope and without a population warning. When false, "
+        "there is no finding: `label`, `probability`, `positive` and `cause` are null and "
+        "only `model_output` holds the model's raw output.")
+    not_applicable_reasons: list[str] = Field(
+        default_factory=list, description="Why the result does not apply, one sentence each; "
+        "empty when it does.")
+    label: str | None = Field(default=None, description="The finding: a class name from the "
+                              "model card, e.g. PNEUMONIA; null when not applicable.")
+    probability: float | None = Field(default=None, description="The finding's calibrated "
+                                      "probability of pneumonia, 0..1; null when not "
+                                      "applicable.")
+    positive: bool | None = Field(default=None, description="The finding is pneumonia; null "
+                                  "when not applicable.")
+    threshold: float = Field(description="The model's operating threshold on the probability.")
+    cause: str | None = Field(
+        default=None, description="Secondary, lower-confidence estimate (bacterial or viral), "
+        "only for an applicable pneumonia finding.")
+    cause_probability: float | None = Field(
+        default=None, description="P(bacterial | pneumonia), only with `cause`.")
+    heatmap_style: str = Field(
+        default="colour", description="colour: the heat map may be shown; grey: the result "
+        "does not apply, so show no heat map unless the user asks, and then the greyed one "
+        "returned here.")
     in_scope: bool = Field(description="False: not plausibly a frontal chest radiograph; "
                                        "the result is not meaningful.")
     scope_reason: str = Field(description="Why the image is out of scope, in words; empty "
@@ -45,28 +80,27 @@ class PredictionResponse(BaseModel):
     population_warning: str = Field(
         default="", description="Why the result does not apply to this patient (adult, an "
         "age outside 1-5, or unknown); empty when it does.")
-    applicable: bool = Field(
-        default=False, description="True only when in scope and without a population "
-        "warning. When false, label and probability are the model's raw output, not a "
-        "finding: do not present them as one.")
-    cause: str | None = Field(
-        default=None, description="Secondary, lower-confidence estimate (bacterial or viral), "
-        "only when the label is pneumonia.")
-    cause_probability: float | None = Field(
-        default=None, description="P(bacterial | pneumonia), only when the label is pneumonia.")
+    model_output: ModelOutputResponse = Field(
+        description="The model's raw output, always present; a finding only when "
+        "`applicable`.")
+    model_output_note: str = Field(
+        default="", description="For a result that does not apply to an image in scope: the "
+        "model's output in words, saying it is not a finding, to show greyed; empty when "
+        "people should not see the raw output (the result applies, or the image is out of "
+        "scope).")
     model: str = Field(description="Model version.")
     width: int = Field(description="Width of the decoded image, pixels.")
     height: int = Field(description="Height of the decoded image, pixels.")
     heatmap_png: str | None = Field(
         default=None, description="Base64 PNG of the radiograph with the occlusion heat map "
-        "blended on top (heatmap=true).")
+        "blended on top (heatmap=true); greyed when `heatmap_style` is grey.")
     image_png: str | None = Field(
         default=None, description="Base64 PNG of the decoded radiograph as the model read it "
         "(image=true; useful for DICOM).")
     heatmap_layer_png: str | None = Field(
         default=None, description="Base64 RGBA PNG of the heat map alone (colour, with the "
         "heat as alpha; at most 256 px), to draw over `image_png` at any opacity "
-        "(heatmap=true).")
+        "(heatmap=true); greyed when `heatmap_style` is grey.")
     study: StudyFacts | None = Field(
         default=None, description="DICOM uploads: modality, body part, view and study date; "
         "null for JPEG and PNG.")

@@ -105,17 +105,20 @@ def sniff_format(data: bytes) -> str | None:
 
 def render(prediction: Prediction, *, heatmap: bool, image: bool,
            study: dict[str, str] | None = None) -> dict[str, Any]:
-    """The JSON fields of one prediction; PNGs are encoded only when asked for."""
+    """The JSON fields of one prediction (``Prediction.to_dict``); PNGs are encoded only when
+    asked for. A heat map asked for on a result that does not apply comes greyed
+    (``heatmap_style``, decided by :mod:`pneumoscan.result_meaning`)."""
     result = prediction.to_dict()
-    result.pop("heatmap", None)
     result["study"] = study
     if heatmap and prediction.heatmap is not None and prediction.pixels is not None:
+        greyed = prediction.meaning.heatmap_greyed
         result["heatmap_png"] = _base64_png(overlay(prediction.pixels, prediction.heatmap,
-                                                    max_side=PREVIEW_MAX_SIDE))
+                                                    max_side=PREVIEW_MAX_SIDE, greyed=greyed))
         height, width = prediction.pixels.shape
         scale = min(1.0, LAYER_MAX_SIDE / max(height, width))
         result["heatmap_layer_png"] = _base64_png(heat_layer(
-            prediction.heatmap, (max(1, round(width * scale)), max(1, round(height * scale)))))
+            prediction.heatmap, (max(1, round(width * scale)), max(1, round(height * scale))),
+            greyed=greyed))
     if image and prediction.pixels is not None:
         result["image_png"] = _base64_png(_shrink(prediction.pixels, PREVIEW_MAX_SIDE))
     return result

@@ -82,33 +82,25 @@
   }
 
   // --- what a result means -----------------------------------------------------------------
-  // The population fields (population, population_reason, population_warning, applicable)
-  // come with the population check; an older server leaves them out, and then nothing is
-  // flagged beyond the scope check.
-
-  function populationWarning(result) {
-    return typeof result.population_warning === "string" ? result.population_warning : "";
-  }
-
-  function isApplicable(result) {
-    if (typeof result.applicable === "boolean") return result.applicable;
-    return result.in_scope && !populationWarning(result);
-  }
-
-  function isPositive(result) { return result.probability >= result.threshold; }
+  // The server decides it (pneumoscan.result_meaning) and the page only renders it:
+  // `applicable`; the finding (`label`, `probability`, `positive`, `cause`), null when the
+  // result does not apply; `not_applicable_reasons`; `model_output_note`, the raw output in
+  // words to show greyed ("" when it is not to be shown); `heatmap_style` ("grey": no heat
+  // map unless asked for, and then the greyed one the server drew).
 
   // Worklist groups: validated results, then outside the validated population, then out of
-  // scope, then files still being analysed, then files that could not be read.
+  // scope, then files still being analysed, then files that could not be read. Only the
+  // validated results are ranked by probability; the others keep the order chosen.
   function group(item) {
     if (item.state === "error") return 4;
     if (item.state !== "done") return 3;
     if (!item.result.in_scope) return 2;
-    return isApplicable(item.result) ? 0 : 1;
+    return item.result.applicable ? 0 : 1;
   }
 
   function ranked() {
     return items.slice().sort((a, b) => group(a) - group(b) ||
-      (group(a) <= 2 ? b.result.probability - a.result.probability : 0) || a.id - b.id);
+      (group(a) === 0 ? b.result.probability - a.result.probability : 0) || a.id - b.id);
   }
 
   function flagsOf(item) {
@@ -116,7 +108,7 @@
     if (item.state !== "done") return flags;
     const result = item.result;
     if (!result.in_scope) return [["bad", "out of scope"]];
-    if (populationWarning(result)) {
+    if (result.population_warning) {
       flags.push(["warn", (result.population === "adult" ? "adult" : "population") +
                           ": not validated"]);
     } else if (result.population === "unknown") {
@@ -254,12 +246,11 @@
     } else if (!result.in_scope) {
       label = el("span", { class: "muted" }, "no result (out of scope)");
       probability = el("span", { class: "muted" }, "n/a");
-    } else if (!isApplicable(result)) {
-      label = el("span", { class: "unvalidated" }, result.label + " (not validated)");
-      probability = el("span", { class: "unvalidated" }, percent(result.probability));
+    } else if (!result.applicable) {
+      label = el("span", { class: "unvalidated" }, result.model_output.label + " (not validated)");
+      probability = el("span", { class: "unvalidated" }, percent(result.model_output.probability));
     } else {
-      label = el("strong", { class: isPositive(result) ? "positive" : "negative" },
-                 result.label);
+      label = el("strong", { class: result.positive ? "positive" : "negative" }, result.label);
       probability = percent(result.probability);
     }
     const flags = el("span", { class: "flags" },
@@ -280,23 +271,21 @@
   });
 
   function exportCsv() {
-    const columns = ["rank", "file", "size_bytes", "status", "label", "probability",
-      "threshold", "in_scope", "scope_reason", "population", "population_warning",
-      "applicable", "cause", "cause_probability", "modality", "view", "study_date",
-      "model", "error"];
+    // The finding's columns are the server's: empty when the result does not apply.
+    const columns = ["rank", "file", "size_bytes", "status", "applicable", "label",
+      "probability", "threshold", "cause", "cause_probability", "not_applicable_reasons",
+      "model_output_note", "in_scope", "scope_reason", "population", "population_warning",
+      "modality", "view", "study_date", "model", "error"];
     const lines = [columns.join(",")];
     ranked().forEach((item, index) => {
+      const done = item.state === "done";
       const r = item.result || {};
-      const shown = item.state === "done" && r.in_scope; // no numbers for out-of-scope images
       const study = r.study || {};
-      const values = [index + 1, item.name, item.size,
-        item.state === "done" ? "ok" : item.state, shown ? r.label : "",
-        shown ? r.probability : "", item.state === "done" ? r.threshold : "",
-        item.state === "done" ? r.in_scope : "", r.scope_reason || "", r.population || "",
-        r.population_warning || "", item.state === "done" ? isApplicable(r) : "",
-        shown && isApplicable(r) && r.cause ? r.cause : "",
-        shown && isApplicable(r) && r.cause_probability != null ? r.cause_probability : "",
-        study.modality || "", study.view || "", study.study_date || "", r.model || "",
+      const values = [index + 1, item.name, item.size, done ? "ok" : item.state,
+        done ? r.applicable : "", r.label, r.probability, done ? r.threshold : "", r.cause,
+        r.cause_probability, (r.not_applicable_reasons || []).join(" "),
+        r.model_output_note, done ? r.in_scope : "", r.scope_reason, r.population,
+        r.population_warning, study.modality, study.view, study.study_date, r.model,
         item.error];
       lines.push(values.map(csvField).join(","));
     });
@@ -364,8 +353,8 @@
 
   function renderResult(item) {
     const result = item.result;
-    const applicable = isApplicable(result);
-    const warning = populationWarning(result);
+    const applicable = result.applicable;
+    const warning = result.population_warning;
     els.studyName.textContent = item.name;
 
     show(els.scopeWarning, !result.in_scope);
@@ -374,25 +363,26 @@
     show(els.populationWarning, Boolean(warning) && result.in_scope);
     els.populationText.textContent = sentence(warning);
     const reason = sentence(result.population_reason);
-    els.populationReason.textContent = reason
-      ? "Why: " + reason.charAt(0).toLowerCase() + reason.slice(1) + "." : "";
+    els.populationReason.textContent = reason ? "Why: " + reason + "." : "";
 
-    // Out of scope: no label, no bar, no cause; an unvalidated population: a small muted
-    // label under a caption that says so, and no cause estimate.
-    show(els.finding, result.in_scope);
+    // The finding; for a result that does not apply, the model's output small and muted
+    // under a caption, when the server gives it (model_output_note), else nothing.
+    const shown = applicable ? result : result.model_output_note ? result.model_output : null;
+    show(els.finding, Boolean(shown));
     els.finding.classList.toggle("unvalidated", !applicable);
-    show(els.labelCaption, result.in_scope && !applicable);
-    const positive = isPositive(result);
-    els.label.textContent = result.label;
-    els.label.className = "label-value " + (applicable ? (positive ? "positive" : "negative")
-                                                       : "muted");
-    els.probabilityText.textContent = "P(pneumonia) = " + percent(result.probability) +
-      " (threshold " + percent(result.threshold) + ")";
-    els.barFill.style.width = percent(result.probability);
-    els.barThreshold.style.left = percent(result.threshold);
-    els.bar.setAttribute("aria-label", "Probability of pneumonia " +
-      percent(result.probability) + "; threshold " + percent(result.threshold));
-    const hasCause = applicable && positive && result.cause && result.cause_probability != null;
+    show(els.labelCaption, !applicable && Boolean(shown));
+    if (shown) {
+      els.label.textContent = shown.label;
+      els.label.className = "label-value " + (applicable ? (result.positive ? "positive"
+                                                           : "negative") : "muted");
+      els.probabilityText.textContent = "P(pneumonia) = " + percent(shown.probability) +
+        " (threshold " + percent(result.threshold) + ")";
+      els.barFill.style.width = percent(shown.probability);
+      els.barThreshold.style.left = percent(result.threshold);
+      els.bar.setAttribute("aria-label", "Probability of pneumonia " +
+        percent(shown.probability) + "; threshold " + percent(result.threshold));
+    }
+    const hasCause = applicable && result.cause && result.cause_probability != null;
     show(els.cause, Boolean(hasCause));
     if (hasCause) {
       els.causeText.textContent = "more likely " + result.cause + " pneumonia (P(bacterial) = " +
@@ -400,14 +390,19 @@
     }
 
     renderFacts(item);
-    const heat = Boolean(result.in_scope && result.heatmap_layer_png);
+    // A result that does not apply: the heat map starts off, and is the greyed one when
+    // switched on (heatmap_style "grey").
+    const heat = Boolean(result.heatmap_layer_png);
     const layer = heat ? "data:image/png;base64," + result.heatmap_layer_png : "";
     for (const img of [els.heatOverlay, els.heatSide]) {
       if (layer) img.src = layer;
       else img.removeAttribute("src"); // never an empty src: no broken-image icon
     }
     show(els.heatMode, heat);
-    show(els.legend, heat);
+    const start = els.heatMode.querySelector('input[value="' +
+      (result.heatmap_style === "colour" ? "overlay" : "off") + '"]');
+    if (heat && start) start.checked = true;
+    show(els.legend, heat && result.heatmap_style === "colour");
     loadImage(item);
     els.modelVersion.textContent = result.model;
     els.elapsed.textContent = "answered in " + Math.round(result.elapsed_ms) + " ms";
@@ -614,42 +609,43 @@
 
   function reportBody(item, when) {
     const r = item.result;
-    const applicable = isApplicable(r);
-    const warning = populationWarning(r);
     const model = modelCard
       ? modelCard.name + " " + modelCard.version + " (" + modelCard.arch + ")" : r.model;
     const rows = studyFacts(item).map(([term, value]) =>
       "<tr><th>" + escapeHtml(term) + "</th><td>" + escapeHtml(value) + "</td></tr>").join("");
+    // What the server decided: the finding, or the greyed model output, or nothing.
     let finding;
-    if (!r.in_scope) {
-      finding = '<p class="r-none">No result: the image is out of the model\'s scope.</p>';
-    } else {
-      finding = (applicable ? "" : '<p class="r-caption">Model output, not validated for ' +
-                   "this patient group; not a finding:</p>") +
-        '<p class="r-label ' + (applicable ? (isPositive(r) ? "positive" : "negative")
-                                           : "muted") + '">' + escapeHtml(r.label) +
-        ' <span class="r-prob">P(pneumonia) ' + percent(r.probability) + ", threshold " +
-        percent(r.threshold) + "</span></p>" +
-        (applicable && isPositive(r) && r.cause && r.cause_probability != null
+    if (r.applicable) {
+      finding = '<p class="r-label ' + (r.positive ? "positive" : "negative") + '">' +
+        escapeHtml(r.label) + ' <span class="r-prob">P(pneumonia) ' + percent(r.probability) +
+        ", threshold " + percent(r.threshold) + "</span></p>" +
+        (r.cause && r.cause_probability != null
           ? "<p>Secondary estimate, lower confidence: more likely " + escapeHtml(r.cause) +
             " pneumonia (P(bacterial) " + percent(r.cause_probability) + "); do not base " +
             "treatment on it.</p>" : "");
+    } else if (r.model_output_note) {
+      finding = '<p class="r-caption">Model output, not validated for this patient group; ' +
+        'not a finding:</p><p class="r-label muted">' + escapeHtml(r.model_output.label) +
+        ' <span class="r-prob">P(pneumonia) ' + percent(r.model_output.probability) +
+        ", threshold " + percent(r.threshold) + "</span></p>";
+    } else {
+      finding = '<p class="r-none">No result: the image is out of the model\'s scope.</p>';
     }
-    const notes = [];
-    notes.push(r.in_scope ? "In scope: the image looks like a frontal chest radiograph."
-      : "<strong>Out of scope:</strong> " + escapeHtml(sentence(r.scope_reason)) + ".");
-    if (warning) {
-      notes.push("<strong>Not validated for this patient:</strong> " +
-                 escapeHtml(sentence(warning)) + ".");
-    }
+    const notes = r.applicable
+      ? ["In scope: the image looks like a frontal chest radiograph."]
+      : r.not_applicable_reasons.map((reason) =>
+        "<strong>Not applicable:</strong> " + escapeHtml(sentence(reason)) + ".");
     if (r.population_reason) notes.push("Population: " + escapeHtml(r.population_reason));
     const images = ['<figure><img src="' + item.image + '" alt="The radiograph">' +
                     "<figcaption>The radiograph as the model read it</figcaption></figure>"];
-    if (r.in_scope && r.heatmap_png) {
+    // A greyed heat map only when the user switched it on for this study.
+    const greyed = r.heatmap_style !== "colour";
+    if (r.heatmap_png && (!greyed || heatModeValue() !== "off")) {
       images.push('<figure><img src="data:image/png;base64,' + r.heatmap_png +
-        '" alt="The radiograph with the heat map">' + "<figcaption>Heat map: where the " +
-        "model found evidence of pneumonia (colour bar: none to strong, one scale for " +
-        "every image)</figcaption></figure>");
+        '" alt="The radiograph with the heat map">' + "<figcaption>" + (greyed
+          ? "Heat map, greyed: the result does not apply, so this is not a finding"
+          : "Heat map: where the model found evidence of pneumonia (colour bar: none to " +
+            "strong, one scale for every image)") + "</figcaption></figure>");
     }
     return '<article class="report">' +
       "<header><h1>pneumoscan report</h1>" +
