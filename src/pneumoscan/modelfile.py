@@ -68,6 +68,9 @@ class ModelCard:
     validation: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    # Set by ``pneumoscan calibrate``: the site, its films, the parent model (version, weights
+    # digest and where its unchanged weights are: see referenced_weights) and local figures.
+    site_calibration: dict[str, Any] = field(default_factory=dict)
     name: str = "pneumoscan"
     version: str = ""
     package_version: str = ""
@@ -108,6 +111,8 @@ def resolve_model_paths(path: Path | str | None) -> tuple[Path, Path]:
     path = default_model_path() if path is None else Path(path)
     if path.is_dir():
         weights, card = path / WEIGHTS_NAME, path / CARD_NAME
+        if not weights.is_file() and card.is_file():
+            weights = referenced_weights(card) or weights
     elif path.suffix == ".json":
         weights, card = path.with_suffix(".safetensors"), path
     else:
@@ -120,6 +125,39 @@ def resolve_model_paths(path: Path | str | None) -> tuple[Path, Path]:
             raise ModelFileError(f"{needed}: not found; pass --model with a training output "
                                  "folder (model.safetensors + model.json)")
     return weights, card
+
+
+#: What a site card's ``site_calibration.parent.weights`` says for the shipped model's weights.
+DEFAULT_WEIGHTS_REFERENCE = "default"
+
+
+def referenced_weights(card_path: Path) -> Path | None:
+    """The weights a site-calibrated model's folder uses by reference (its parent's file,
+    unchanged: no 14 MB copy), or None when its card names none. The reference is
+    ``site_calibration.parent.weights`` (a path relative to the card's folder, an absolute
+    one, or :data:`DEFAULT_WEIGHTS_REFERENCE`), checked against the parent's SHA-256 kept
+    beside it, so replaced weights are refused rather than run under the site's threshold.
+
+    Raises:
+        ModelFileError: the referenced weights are missing or are not the parent's.
+    """
+    try:
+        parent = json.loads(card_path.read_text()).get("site_calibration", {}).get("parent", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    reference = parent.get("weights") if isinstance(parent, dict) else None
+    if not reference:
+        return None
+    weights = (default_model_path() if reference == DEFAULT_WEIGHTS_REFERENCE
+               else card_path.parent / reference)
+    hint = "run `pneumoscan calibrate` again on the new parent model"
+    if not weights.is_file():
+        raise ModelFileError(f"{card_path}: the parent weights it uses, {weights}, are "
+                             f"missing; {hint}")
+    if weights_digest(weights) != parent.get("weights_sha256"):
+        raise ModelFileError(f"{card_path}: the parent weights it uses, {weights}, have "
+                             f"changed since this site calibration was fitted; {hint}")
+    return weights
 
 
 def read_card(path: Path | str | None) -> ModelCard:
@@ -247,15 +285,17 @@ def population_notes(model: Path | str | None) -> dict[str, str]:
 
 
 def write_fitted(model: Path | str | None, suffix: str, file_format: str,
-                 tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
+                 tensors: dict[str, np.ndarray], metadata: dict[str, str], *,
+                 path: Path | None = None) -> Path:
     """The one writer of what is stored beside a model's weights (scope statistics,
     population classifier, training-file record): arrays as tensors and strings in the
     metadata, tied to the weights by their SHA-256, written to a partial file that then
-    replaces the old one (a kill leaves the old file whole)."""
+    replaces the old one (a kill leaves the old file whole). ``path``: another place
+    than beside the weights (a site model's record of files, in its own folder)."""
     from safetensors.numpy import save_file
 
     weights, _ = resolve_model_paths(model)
-    path = fitted_path(weights, suffix)
+    path = fitted_path(weights, suffix) if path is None else path
     partial = path.with_name(path.name + ".partial")
     save_file({name: np.ascontiguousarray(value) for name, value in tensors.items()},
               str(partial), metadata={"format": file_format,
@@ -265,11 +305,13 @@ def write_fitted(model: Path | str | None, suffix: str, file_format: str,
 
 
 def read_fitted(model: Path | str | None, suffix: str, file_format: str, hint: str,
-                stale_consequence: str) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+                stale_consequence: str, *, path: Path | None = None,
+                ) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
     """The tensors and metadata :func:`write_fitted` stored, or None when there are none
     for these weights: state made for other weights (replaced, not refitted) is ignored
     with a warning that ends with ``stale_consequence``, since it would describe another
-    network. ``hint`` is the command that makes the state again.
+    network. ``hint`` is the command that makes the state again; ``path`` as for
+    :func:`write_fitted`.
 
     Raises:
         ModelFileError: the file exists but is not readable state of ``file_format``.
@@ -277,7 +319,7 @@ def read_fitted(model: Path | str | None, suffix: str, file_format: str, hint: s
     from safetensors import SafetensorError, safe_open
 
     weights, _ = resolve_model_paths(model)
-    path = fitted_path(weights, suffix)
+    path = fitted_path(weights, suffix) if path is None else path
     if not path.is_file():
         return None
     try:

@@ -26,15 +26,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pneumoscan.errors import ModelFileError
-from pneumoscan.modelfile import fitted_path, read_fitted, write_fitted
+from pneumoscan.modelfile import read_fitted, resolve_model_paths, write_fitted
 
 if TYPE_CHECKING:  # dataset imports modelfile, which stores these records
     from pneumoscan.dataset import TrainingSplit
 
 logger = logging.getLogger(__name__)
 
-#: Sides of a training run's split, in the order of their codes in :attr:`TrainingFiles.roles`.
-ROLES: tuple[str, str, str] = ("training", "validation", "protocol")
+#: Sides of a training run's split, in the order of their codes in :attr:`TrainingFiles.roles`,
+#: then a site's own films that ``pneumoscan calibrate`` fitted a site model on.
+ROLES: tuple[str, str, str, str] = ("training", "validation", "protocol", "calibration")
 #: What each side's images were used for, in words (for warnings and reports).
 ROLE_USES = {
     "training": "images this model was trained on: its figures on them are not a test of "
@@ -43,6 +44,8 @@ ROLE_USES = {
                   "chose its threshold: validation figures, not test figures",
     "protocol": "the model's out-of-protocol validation images (whole blocks of patients "
                 "held out of training): validation figures, not test figures",
+    "calibration": "the site's own films this site calibration was fitted on (they chose "
+                   "its threshold and probabilities): calibration figures, not test figures",
 }
 #: Bytes kept of each SHA-256 digest: 128 bits, no chance collisions among millions of files.
 DIGEST_BYTES = 16
@@ -87,6 +90,16 @@ def _digest_array(paths: Iterable[Path]) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, DIGEST_BYTES), np.uint8)
 
 
+def with_calibration_files(files: TrainingFiles | None, paths: Sequence[Path]) -> TrainingFiles:
+    """``files`` (a parent model's record, or None) plus ``paths`` as calibration films."""
+    added = _digest_array(paths)
+    codes = np.full(len(added), ROLES.index("calibration"), np.uint8)
+    if files is None:
+        return TrainingFiles(added, codes)
+    return TrainingFiles(np.concatenate([files.digests, added]),
+                         np.concatenate([files.roles, codes]), files.data_fingerprint)
+
+
 def record_split(split: TrainingSplit, data_fingerprint: str = "") -> TrainingFiles:
     """The digests of every file on the three sides of ``split``."""
     sides = (split.train, split.validation, split.protocol)
@@ -119,8 +132,12 @@ def overlap_warnings(counts: dict[str, int], total: int) -> list[str]:
 
 def record_path(model: Path | str | None) -> Path:
     """Where a model's record lives: ``FOLDER/model.training-files.safetensors`` or
-    ``NAME.training-files.safetensors`` beside ``NAME.safetensors``."""
-    return fitted_path(model, SUFFIX)
+    ``NAME.training-files.safetensors`` beside ``NAME.safetensors``; a site model (whose
+    weights are its parent's, by reference) keeps its own beside its card, holding its
+    parent's record and its calibration films."""
+    weights, card = resolve_model_paths(model)
+    return card.with_suffix(SUFFIX) if weights.parent != card.parent \
+        else weights.with_suffix(SUFFIX)
 
 
 def save_training_files(files: TrainingFiles, model: Path | str | None) -> Path:
@@ -128,7 +145,7 @@ def save_training_files(files: TrainingFiles, model: Path | str | None) -> Path:
     return write_fitted(model, SUFFIX, FORMAT,
                         {"digests": files.digests.astype(np.uint8),
                          "roles": files.roles.astype(np.uint8)},
-                        {"data_fingerprint": files.data_fingerprint})
+                        {"data_fingerprint": files.data_fingerprint}, path=record_path(model))
 
 
 def load_training_files(model: Path | str | None) -> TrainingFiles | None:
@@ -140,7 +157,7 @@ def load_training_files(model: Path | str | None) -> TrainingFiles | None:
         ModelFileError: the file exists but is not a readable record.
     """
     stored = read_fitted(model, SUFFIX, FORMAT, RECORD_HINT, "overlap with the model's "
-                         "training data cannot be checked")
+                         "training data cannot be checked", path=record_path(model))
     if stored is None:
         return None
     tensors, metadata = stored
