@@ -149,7 +149,7 @@ def referenced_weights(card_path: Path) -> Path | None:
     if not reference:
         return None
     weights = (default_model_path() if reference == DEFAULT_WEIGHTS_REFERENCE
-               else card_path.parent / reference)
+               else (card_path.parent / reference).resolve())
     hint = "run `pneumoscan calibrate` again on the new parent model"
     if not weights.is_file():
         raise ModelFileError(f"{card_path}: the parent weights it uses, {weights}, are "

@@ -7,6 +7,7 @@ import os
 import typer
 
 from pneumoscan import DISCLAIMER, __version__
+from pneumoscan.cli.calibrate_command import calibrate_command
 from pneumoscan.cli.evaluate_command import evaluate_command
 from pneumoscan.cli.fit_population_command import fit_population_command
 from pneumoscan.cli.fit_scope_command import fit_scope_command
@@ -26,6 +27,7 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("fit-scope")(fit_scope_command)
 app.command("fit-population")(fit_population_command)
+app.command("calibrate")(calibrate_command)
 
 
 def _register_optional_commands() -> None:
