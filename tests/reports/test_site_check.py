@@ -102,5 +102,5 @@ def test_site_check_command(adult_dir: Path, tmp_path: Path) -> None:
 def test_a_model_without_a_reference_says_how_to_make_one(tiny_model_dir: Path,
                                                           adult_dir: Path) -> None:
     tiny = Predictor.load(tiny_model_dir)
-    with pytest.raises(ModelFileError, match="pneumoscan fit-scope .* --data DATA"):
+    with pytest.raises(ModelFileError, match=r"pneumoscan fit-scope .* --data DATA"):
         check_site(tiny, tiny_model_dir, find_images(adult_dir)[:20])
