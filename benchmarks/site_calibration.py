@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/site_calibration.py --data ../shared/data/chest_xray [--model PATH]
         [--sizes 40 80 160] [--draws 20] [--sensitivity 0.95] [--confidence 0.95]
+        [--shift NAME]
 
 The out-of-protocol block of the model's split (whole blocks of consecutive patients held
 out of training, rebuilt from the config in its model.json) stands in for a site: a later
@@ -13,18 +14,26 @@ only the films whose result applies count, as in ``pneumoscan calibrate``. For e
 Prints the mean ECE, sensitivity, specificity and accuracy on the rest, the share of draws
 whose held-out sensitivity reaches the requested one, and the first row, the shipped
 calibration and threshold on the whole block.
+
+With ``--shift NAME`` (a shift of :mod:`pneumoscan.fitting.shifts`, e.g. "white border 8%")
+every film of the block is first changed so (and written as PNG to a temporary folder):
+a site whose films the model sees differently, where its own calibration no longer holds.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from pneumoscan.calibration import apply_temperature, calibrated_logits
-from pneumoscan.dataset import training_split
+from pneumoscan.dataset import Sample, training_split
+from pneumoscan.fitting.shifts import SHIFTS, shift_by_name
 from pneumoscan.fitting.site_calibration import count_films, fit_site
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.predictor import Predictor
@@ -38,6 +47,20 @@ def score(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> di
                                                    "accuracy")}
 
 
+def shifted_copies(predictor: Predictor, samples: list[Sample], name: str,
+                   folder: Path) -> list[Sample]:
+    """``samples`` under the shift ``name``, written as PNG into ``folder``."""
+    shift = shift_by_name(name)
+    copies = []
+    for i, sample in enumerate(samples):
+        pixels = predictor.decode(sample.path).pixels
+        changed = shift.apply(pixels, np.random.default_rng([0, SHIFTS.index(shift), i]))
+        target = folder / f"{i:05d}.png"
+        Image.fromarray(changed).save(target)
+        copies.append(replace(sample, path=target))
+    return copies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -46,15 +69,20 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--sensitivity", type=float, default=0.95)
     parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--shift", default=None, help="a shift of the shift suite, by name")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     predictor = Predictor.load(args.model)
     block = training_split(predictor.card, args.data).protocol
-    counted = count_films(predictor, block, batch_size=32)
+    with tempfile.TemporaryDirectory() as folder:
+        if args.shift:
+            block = shifted_copies(predictor, block, args.shift, Path(folder))
+        counted = count_films(predictor, block, batch_size=32)
     labels = np.array([s.label for s in counted.samples], dtype=int)
     probabilities = counted.probabilities
-    print(f"model {predictor.version}; out-of-protocol block: {len(block)} films, "
+    print(f"model {predictor.version}; out-of-protocol block"
+          f"{' under ' + repr(args.shift) if args.shift else ''}: {len(block)} films, "
           f"{len(labels)} count ({int((labels == 0).sum())} normal, {int(labels.sum())} "
           f"pneumonia), left out {counted.excluded}")
     print(f"target sensitivity {args.sensitivity}, one-sided {args.confidence:.0%} bound; "
