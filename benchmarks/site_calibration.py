@@ -85,6 +85,10 @@ def main() -> None:
           f"{' under ' + repr(args.shift) if args.shift else ''}: {len(block)} films, "
           f"{len(labels)} count ({int((labels == 0).sum())} normal, {int(labels.sum())} "
           f"pneumonia), left out {counted.excluded}")
+    if min(int((labels == 0).sum()), int(labels.sum())) < 20:
+        print("too few films count to calibrate on (the scope or population check left "
+              "them out)")
+        return
     print(f"target sensitivity {args.sensitivity}, one-sided {args.confidence:.0%} bound; "
           f"{args.draws} draws each; fitted on n, scored on the rest")
     print()

@@ -54,7 +54,8 @@ def test_overlap_is_found_by_content_not_by_name(synthetic_dataset: Path,
     roles = find_overlap(files, [split.train[1].path, renamed, reencoded, other,
                                  split.protocol[0].path])
     assert roles == ["training", "validation", "", "", "protocol"]
-    assert count_overlap(roles) == {"training": 1, "validation": 1, "protocol": 1}
+    assert count_overlap(roles) == {"training": 1, "validation": 1, "protocol": 1,
+                                    "calibration": 0}
 
 
 def test_a_file_on_two_sides_counts_as_training(tmp_path: Path) -> None:
