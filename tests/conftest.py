@@ -189,3 +189,31 @@ def exported_tiny_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathF
     shutil.copytree(tiny_model_dir, folder)
     export_onnx(folder)
     return folder
+
+
+def site_films(chest_xray_dir: Path, target: Path, n_normal: int, n_pneumonia: int) -> Path:
+    """A site's labelled films: out-of-protocol films of the shipped model re-encoded as PNG
+    (the same pictures in other bytes, so the parent's record of its files does not know
+    them, as it would not know a hospital's), in ``target/{NORMAL,PNEUMONIA}``."""
+    from pneumoscan.dataset import training_split
+    from pneumoscan.modelfile import resolve_model
+
+    block = training_split(resolve_model(None).card, chest_xray_dir).protocol
+    for label, name, count in ((0, "NORMAL", n_normal), (1, "PNEUMONIA", n_pneumonia)):
+        folder = target / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for sample in [s for s in block if s.label == label][:count]:
+            Image.open(sample.path).convert("L").save(folder / f"{sample.path.stem}.png")
+    return target
+
+
+@pytest.fixture(scope="session")
+def site_model(chest_xray_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site model of the shipped one (``pneumoscan calibrate``'s function) fitted on 70
+    site films (25 normal, 45 pneumonia) under the name ``testsite``."""
+    from pneumoscan.fitting.site_calibration import calibrate_site
+
+    root = tmp_path_factory.mktemp("site")
+    films = site_films(chest_xray_dir, root / "films", 25, 45)
+    calibrate_site(None, films, root / "model", name="testsite")
+    return root / "model"

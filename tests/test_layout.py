@@ -25,7 +25,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "pneumoscan"
 FACES = ("cli", "server", "dicom_node")
 #: CLI commands that fit, export or shard a model: the only faces allowed into fitting/.
 FITTING_COMMANDS = {"train_command", "export_command", "fit_scope_command",
-                    "fit_population_command", "predict_command"}
+                    "fit_population_command", "predict_command",
+                    "calibrate_command"}  # calibrate fits a site model
 
 
 def _imports(path: Path, *, module_level_only: bool = False) -> set[str]:

@@ -19,12 +19,19 @@ The threshold rule, chosen to generalise rather than to win on validation:
   the middle of the good region, not on its edge where a shifted test set falls off.
 
 Training fits both at once (:func:`fit_operating_point`): the calibration on the clean
-validation logits, the threshold on the clean and shifted copies pooled.
+validation logits, the threshold on the clean and shifted copies pooled (or, with the
+worst-case rule, :func:`fit_worst_case_operating_point`).
+
+A site's own films (``pneumoscan calibrate``) refit the Platt scaling on the calibrated logit
+(:func:`compose_platt`) and set the threshold by a lower confidence bound of the
+sensitivity (:func:`choose_site_threshold`): at a site's tens of films the plateau rule's
+raw rates are too noisy to stand on.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -190,3 +197,69 @@ def fit_worst_case_operating_point(
         for name, (y, z) in held_out.items() if name != "validation"}
     threshold, decided = worst_case_threshold(sets, min_sensitivity)
     return temperature, bias, threshold, decided
+@dataclass(frozen=True)
+class SiteThreshold:
+    """A threshold chosen for an operating sensitivity, with what the films can vouch for."""
+
+    threshold: float
+    caught: int  # positive films at or above it
+    n_positive: int
+    lower_bound: float  # one-sided lower confidence bound of the sensitivity at it
+    reached: bool  # whether the bound reaches the requested sensitivity
+
+
+def sensitivity_lower_bounds(n_positive: int, confidence: float) -> np.ndarray:
+    """One-sided Clopper-Pearson lower bounds of a sensitivity with ``k`` of ``n_positive``
+    caught, for ``k = 0 .. n_positive``: the ``1 - confidence`` quantile of
+    Beta(k, n - k + 1), scipy's ``binomtest(k, n, alternative="greater").proportion_ci``
+    in one vectorised call."""
+    from scipy.stats import beta  # fitting only
+
+    caught = np.arange(n_positive + 1)
+    with np.errstate(invalid="ignore"):
+        bounds = beta.ppf(1.0 - confidence, caught, n_positive - caught + 1)
+    return np.nan_to_num(bounds, nan=0.0)
+
+
+def choose_site_threshold(labels: np.ndarray, probabilities: np.ndarray, *,
+                          sensitivity: float = 0.95,
+                          confidence: float = 0.95) -> SiteThreshold:
+    """The highest threshold at which the films show, with ``confidence``, a sensitivity of
+    at least ``sensitivity``: the one-sided lower confidence bound, not the raw rate, must
+    reach it. With few films the raw rate is noisy (at 25 positive films one miss more
+    or less moves it by 0.04), and a threshold set on it falls short half the time.
+
+    The bound needs enough positive films to reach the target at all (at 0.95 with 95 %
+    confidence, 59 with none missed); with fewer the threshold catches every positive film
+    and ``reached`` is False. The threshold lies midway between the last positive film
+    it must catch and the next lower score, so that no fitted film sits on the edge.
+    """
+    labels = np.asarray(labels).astype(bool)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if labels.all() or not labels.any():
+        raise ValueError("choosing a threshold needs films of both classes")
+    positives = np.sort(probabilities[labels])[::-1]  # highest first
+    bounds = sensitivity_lower_bounds(len(positives), confidence)
+    enough = np.flatnonzero(bounds >= sensitivity)
+    caught = int(enough[0]) if enough.size else len(positives)
+    cut = positives[caught - 1]
+    below = probabilities[probabilities < cut]
+    threshold = float((cut + below.max()) / 2) if below.size else float(cut)
+    caught_now = int((positives >= threshold).sum())  # ties with the cut are caught too
+    return SiteThreshold(threshold=threshold, caught=caught_now,
+                         n_positive=len(positives),
+                         lower_bound=float(bounds[caught_now]), reached=bool(enough.size))
+
+
+def compose_platt(temperature: float, bias: float, refit_temperature: float,
+                  refit_bias: float) -> tuple[float, float]:
+    """The one ``(temperature, bias)`` of a Platt refit on already calibrated logits
+    ``z = logit / temperature + bias``: ``z / refit_temperature + refit_bias`` is
+    ``logit / (temperature * refit_temperature) + bias / refit_temperature + refit_bias``."""
+    return temperature * refit_temperature, bias / refit_temperature + refit_bias
+
+
+def calibrated_logits(probabilities: np.ndarray) -> np.ndarray:
+    """The calibrated logit ``log(p / (1 - p))`` of probabilities (kept finite)."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0 - 1e-12)
+    return np.log(p / (1.0 - p))

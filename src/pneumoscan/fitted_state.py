@@ -36,10 +36,16 @@ class FittedKind:
     format: str  # stored in the metadata, checked on reading
     hint: str  # the command that makes it again; "{model}" names the model
     stale_consequence: str  # what ignoring it for other weights means, for the warning
+    # True: a model whose weights are another's (a site calibration) keeps its own file of
+    # this kind beside its card (the training-file record, which holds its own films)
+    own_beside_card: bool = False
 
     def path(self, model: ModelLike) -> Path:
         """Where ``model``'s state of this kind lives."""
-        return resolve_model(model).beside(self.suffix)
+        files = resolve_model(model)
+        if self.own_beside_card and files.card_path.parent != files.weights.parent:
+            return files.card_path.with_suffix(self.suffix)
+        return files.beside(self.suffix)
 
     def command(self, model: ModelLike) -> str:
         """:attr:`hint` for ``model``."""
@@ -63,7 +69,7 @@ def write_fitted(model: ModelLike, kind: FittedKind, tensors: dict[str, np.ndarr
     from safetensors.numpy import save_file
 
     files = resolve_model(model)
-    path = files.beside(kind.suffix)
+    path = kind.path(files)
     partial = path.with_name(path.name + ".partial")
     save_file({name: np.ascontiguousarray(value) for name, value in tensors.items()},
               str(partial), metadata={"format": kind.format,
@@ -84,7 +90,7 @@ def read_fitted(model: ModelLike, kind: FittedKind, *, warn_stale: bool = True,
     from safetensors import SafetensorError, safe_open
 
     files = resolve_model(model)
-    path = files.beside(kind.suffix)
+    path = kind.path(files)
     if not path.is_file():
         return None
     try:
@@ -109,7 +115,7 @@ def read_fitted(model: ModelLike, kind: FittedKind, *, warn_stale: bool = True,
 def unreadable(files: ModelFiles, kind: FittedKind, what: str,
                exc: Exception) -> ModelFileError:
     """The error for a file of ``kind`` whose content is incomplete or invalid."""
-    return ModelFileError(f"{files.beside(kind.suffix)}: {what} ({exc}); make it again: "
+    return ModelFileError(f"{kind.path(files)}: {what} ({exc}); make it again: "
                           f"{kind.command(files)}")
 
 

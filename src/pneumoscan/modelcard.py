@@ -45,6 +45,10 @@ class ModelCard:
     validation: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    # Set by ``pneumoscan calibrate``: the site, its films, the parent model (version, weights
+    # digest and where its unchanged weights are: see modelfile.referenced_weights) and the
+    # local figures.
+    site_calibration: dict[str, Any] = field(default_factory=dict)
     name: str = "pneumoscan"
     version: str = ""
     package_version: str = ""

@@ -93,9 +93,42 @@ def resolve_model(model: ModelLike) -> ModelFiles:
     card_path = _card_path(path)
     _require_file(card_path)
     card = load_card(card_path)  # first: what the card says may locate the weights
-    weights = _weights_path(path)
+    weights = referenced_weights(card_path, card) or _weights_path(path)
     _require_file(weights)
-    return ModelFiles(source, weights, card_path, card)
+    files = ModelFiles(source, weights, card_path, card)
+    expected = card.site_calibration.get("parent", {}).get("weights_sha256")
+    if expected and files.weights_sha256 != expected:
+        raise ModelFileError(f"{card_path}: the parent weights it uses, {weights}, have "
+                             "changed since this site calibration was fitted; run "
+                             "`pneumoscan calibrate` again on the new parent model")
+    return files
+
+
+#: What a site card's ``site_calibration.parent.weights`` says for the shipped model's weights.
+DEFAULT_WEIGHTS_REFERENCE = "default"
+
+
+def referenced_weights(card_path: Path, card: ModelCard) -> Path | None:
+    """The weights a site-calibrated model's folder uses by reference (its parent's file,
+    unchanged: no 14 MB copy), or None when its card names none. The reference is
+    ``site_calibration.parent.weights``: a path relative to the card's folder, an absolute
+    one, or :data:`DEFAULT_WEIGHTS_REFERENCE` (the shipped model's). :func:`resolve_model`
+    checks them against the parent's SHA-256 in the card, so replaced weights are refused
+    rather than run under the site's threshold.
+
+    Raises:
+        ModelFileError: the referenced weights are missing.
+    """
+    parent = card.site_calibration.get("parent", {})
+    reference = parent.get("weights") if isinstance(parent, dict) else None
+    if not reference:
+        return None
+    weights = (default_model_path() if reference == DEFAULT_WEIGHTS_REFERENCE
+               else (card_path.parent / reference).resolve())
+    if not weights.is_file():
+        raise ModelFileError(f"{card_path}: the parent weights it uses, {weights}, are "
+                             "missing; run `pneumoscan calibrate` again on the parent model")
+    return weights
 
 
 def _require_file(path: Path) -> None:

@@ -33,8 +33,9 @@ if TYPE_CHECKING:  # dataset imports scikit-learn; only its type is needed here
 
 logger = logging.getLogger(__name__)
 
-#: Sides of a training run's split, in the order of their codes in :attr:`TrainingFiles.roles`.
-ROLES: tuple[str, ...] = ("training", "validation", "protocol", "edge")
+#: Sides of a training run's split, in the order of their codes in :attr:`TrainingFiles.roles`,
+#: then a site's own films that ``pneumoscan calibrate`` fitted a site model on.
+ROLES: tuple[str, ...] = ("training", "validation", "protocol", "edge", "calibration")
 #: What each side's images were used for, in words (for warnings and reports).
 ROLE_USES = {
     "training": "images this model was trained on: its figures on them are not a test of "
@@ -45,6 +46,8 @@ ROLE_USES = {
                 "held out of training): validation figures, not test figures",
     "edge": "the model's edge-of-time validation images (the earliest and latest patients "
             "of each series, held out of training): validation figures, not test figures",
+    "calibration": "the site's own films this site calibration was fitted on (they chose "
+                   "its threshold and probabilities): calibration figures, not test figures",
 }
 #: Bytes kept of each SHA-256 digest: 128 bits, no chance collisions among millions of files.
 DIGEST_BYTES = 16
@@ -54,7 +57,7 @@ TRAINING_FILES = FittedKind(
     ".training-files.safetensors", "pneumoscan.training-files/1",
     "python -c 'from pneumoscan.training_files import record_model; "
     "record_model(\"{model}\", \"DATA\")'",
-    "overlap with the model's training data cannot be checked")
+    "overlap with the model's training data cannot be checked", own_beside_card=True)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,16 @@ def _digest_array(paths: Iterable[Path]) -> np.ndarray:
     """``(N, DIGEST_BYTES)`` uint8 digests of ``paths``."""
     rows = [np.frombuffer(file_digest(path), dtype=np.uint8) for path in paths]
     return np.stack(rows) if rows else np.zeros((0, DIGEST_BYTES), np.uint8)
+
+
+def with_calibration_files(files: TrainingFiles | None, paths: Sequence[Path]) -> TrainingFiles:
+    """``files`` (a parent model's record, or None) plus ``paths`` as calibration films."""
+    added = _digest_array(paths)
+    codes = np.full(len(added), ROLES.index("calibration"), np.uint8)
+    if files is None:
+        return TrainingFiles(added, codes)
+    return TrainingFiles(np.concatenate([files.digests, added]),
+                         np.concatenate([files.roles, codes]), files.data_fingerprint)
 
 
 def record_split(split: TrainingSplit, data_fingerprint: str = "") -> TrainingFiles:

@@ -83,7 +83,7 @@ def test_train_then_evaluate(synthetic_dataset: Path, tmp_path: Path) -> None:
     err = " ".join(result.stderr.split())
     assert "evaluated the test split of" in err and "has seen" not in err
     assert json.loads((tmp_path / "report2" / "metrics.json").read_text())["overlap"] == {
-        "training": 0, "validation": 0, "protocol": 0}
+        "training": 0, "validation": 0, "protocol": 0, "calibration": 0}
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
@@ -122,7 +122,7 @@ def test_unknown_config_key_is_a_user_error(synthetic_dataset: Path, tmp_path: P
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["fit-scope"],
                                      ["fit-population"], ["serve"], ["export"],
-                                     ["dicom-node"]])
+                                     ["dicom-node"], ["calibrate"], ["site-check"]])
 def test_help_is_plain_and_fits_80_columns(command: list[str]) -> None:
     """No "<bool>" type noise, nothing cut mid-word ("..." or an ellipsis), no line over 80."""
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})

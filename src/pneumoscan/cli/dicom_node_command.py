@@ -42,6 +42,10 @@ def dicom_node_command(
     spool_dir: Path | None = typer.Option(None, "--spool-dir", help="Where results that "
                                           "cannot be delivered are kept (they hold patient "
                                           "data: a protected folder)."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", min=0, max=65535,
+                                            help="Serve /metrics (Prometheus) on this port of "
+                                            "the node's host (env PNEUMOSCAN_DICOM_METRICS_"
+                                            "PORT)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a DICOM node for a PACS.
@@ -63,7 +67,7 @@ def dicom_node_command(
             "send_to": send_to, "ae_title": ae_title, "host": host, "port": port,
             "allow_ae": allow_ae, "model": model, "backend": backend,
             "max_associations": max_associations, "max_predictions": max_predictions,
-            "spool_dir": spool_dir}
+            "spool_dir": spool_dir, "metrics_port": metrics_port}
         try:
             settings = DicomNodeSettings(**{k: v for k, v in options.items()
                                             if v is not None})

@@ -29,9 +29,10 @@ def fit_scope_command(
 
     Fits the input-scope check of MODEL on its own training images and stores it beside
     the weights (model.scope.safetensors, or NAME.scope.safetensors beside
-    NAME.safetensors). `pneumoscan train` does this itself; run it for a model made
-    before, or after replacing a model's weights (a fit made for other weights is ignored,
-    and such a model calls every image out of scope)."""
+    NAME.safetensors), and the site check's reference (its validation images as the
+    model sees them, *.reference.safetensors). `pneumoscan train` does this itself; run
+    it for a model made before, or after replacing a model's weights (a fit made for
+    other weights is ignored, and such a model calls every image out of scope)."""
     configure_logging(verbose)
     with user_errors():
         require("fit-scope", ("torch",), "torch")  # it runs the model with PyTorch
@@ -44,5 +45,9 @@ def fit_scope_command(
         statistics, path = fit_scope(files, split.train, cache_dir=cache_dir,
                                      exceed_fraction=exceed_fraction,
                                      feature_margin=feature_margin)
+        from pneumoscan.fitting.reference_fitting import fit_reference
+
+        reference = fit_reference(model, split.validation, cache_dir=cache_dir)
     stdout.print(describe_scope(statistics))
     stdout.print(f"wrote {path}")
+    stdout.print(f"wrote {reference} (the site check's reference: the validation images)")

@@ -7,9 +7,11 @@ import os
 import typer
 
 from pneumoscan import DISCLAIMER, __version__
+from pneumoscan.cli.calibrate_command import calibrate_command
 from pneumoscan.cli.evaluate_command import evaluate_command
 from pneumoscan.cli.fit_population_command import fit_population_command
 from pneumoscan.cli.fit_scope_command import fit_scope_command
+from pneumoscan.cli.site_check_command import site_check_command
 from pneumoscan.cli.train_command import train_command
 
 app = typer.Typer(
@@ -26,6 +28,8 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("fit-scope")(fit_scope_command)
 app.command("fit-population")(fit_population_command)
+app.command("calibrate")(calibrate_command)
+app.command("site-check")(site_check_command)
 
 
 def _register_optional_commands() -> None:

@@ -22,6 +22,7 @@ from pneumoscan.dicom_node import intake
 from pneumoscan.dicom_node.results import build_results
 from pneumoscan.dicom_node.sender import ResultBundle, ResultSender
 from pneumoscan.dicom_node.settings import DicomNodeSettings
+from pneumoscan.monitoring import ServiceMetrics, expected_positive_share
 
 if TYPE_CHECKING:
     from pneumoscan.predictor import Predictor
@@ -61,6 +62,17 @@ class DicomNode:
                                    retry_delay_s=settings.retry_delay_s,
                                    queue_size=settings.send_queue)
         self._server: ThreadedAssociationServer | None = None
+        self.metrics = ServiceMetrics("dicom", predictor.version,
+                                      str(getattr(predictor.backend, "name", "unknown")),
+                                      expected_positive_share(predictor.card))
+        self._metrics_server: Any = None  # prometheus-client's WSGI server, when serving
+
+    @property
+    def metrics_port(self) -> int:
+        """The port /metrics is served on (the real one when the settings said 0)."""
+        if self._metrics_server is None:
+            raise RuntimeError("the node serves no metrics (no metrics_port)")
+        return int(self._metrics_server.server_port)
 
     @property
     def port(self) -> int:
@@ -75,6 +87,14 @@ class DicomNode:
                                (evt.EVT_C_ECHO, lambda event: intake.SUCCESS)]
         self._server = self._ae.start_server((self.settings.host, self.settings.port),
                                              block=False, evt_handlers=handlers)
+        if self.settings.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            self._metrics_server, _ = start_http_server(
+                self.settings.metrics_port, addr=self.settings.host,
+                registry=self.metrics.registry)
+            logger.info("metrics on http://%s:%d/metrics", self.settings.host,
+                        self.metrics_port)
         logger.info("DICOM node %s listening on %s:%d; results go to %s",
                     self.settings.ae_title, self.settings.host, self.port,
                     self.settings.destination)
@@ -96,6 +116,10 @@ class DicomNode:
                            len(self._ae.active_associations))
             self._ae.shutdown()
         sent = self.sender.close(max(0.0, deadline - time.monotonic()))
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
         if not sent:
             logger.error("stopping before every result was sent: see the log above")
         counts, sends = self.counts, self.sender.counts
@@ -111,6 +135,7 @@ class DicomNode:
                        "too many associations open" if allowed else "not in the allow-list")
 
     def _on_store(self, event: evt.Event) -> int:
+        started = time.perf_counter()
         number = next(self._numbers)
         with self._lock:
             self.counts.received += 1
@@ -123,6 +148,8 @@ class DicomNode:
         if status not in (intake.SUCCESS,):
             with self._lock:
                 self.counts.refused += 1
+            self.metrics.record_refused(status)
+        self.metrics.observe_seconds(time.perf_counter() - started)
         return status
 
     def _store(self, event: evt.Event, number: int) -> int:
@@ -141,8 +168,10 @@ class DicomNode:
                 logger.info("image %d: stored, no result: %s", number, reason)
                 with self._lock:
                     self.counts.skipped += 1
+                self.metrics.record_not_applicable("out_of_scope_header")
                 return intake.SUCCESS
             prediction = self.predictor.predict_decoded([decoded], heatmap=True)[0]
+        self.metrics.record_prediction(prediction)
         self.sender.submit(ResultBundle(number, build_results(dataset, prediction)))
         with self._lock:
             self.counts.predicted += 1

@@ -74,6 +74,8 @@ class DicomNodeSettings(BaseSettings):
     send_queue: int = Field(default=16, ge=1)  # results waiting to be sent; more: wait
     spool_dir: Path = DEFAULT_SPOOL_DIR  # undeliverable results are written here
     shutdown_timeout_s: float = Field(default=120.0, ge=0)  # to finish work on SIGTERM
+    # Port of /metrics (Prometheus text format) on the node's host; None: not served.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("ae_title")
     @classmethod

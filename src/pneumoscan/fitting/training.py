@@ -55,6 +55,7 @@ from pneumoscan.fitting.checkpoint import CHECKPOINT, load_checkpoint, save_chec
 from pneumoscan.fitting.config import TrainConfig, dump_config
 from pneumoscan.fitting.logits import predict_logits, predict_logits_normalized
 from pneumoscan.fitting.population_fitting import describe_population, fit_population_on_folder
+from pneumoscan.fitting.reference_fitting import fit_reference
 from pneumoscan.fitting.scope_fitting import describe_scope, fit_scope
 from pneumoscan.fitting.shifts import SHIFTS, SOURCE_SIZE, shifted_sets
 from pneumoscan.heatmap import heatmap_scale, occlusion_evidence
@@ -460,6 +461,7 @@ def _finish(model: PneumoniaNet, config: TrainConfig, preprocess: PreprocessConf
     # beside the weights (pneumoscan.fitting.scope_fitting; `pneumoscan fit-scope` does the same).
     scope, _ = fit_scope(out, train_samples, cache_dir=cache_dir)
     logger.info("scope check %s", describe_scope(scope))
+    fit_reference(out, val.samples, cache_dir=cache_dir)  # what `site-check` compares with
     _fit_population(out, config, train_samples, cache_dir)
 
 

@@ -21,13 +21,14 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumoscan import DISCLAIMER, __version__
+from pneumoscan.monitoring import CONTENT_TYPE, ServiceMetrics, expected_positive_share
 from pneumoscan.predictor import Predictor
 from pneumoscan.server.routes import router
 from pneumoscan.server.settings import ServerSettings
@@ -56,6 +57,7 @@ def create_app(settings: ServerSettings | None = None, *,
                                else await run_in_threadpool(load_predictor, settings))
         # Created on the serving loop (a semaphore binds to the loop that first waits on it).
         app.state.limiter = asyncio.Semaphore(settings.max_concurrency)
+        app.state.metrics = service_metrics(app.state.predictor)
         yield
         app.state.predictor = None
 
@@ -72,8 +74,10 @@ def create_app(settings: ServerSettings | None = None, *,
     app.state.settings = settings
     app.state.predictor = None
     app.state.limiter = asyncio.Semaphore(settings.max_concurrency)
+    app.state.metrics = None
     app.include_router(router)
     _add_pages(app)
+    _add_metrics(app)
     _add_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
@@ -94,6 +98,23 @@ def load_predictor(settings: ServerSettings) -> Predictor:
     logger.info("model %s loaded (%s backend) in %.1f s", predictor.version,
                 getattr(predictor.backend, "name", "?"), time.perf_counter() - started)
     return predictor
+
+
+def service_metrics(predictor: Predictor) -> ServiceMetrics:
+    """The web service's metrics (:mod:`pneumoscan.monitoring`) for the model it serves."""
+    return ServiceMetrics("web", predictor.version,
+                          str(getattr(predictor.backend, "name", "unknown")),
+                          expected_positive_share(predictor.card))
+
+
+def _add_metrics(app: FastAPI) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format; 503 until the model is loaded."""
+        current: ServiceMetrics | None = app.state.metrics
+        if current is None:
+            return Response("the model is not loaded yet\n", 503, media_type="text/plain")
+        return Response(current.exposition(), media_type=CONTENT_TYPE)
 
 
 def _add_pages(app: FastAPI) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from pneumoscan.monitoring import ServiceMetrics
 from pneumoscan.predictor import Predictor
 from pneumoscan.server.schemas import (
     ERROR_RESPONSES,
@@ -61,6 +62,7 @@ class PredictionContext:
     limiter: asyncio.Semaphore
     heatmap: bool
     image: bool
+    metrics: ServiceMetrics | None = None  # set once the model is loaded
 
 
 async def get_context(
@@ -72,7 +74,8 @@ async def get_context(
     predictor: Predictor = Depends(get_predictor),
 ) -> PredictionContext:
     state = request.app.state
-    return PredictionContext(predictor, state.settings, state.limiter, heatmap, image)
+    return PredictionContext(predictor, state.settings, state.limiter, heatmap, image,
+                             getattr(state, "metrics", None))
 
 
 #: The request body ``/predict`` takes, for the OpenAPI page (the route reads the body
@@ -104,20 +107,26 @@ async def predict(request: Request,
     Decision support only, not a diagnosis."""
     started = time.perf_counter()
     settings = context.settings
+    metrics = context.metrics
     async with context.limiter:
         upload = await receive_upload(request, settings, file_field="file", max_files=1,
                                       raw_allowed=True)
         received = upload.files[0]
         if received.too_large:
+            _count_refused(metrics, 413, started)
             raise HTTPException(413, too_large_detail(received.size, settings.max_upload_bytes))
         heatmap = context.heatmap or bool(upload.heatmap)
         try:
-            result = await run_in_threadpool(predict_bytes, context.predictor, received.data,
-                                             heatmap, context.image)
+            result = await run_in_threadpool(
+                predict_bytes, context.predictor, received.data, heatmap, context.image,
+                None if metrics is None else metrics.record_prediction)
         except UploadRejectedError as exc:
             logger.info("rejected an upload: %d", exc.status)
+            _count_refused(metrics, exc.status, started)
             raise HTTPException(exc.status, exc.detail) from None
     result["elapsed_ms"] = elapsed_ms_since(started)
+    if metrics is not None:
+        metrics.observe_seconds(time.perf_counter() - started)
     return result
 
 
@@ -135,18 +144,22 @@ async def predict_batch(request: Request,
         blobs: list[bytes | UploadRejectedError] = [
             UploadRejectedError(413, too_large_detail(f.size, settings.max_upload_bytes))
             if f.too_large else f.data for f in upload.files]
-        outcomes = await run_in_threadpool(predict_many, context.predictor, blobs,
-                                            context.heatmap or bool(upload.heatmap),
-                                            context.image)
+        outcomes = await run_in_threadpool(
+            predict_many, context.predictor, blobs, context.heatmap or bool(upload.heatmap),
+            context.image, None if context.metrics is None else context.metrics.record_prediction)
     items = []
     for received, outcome in zip(upload.files, outcomes, strict=True):
         if isinstance(outcome, UploadRejectedError):
+            if context.metrics is not None:
+                context.metrics.record_refused(outcome.status)
             items.append(BatchItem(filename=received.filename, status=outcome.status,
                                    detail=outcome.detail))
         else:
             outcome["elapsed_ms"] = elapsed_ms_since(started)
             items.append(BatchItem(filename=received.filename, status=200,
                                    result=PredictionResponse(**outcome)))
+    if context.metrics is not None:
+        context.metrics.observe_seconds(time.perf_counter() - started)
     return {"items": items, "elapsed_ms": elapsed_ms_since(started)}
 
 
@@ -164,6 +177,12 @@ def model_info(predictor: Predictor = Depends(get_predictor)) -> dict[str, Any]:
     card.update(version=predictor.version, backend=_backend_name(predictor),
                 scope_check=predictor.scope is not None)
     return _finite(card)  # model.json may hold NaN, which JSON cannot carry
+
+
+def _count_refused(metrics: ServiceMetrics | None, status: int, started: float) -> None:
+    if metrics is not None:
+        metrics.record_refused(status)
+        metrics.observe_seconds(time.perf_counter() - started)
 
 
 def elapsed_ms_since(started: float) -> float:

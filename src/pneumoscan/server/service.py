@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,16 +38,23 @@ class UploadRejectedError(Exception):
         self.detail = detail
 
 
+#: Hears every prediction made (the service's metrics count it).
+Observer = Callable[[Prediction], None]
+
+
 def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
-                  image: bool) -> dict[str, Any]:
+                  image: bool, observe: Observer | None = None) -> dict[str, Any]:
     """Decode, predict and render one upload."""
     decoded = decode_upload(predictor, data)
     prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
+    if observe is not None:
+        observe(prediction)
     return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
 
 
 def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError], heatmap: bool,
-                 image: bool) -> list[dict[str, Any] | UploadRejectedError]:
+                 image: bool, observe: Observer | None = None,
+                 ) -> list[dict[str, Any] | UploadRejectedError]:
     """Decode every upload, predict the good ones in one forward pass, keep the order."""
     outcomes: list[dict[str, Any] | UploadRejectedError | DecodedImage] = []
     for blob in blobs:
@@ -56,7 +64,11 @@ def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError],
         except UploadRejectedError as exc:
             outcomes.append(exc)
     decoded = [o for o in outcomes if isinstance(o, DecodedImage)]
-    predictions = iter(predictor.predict_decoded(decoded, heatmap=heatmap))
+    made = predictor.predict_decoded(decoded, heatmap=heatmap)
+    if observe is not None:
+        for prediction in made:
+            observe(prediction)
+    predictions = iter(made)
     return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
             if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
 

@@ -1,0 +1,47 @@
+"""The site check's reference, stored beside a model's weights: its validation images as
+the model sees them (made by :mod:`pneumoscan.fitting.reference_fitting`, read by
+``pneumoscan site-check``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pneumoscan.fitted_state import FittedKind, read_fitted, unreadable
+from pneumoscan.modelfile import ModelLike, resolve_model
+
+#: The file beside ``NAME.safetensors``: made by ``fit-scope`` and ``train``.
+REFERENCE = FittedKind(".reference.safetensors", "pneumoscan.reference/1",
+                       "pneumoscan fit-scope {model} --data DATA",
+                       "the site check cannot compare")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The model's patient-level validation images, as features and logits."""
+
+    pooled: np.ndarray  # (N, C) float32: the pooled last feature maps
+    thumbnails: np.ndarray  # (N, T) float32: the layout thumbnails (pneumoscan.scope)
+    logits: np.ndarray  # (N, 2) float32: pneumonia and cause logits
+    labels: np.ndarray  # (N,) 0 normal, 1 pneumonia
+
+
+def load_reference(model: ModelLike) -> Reference | None:
+    """The model's reference, or None when it has none for these weights.
+
+    Raises:
+        ModelFileError: the file exists but is not a readable reference.
+    """
+    files = resolve_model(model)
+    stored = read_fitted(files, REFERENCE)
+    if stored is None:
+        return None
+    tensors, _ = stored
+    try:
+        return Reference(pooled=tensors["pooled"].astype(np.float32),
+                         thumbnails=tensors["thumbnails"].astype(np.float32),
+                         logits=tensors["logits"].astype(np.float32),
+                         labels=tensors["labels"].astype(int))
+    except KeyError as exc:
+        raise unreadable(files, REFERENCE, "incomplete site-check reference", exc) from exc
