@@ -44,7 +44,7 @@ def test_overlap_is_found_by_content_not_by_name(synthetic_dataset: Path,
     files = record_split(split, "abc")
     assert files.digests.shape == (48, DIGEST_BYTES)
     assert [files.count(role) for role in ROLES] == [
-        len(split.train), len(split.validation), len(split.protocol), 0]
+        len(split.train), len(split.validation), len(split.protocol), 0, 0]
     renamed = tmp_path / "renamed.jpeg"
     shutil.copy(split.validation[0].path, renamed)
     reencoded = tmp_path / "reencoded.png"  # other bytes: not recognised (documented)
@@ -55,7 +55,7 @@ def test_overlap_is_found_by_content_not_by_name(synthetic_dataset: Path,
                                  split.protocol[0].path])
     assert roles == ["training", "validation", "", "", "protocol"]
     assert count_overlap(roles) == {"training": 1, "validation": 1, "protocol": 1,
-                                    "calibration": 0}
+                                    "edge": 0, "calibration": 0}
 
 
 def test_a_file_on_two_sides_counts_as_training(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_the_shipped_model_knows_its_training_files(shipped_model: Path,
     """The shipped record matches the split rebuilt from the shared data (README figures)."""
     files = load_training_files(shipped_model)
     assert files is not None, "default.training-files.safetensors missing or stale"
-    assert [files.count(role) for role in ROLES] == [3908, 651, 657, 0]
+    assert [files.count(role) for role in ROLES] == [3722, 651, 657, 186, 0]
     train = discover(chest_xray_dir).splits["train"]
     sample: Sample = train[0]
     assert find_overlap(files, [sample.path]) != [""]

@@ -83,7 +83,7 @@ def test_train_then_evaluate(synthetic_dataset: Path, tmp_path: Path) -> None:
     err = " ".join(result.stderr.split())
     assert "evaluated the test split of" in err and "has seen" not in err
     assert json.loads((tmp_path / "report2" / "metrics.json").read_text())["overlap"] == {
-        "training": 0, "validation": 0, "protocol": 0, "calibration": 0}
+        "training": 0, "validation": 0, "protocol": 0, "edge": 0, "calibration": 0}
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
