@@ -58,3 +58,13 @@ def test_shipped_default_config_loads() -> None:
     for key, value in written.get("augment", {}).items():
         assert getattr(config.augment, key) == value, key
     assert config.arch == "efficientnet_lite0" and config.pretrained
+
+
+def test_adult_folders_are_a_list_and_an_older_single_folder_is_one(tmp_path: Path) -> None:
+    config = replace(TrainConfig(), adults=("../a/adult_nih", "../a/adult_other"))
+    path = tmp_path / "config.toml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
+    assert tomllib.loads(path.read_text())["adults"] == list(config.adults)
+    assert config_from_dict({"adults": "../a/adult_nih"}).adults == ("../a/adult_nih",)
+    assert config_from_dict({"adults": ""}).adults == ()  # written before: none

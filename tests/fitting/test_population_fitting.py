@@ -1,8 +1,11 @@
-"""Fitting the population check: adult films grouped by patient, the held-out split, the
-threshold rule, and a classifier stored beside the weights that the Predictor then uses."""
+"""Fitting the population check: adult films grouped by patient and by source, the
+held-out split of each source, leaving one source out, the threshold rule, and a classifier
+stored beside the weights that the Predictor then uses."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +22,14 @@ from pneumoscan.fitted_state import (
 from pneumoscan.fitting.population_fitting import (
     ADULT_COPIES,
     find_adult_images,
+    find_adult_sources,
     fit_classifier,
     fit_population,
+    fit_population_on_folders,
     fitting_features,
+    leave_one_source_out,
     split_adults,
+    split_sources,
 )
 from pneumoscan.modelfile import resolve_model
 from pneumoscan.population import ADULT, assess_population
@@ -109,6 +116,107 @@ def test_a_classifier_fitted_for_other_weights_is_ignored(
     weights.write_bytes(weights.read_bytes() + b" ")  # other weights, same file name
     assert load_population(model) is None
     assert "fit-population" in caplog.text
+
+
+def make_sourced_folder(root: Path, sources: dict[str, int]) -> Path:
+    """:func:`make_adult_folder` whose patients come, in turn, from ``sources`` (name:
+    patients), named in a ``source`` column of its labels.csv (as ``adult_other``)."""
+    make_adult_folder(root, n_patients=sum(sources.values()))
+    names = [name for name, count in sources.items() for _ in range(count)]
+    with (root / "labels.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["source"] = names[int(row["patient_id"].removeprefix("P"))]
+    with (root / "labels.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "patient_id", "source"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_sources_come_from_the_source_column_else_the_folder(tmp_path: Path) -> None:
+    plain = make_adult_folder(tmp_path / "hospital_a", n_patients=6)
+    sourced = make_sourced_folder(tmp_path / "other", {"clinic": 6, "app": 9})
+    sources = find_adult_sources([plain, sourced])
+    assert list(sources) == ["hospital_a", "clinic", "app"]
+    assert [len(films) for films in sources.values()] == [12, 12, 18]
+    assert all(s.path.is_relative_to(sourced) for s in sources["app"])
+    assert find_adult_sources([sourced])["clinic"] == sources["clinic"]
+    with pytest.raises(ValueError, match="clinic"):  # one folder given twice
+        find_adult_sources([sourced, sourced])
+    with pytest.raises(ValueError, match="no adult folders"):
+        find_adult_sources([])
+
+
+def test_films_of_one_case_are_one_patient(tmp_path: Path) -> None:
+    root = make_adult_folder(tmp_path / "a", n_patients=3)
+    with (root / "labels.csv").open(newline="") as handle:
+        files = [row["file"] for row in csv.DictReader(handle)]
+    ids = ["COVID-00003a", "COVID-00003b", "COVID-00004", "ANON12", "ANON12", "COVID-X"]
+    with (root / "labels.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "patient_id"])
+        writer.writeheader()
+        writer.writerows({"file": f, "patient_id": p} for f, p in zip(files, ids, strict=True))
+    patients = {s.path.relative_to(root).as_posix(): s.patient_id
+                for s in find_adult_images(root)}
+    assert [patients[f] for f in files] == ["COVID-00003", "COVID-00003", "COVID-00004",
+                                            "ANON12", "ANON12", "COVID-X"]
+
+
+def test_each_source_is_split_by_patient_on_its_own(tmp_path: Path) -> None:
+    sources = find_adult_sources([make_adult_folder(tmp_path / "nih", n_patients=12),
+                                  make_sourced_folder(tmp_path / "o", {"x": 6, "y": 9})])
+    splits = split_sources(sources)
+    assert list(splits) == ["nih", "x", "y"]
+    for name, split in splits.items():
+        assert split.fit and split.held_out
+        assert sorted(map(str, [s.path for s in split.fit + split.held_out])) == \
+            sorted(str(s.path) for s in sources[name])
+        assert not {s.patient_id for s in split.fit} & {s.patient_id for s in split.held_out}
+        assert split == split_adults(sources[name])  # the one split, source by source
+    assert splits == split_sources(sources)
+    assert split_sources(sources, seed=1) != splits
+
+
+def test_leave_one_source_out_holds_each_source_out_whole(tmp_path: Path) -> None:
+    sources = find_adult_sources([make_adult_folder(tmp_path / "nih", n_patients=6),
+                                  make_sourced_folder(tmp_path / "o", {"x": 3, "y": 4})])
+    folds = leave_one_source_out(sources)
+    assert [fold.source for fold in folds] == ["nih", "x", "y"]
+    for fold in folds:
+        assert fold.held_out == sources[fold.source]
+        assert sorted(map(str, [s.path for s in fold.fit])) == sorted(
+            str(s.path) for name, films in sources.items() if name != fold.source
+            for s in films)
+        assert not {s.path for s in fold.fit} & {s.path for s in fold.held_out}
+    with pytest.raises(ValueError, match="at least two sources"):
+        leave_one_source_out({"nih": sources["nih"]})
+
+
+def test_a_fit_on_several_sources_notes_them_and_holds_out_each(
+        tiny_model_dir: Path, synthetic_dataset: Path, tmp_path: Path) -> None:
+    model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")
+    folders = [make_adult_folder(tmp_path / "nih", n_patients=6),
+               make_sourced_folder(tmp_path / "other", {"x": 6, "y": 6})]
+    train = training_split(resolve_model(model).card, synthetic_dataset).train
+    classifier, path, splits = fit_population_on_folders(model, train, folders,
+                                                         cache_dir=tmp_path / "cache")
+    assert path == POPULATION.path(model) and load_population(model) is not None
+    assert list(splits) == ["nih", "x", "y"]
+    fitted = sum(len(split.fit) for split in splits.values())
+    assert classifier.n_adult == (1 + ADULT_COPIES) * fitted
+    notes = population_notes(model)
+    assert json.loads(notes["adults"]) == ["nih", "other"]
+    assert json.loads(notes["sources"]) == ["nih", "x", "y"]
+    assert {name: int(notes[f"held_out.{name}"]) for name in splits} == \
+        {name: len(split.held_out) for name, split in splits.items()}
+    assert int(notes["adults_held_out"]) == sum(len(s.held_out) for s in splits.values())
+    # every source's held-out patients are adults to the stored classifier
+    predictor = Predictor.load(model, backend="torch")
+    assert predictor.population is not None
+    for split in splits.values():
+        held_out = fitting_features(predictor, split.held_out, copies=0)
+        assert np.all(predictor.population.probability(held_out) > classifier.threshold)
 
 
 def _pooled_size(predictor: Predictor) -> int:

@@ -16,12 +16,16 @@ def fit_population_command(
                                  "one: src/pneumoscan/weights/default.safetensors)."),
     data: Path = typer.Option(..., "--data", help="The data root the model was trained on; "
                               "its training split is the pediatric side of the fit."),
-    adults: Path = typer.Option(..., "--adults", help="A folder of adult frontal chest "
-                                "radiographs (e.g. ../shared/data/adult_nih); a labels.csv "
-                                "with file and patient_id columns groups them by patient."),
+    adults: list[Path] = typer.Option(..., "--adults", help="A folder of adult frontal "
+                                      "chest radiographs; repeat it for several (e.g. "
+                                      "../shared/data/adult_nih and adult_other). A "
+                                      "labels.csv with file and patient_id columns groups "
+                                      "them by patient, and a source column by source (else "
+                                      "the folder is one source)."),
     holdout_fraction: float = typer.Option(ADULT_HOLDOUT_FRACTION, "--holdout-fraction",
-                                           min=0.05, max=0.5, help="Share of the adult "
-                                           "patients left out of the fit, to measure on."),
+                                           min=0.05, max=0.5, help="Share of each source's "
+                                           "adult patients left out of the fit, to measure "
+                                           "on."),
     seed: int = typer.Option(ADULT_SPLIT_SEED, "--seed", help="Seed of the adult split."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache "
                                           "(default ~/.cache/pneumoscan)."),
@@ -32,8 +36,9 @@ def fit_population_command(
     Fits the population check of MODEL (adult or child, from the image) and stores it
     beside the weights (model.population.safetensors, or NAME.population.safetensors).
 
-    Fitted on the model's pediatric training split and the adult films of --adults, less a
-    held-out share of their patients. Measure it with benchmarks/population_rates.py. A
+    Fitted on the model's pediatric training split and the adult films of every --adults
+    folder, less a held-out share of each source's patients. Measure it with
+    benchmarks/population_rates.py (also source by source, each left out of the fit). A
     model without it calls every image without an age in its DICOM header "unknown"."""
     configure_logging(verbose)
     with user_errors():
@@ -41,16 +46,18 @@ def fit_population_command(
         from pneumoscan.dataset import training_split
         from pneumoscan.fitting.population_fitting import (
             describe_population,
-            fit_population_on_folder,
+            fit_population_on_folders,
         )
         from pneumoscan.modelfile import resolve_model
 
         files = resolve_model(model)
         split = training_split(files.card, data)
-        classifier, path, adult_split = fit_population_on_folder(
+        classifier, path, splits = fit_population_on_folders(
             files, split.train, adults, holdout_fraction=holdout_fraction, seed=seed,
             cache_dir=cache_dir)
     stdout.print(describe_population(classifier))
-    stdout.print(f"{len(adult_split.held_out)} adult images of "
-                 f"{len({s.patient_id for s in adult_split.held_out})} patients held out")
+    for name, adult_split in splits.items():
+        stdout.print(f"{name}: {len(adult_split.fit)} adult images fitted on, "
+                     f"{len(adult_split.held_out)} of "
+                     f"{len({s.patient_id for s in adult_split.held_out})} patients held out")
     stdout.print(f"wrote {path}")

@@ -37,10 +37,11 @@ def train_command(
                                     help="Seed of split, order and augment."),
     pretrained: bool | None = typer.Option(None, "--pretrained/--no-pretrained",
                                            help="Start from offline ImageNet weights."),
-    adults: Path | None = typer.Option(None, "--adults", metavar="DIR",
-                                       help="Adult frontal films (e.g. "
-                                       "../shared/data/adult_nih): fit the population check "
-                                       "on them after training."),
+    adults: list[Path] | None = typer.Option(None, "--adults", metavar="DIR",
+                                             help="Adult frontal films (e.g. "
+                                             "../shared/data/adult_nih; repeat for more "
+                                             "folders): fit the population check on them "
+                                             "after training."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", metavar="DIR",
                                           help="Decoded-image cache (default "
@@ -70,7 +71,7 @@ def train_command(
     with user_errors():
         settings = load_config(config).with_overrides(
             epochs=epochs, arch=arch, image_size=image_size, seed=seed, pretrained=pretrained,
-            adults=None if adults is None else str(adults))
+            adults=tuple(map(str, adults)) if adults else None)
         if resume and (out / "config.toml").is_file() and config is None:
             settings = load_config(out / "config.toml").with_overrides(epochs=epochs)
         if devices > 1:

@@ -44,8 +44,9 @@ class TrainConfig:
     min_sensitivity: float = 0.95  # threshold rule: lowest sensitivity accepted
     threshold_plateau: float = 0.02  # threshold rule: Youden J within this of its best
     threads: int = 0  # torch CPU threads; 0 = all cores
-    adults: str = ""  # folder of adult frontal films: fit the population check on them
-    # after training (pneumoscan.fitting.population_fitting); "" = not fitted (fit-population later)
+    adults: tuple[str, ...] = ()  # folders of adult frontal films: fit the population
+    # check on them after training (pneumoscan.fitting.population_fitting); () = not fitted
+    # (fit-population later). A single string (older configs) is one folder.
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +71,10 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
             raise ValueError(f"unknown [augment] setting(s) {sorted(bad)}; known: "
                              f"{sorted(augment_known)}")
         values["augment"] = AugmentConfig(**values["augment"])
+    if "adults" in values:
+        adults = values["adults"]
+        values["adults"] = tuple(([adults] if adults else []) if isinstance(adults, str)
+                                 else adults)
     return TrainConfig(**values)
 
 

@@ -7,8 +7,12 @@ image on what the Predictor computes anyway. It is fitted on:
 
 - the pediatric side: the model's training split, rebuilt from its card
   (:func:`pneumoscan.dataset.training_split`), so both validation sets stay unseen;
-- the adult side: adult frontal films (``../shared/data/adult_nih``), split by patient, a
-  third held out (:func:`split_adults`) to measure the adult rate on;
+- the adult side: adult frontal films from one or more folders, each film tagged with its
+  source (:func:`find_adult_sources`: the ``source`` column of a folder's ``labels.csv``,
+  else the folder's name; ``../shared/data/adult_nih`` is one source, ``adult_other``
+  holds two), and each source split by patient, a third held out (:func:`split_sources`)
+  to measure the adult rate on. :func:`leave_one_source_out` holds a whole source out
+  instead: how the check does on a hospital it has never seen;
 
 plus randomly transformed copies (:data:`POPULATION_AUGMENT`): one of each pediatric image,
 :data:`ADULT_COPIES` of each adult one. Framing, exposure, contrast and above all the
@@ -21,7 +25,9 @@ pediatric fitting images' out-of-fold scores exceed it.
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +66,14 @@ PEDIATRIC_EXCEED_FRACTION = 0.005
 FOLDS = 5
 
 
+#: Column of a folder's ``labels.csv`` that names each film's source (collection or
+#: hospital); a folder without it is one source, named after the folder.
+SOURCE_COLUMN = "source"
+#: A trailing letter on a numbered patient id marks another film of the same case
+#: (``figure1``'s ``COVID-00003a`` and ``COVID-00003b``): one patient for the split.
+_CASE_FILM = re.compile(r"(?<=\d)[a-z]$")
+
+
 @dataclass(frozen=True)
 class AdultSplit:
     """Adult films by patient: those the classifier is fitted on, and those held out."""
@@ -68,34 +82,75 @@ class AdultSplit:
     held_out: list[Sample]
 
 
+@dataclass(frozen=True)
+class SourceFold:
+    """One fold of :func:`leave_one_source_out`: every film of the other sources to fit
+    on, and every film of ``source`` to measure on."""
+
+    source: str
+    fit: list[Sample]
+    held_out: list[Sample]
+
+
 def find_adult_images(folder: Path | str) -> list[Sample]:
     """Every image under ``folder``, with its patient id.
 
     The patient id comes from a ``labels.csv`` in the folder (columns ``file`` and
-    ``patient_id``, as in ``adult_nih``); without one, from the file name up to its first
+    ``patient_id``, as in ``adult_nih``), a trailing case letter dropped (``COVID-00003a``
+    and ``COVID-00003b`` are one patient); without one, from the file name up to its first
     ``_`` (NIH's ``00001470_003``). ``label`` is the class folder (NORMAL / PNEUMONIA) when
     there is one, else 0; it only stratifies the split.
 
     Raises:
         FileNotFoundError: ``folder`` holds no images.
     """
-    root = Path(folder)
+    return [sample for sample, _ in _adult_images(Path(folder))]
+
+
+def find_adult_sources(folders: Sequence[Path | str]) -> dict[str, list[Sample]]:
+    """The adult films of ``folders`` by source (:data:`SOURCE_COLUMN`, else the folder's
+    name), sources in order of first appearance, films in :func:`find_adult_images`' order.
+
+    Raises:
+        FileNotFoundError: a folder holds no images.
+        ValueError: no folders, or two folders give a source the same name (films of one
+            name must come from one folder, so that a benchmark can find them again).
+    """
+    if not folders:
+        raise ValueError("no adult folders given")
+    sources: dict[str, list[Sample]] = {}
+    for folder in folders:
+        found: dict[str, list[Sample]] = {}
+        for sample, source in _adult_images(Path(folder)):
+            found.setdefault(source, []).append(sample)
+        clash = sorted(set(found) & set(sources))
+        if clash:
+            raise ValueError(f"{folder}: source(s) {clash} also come from another adult "
+                             "folder; give each folder once, and sources distinct names")
+        sources.update(found)
+    return sources
+
+
+def _adult_images(root: Path) -> list[tuple[Sample, str]]:
+    """:func:`find_adult_images`' films, each with its source."""
     files = find_images(root)
     if not files:
         raise FileNotFoundError(f"{root}: no adult images (.jpeg .jpg .png .dcm) found")
-    patients: dict[str, str] = {}
+    rows: dict[str, dict[str, str]] = {}
     labels_file = root / "labels.csv"
     if labels_file.is_file():
         with labels_file.open(newline="") as handle:
-            patients = {row["file"]: row["patient_id"] for row in csv.DictReader(handle)}
-    samples = []
+            rows = {row["file"]: row for row in csv.DictReader(handle)}
+    folder_source = root.resolve().name
+    found = []
     for path in files:
-        relative = path.relative_to(root).as_posix()
-        patient = patients.get(relative) or path.stem.split("_")[0]
+        row = rows.get(path.relative_to(root).as_posix(), {})
+        patient = _CASE_FILM.sub("", row.get("patient_id") or "") or path.stem.split("_")[0]
         folder_name = path.parent.name.upper()
         label = CLASS_NAMES.index(folder_name) if folder_name in CLASS_NAMES else 0
-        samples.append(Sample(path, label, patient))
-    return samples
+        found.append((Sample(path, label, patient),
+                      row.get(SOURCE_COLUMN) or folder_source))
+    return found
 
 
 def split_adults(adults: list[Sample], holdout_fraction: float = ADULT_HOLDOUT_FRACTION,
@@ -103,6 +158,30 @@ def split_adults(adults: list[Sample], holdout_fraction: float = ADULT_HOLDOUT_F
     """The one split of adult films into fitting and held-out patients."""
     fit, held_out = split_by_patient(adults, holdout_fraction, seed)
     return AdultSplit(fit, held_out)
+
+
+def split_sources(sources: dict[str, list[Sample]],
+                  holdout_fraction: float = ADULT_HOLDOUT_FRACTION,
+                  seed: int = ADULT_SPLIT_SEED) -> dict[str, AdultSplit]:
+    """:func:`split_adults` of each source on its own: every source has films in the fit
+    and patients held out, and no patient is on both sides."""
+    return {name: split_adults(films, holdout_fraction, seed)
+            for name, films in sources.items()}
+
+
+def leave_one_source_out(sources: dict[str, list[Sample]]) -> list[SourceFold]:
+    """One :class:`SourceFold` per source, in order: that source held out whole, the
+    others' films all fitted on.
+
+    Raises:
+        ValueError: fewer than two sources.
+    """
+    if len(sources) < 2:
+        raise ValueError(f"leaving one source out needs at least two sources, got "
+                         f"{sorted(sources)}")
+    return [SourceFold(name, [s for other, films in sources.items() if other != name
+                              for s in films], list(held_out))
+            for name, held_out in sources.items()]
 
 
 def fit_classifier(pediatric: np.ndarray, adult: np.ndarray, *,
@@ -151,6 +230,21 @@ def fitting_features(predictor: Predictor, samples: Sequence[Sample], *, copies:
                      for vector, image in zip(pooled, images, strict=True)])
 
 
+def pediatric_features(predictor: Predictor, pediatric: Sequence[Sample], *,
+                       cache_dir: Path | None = None) -> np.ndarray:
+    """The pediatric side of a fit: :func:`fitting_features` of the training images and one
+    transformed copy of each (seed :data:`PEDIATRIC_COPY_SEED`)."""
+    return fitting_features(predictor, pediatric, first_seed=PEDIATRIC_COPY_SEED,
+                            cache_dir=cache_dir)
+
+
+def adult_features(predictor: Predictor, adults: Sequence[Sample], *,
+                   cache_dir: Path | None = None) -> np.ndarray:
+    """The adult side of a fit: :func:`fitting_features` of the films and
+    :data:`ADULT_COPIES` transformed copies of each."""
+    return fitting_features(predictor, adults, copies=ADULT_COPIES, cache_dir=cache_dir)
+
+
 def fit_population(model: ModelLike, pediatric: Sequence[Sample],
                    adults: Sequence[Sample], *, cache_dir: Path | None = None,
                    notes: dict[str, str] | None = None,
@@ -160,7 +254,7 @@ def fit_population(model: ModelLike, pediatric: Sequence[Sample],
     Args:
         model: a model folder or ``.safetensors`` file (None: the shipped model).
         pediatric: its training images (:func:`~pneumoscan.dataset.training_split`).
-        adults: the adult films to fit on (:func:`split_adults`' ``fit``).
+        adults: the adult films to fit on (the ``fit`` shares of :func:`split_sources`).
         cache_dir: the decoded-image cache (default: ``~/.cache/pneumoscan``).
         notes: how the inputs were chosen, stored with the classifier.
     """
@@ -168,28 +262,40 @@ def fit_population(model: ModelLike, pediatric: Sequence[Sample],
     predictor = Predictor.load(files, backend="torch")  # the features the check will see
     logger.info("population fit: %d pediatric and %d adult images, plus transformed copies",
                 len(pediatric), len(adults))
-    classifier = fit_classifier(
-        fitting_features(predictor, pediatric, first_seed=PEDIATRIC_COPY_SEED,
-                         cache_dir=cache_dir),
-        fitting_features(predictor, adults, copies=ADULT_COPIES, cache_dir=cache_dir))
+    classifier = fit_classifier(pediatric_features(predictor, pediatric, cache_dir=cache_dir),
+                                adult_features(predictor, adults, cache_dir=cache_dir))
     return classifier, save_population(classifier, files, notes)
 
 
-def fit_population_on_folder(model: ModelLike, pediatric: Sequence[Sample],
-                             adults_dir: Path | str, *,
-                             holdout_fraction: float = ADULT_HOLDOUT_FRACTION,
-                             seed: int = ADULT_SPLIT_SEED, cache_dir: Path | None = None,
-                             ) -> tuple[PopulationClassifier, Path, AdultSplit]:
-    """:func:`fit_population` on the fitting share of the adult patients in ``adults_dir``
-    (:func:`split_adults`), the split noted with the classifier so that
-    ``benchmarks/population_rates.py`` measures on the held-out share."""
-    split = split_adults(find_adult_images(adults_dir), holdout_fraction, seed)
-    notes = {"adults": Path(adults_dir).resolve().name,
+def fit_population_on_folders(model: ModelLike, pediatric: Sequence[Sample],
+                              adult_folders: Sequence[Path | str], *,
+                              holdout_fraction: float = ADULT_HOLDOUT_FRACTION,
+                              seed: int = ADULT_SPLIT_SEED, cache_dir: Path | None = None,
+                              ) -> tuple[PopulationClassifier, Path, dict[str, AdultSplit]]:
+    """:func:`fit_population` on the fitting share of each source's patients in
+    ``adult_folders`` (:func:`find_adult_sources`, :func:`split_sources`); the folders,
+    sources and split are noted with the classifier (:func:`split_notes`) so that
+    ``benchmarks/population_rates.py`` measures on the held-out shares."""
+    splits = split_sources(find_adult_sources(adult_folders), holdout_fraction, seed)
+    notes = split_notes(adult_folders, splits, holdout_fraction, seed)
+    classifier, path = fit_population(
+        model, pediatric, [s for split in splits.values() for s in split.fit],
+        cache_dir=cache_dir, notes=notes)
+    return classifier, path, splits
+
+
+def split_notes(adult_folders: Sequence[Path | str], splits: dict[str, AdultSplit],
+                holdout_fraction: float, seed: int) -> dict[str, str]:
+    """What is stored with a classifier about its adults: the folders' names (``adults``,
+    a JSON list), the sources (``sources``), the split's settings and the held-out count
+    (in all and per source, ``held_out.NAME``)."""
+    notes = {"adults": json.dumps([Path(folder).resolve().name for folder in adult_folders]),
+             "sources": json.dumps(list(splits)),
              "holdout_fraction": repr(holdout_fraction), "seed": str(seed),
-             "adults_held_out": str(len(split.held_out))}
-    classifier, path = fit_population(model, pediatric, split.fit, cache_dir=cache_dir,
-                                      notes=notes)
-    return classifier, path, split
+             "adults_held_out": str(sum(len(split.held_out) for split in splits.values()))}
+    notes.update({f"held_out.{name}": str(len(split.held_out))
+                  for name, split in splits.items()})
+    return notes
 
 
 def describe_population(classifier: PopulationClassifier) -> str:

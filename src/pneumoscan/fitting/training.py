@@ -54,7 +54,7 @@ from pneumoscan.fitting.augmentation import augment_batch
 from pneumoscan.fitting.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pneumoscan.fitting.config import TrainConfig, dump_config
 from pneumoscan.fitting.logits import predict_logits, predict_logits_normalized
-from pneumoscan.fitting.population_fitting import describe_population, fit_population_on_folder
+from pneumoscan.fitting.population_fitting import describe_population, fit_population_on_folders
 from pneumoscan.fitting.reference_fitting import fit_reference
 from pneumoscan.fitting.scope_fitting import describe_scope, fit_scope
 from pneumoscan.fitting.shifts import SHIFTS, SOURCE_SIZE, shifted_sets
@@ -474,7 +474,7 @@ def _fit_population(out: Path, config: TrainConfig, train_samples: list[Sample],
                        "without an age in its DICOM header will be 'unknown'; run `%s`",
                        POPULATION.command(out))
         return
-    classifier, _, _ = fit_population_on_folder(out, train_samples, config.adults,
+    classifier, _, _ = fit_population_on_folders(out, train_samples, config.adults,
                                                 cache_dir=cache_dir)
     logger.info("population check %s", describe_population(classifier))
 
