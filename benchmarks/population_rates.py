@@ -98,7 +98,8 @@ def check_inputs(predictor: Predictor, samples: Sequence[Sample]) -> CheckInputs
     pooled, resized, in_scope = [], [], []
     for start in range(0, len(samples), 32):
         decoded = [predictor.decode(s.path) for s in samples[start:start + 32]]
-        batch = resize_all((d.pixels for d in decoded), predictor.card.preprocessing.image_size)
+        config = predictor.card.preprocessing
+        batch = resize_all((d.pixels for d in decoded), config.image_size, config.source_size)
         features = predictor.backend.run(normalize(batch, predictor.card.preprocessing))[2]
         in_scope += [assess_scope(d, image, vector, predictor.scope).in_scope
                      for d, image, vector in zip(decoded, batch, features, strict=True)]
