@@ -421,7 +421,8 @@ def _inflated(data: bytes, name: str, max_pixels: int) -> bytes:
     if len(inflated) > limit:
         raise ImageTooLargeError(
             f"{name}: the deflated DICOM dataset inflates to more than {limit:,} bytes, more "
-            f"than an image of {max_pixels:,} pixels needs; refused as a decompression bomb")
+            f"than an image within the limit of {max_pixels:,} pixels needs; refused as a "
+            "decompression bomb")
     from pydicom.dataset import FileMetaDataset
 
     meta = FileMetaDataset(meta)
