@@ -17,6 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from pneumoscan.dicom_node.heatmap_capture import build_heatmap_capture
+from pneumoscan.dicom_node.result_identity import SourceDatasetError
 from pneumoscan.dicom_node.structured_report import build_structured_report
 from pneumoscan.imaging import is_dicom
 from pneumoscan.reports.prediction_output import OverlayNamer, write_file_inside
@@ -43,6 +44,7 @@ class DicomResultWriter:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self._namer = OverlayNamer(folder)  # distinct, safe names inside the folder
+        self._bases: set[str] = set()  # result names handed out (lower case)
         self.written = 0  # inputs whose two files were written
 
     def write_or_warn(self, source: Path, name: str, prediction: Prediction) -> None:
@@ -50,10 +52,14 @@ class DicomResultWriter:
         folder run)."""
         try:
             self.write(source, name, prediction)
-        except NotDicomError as exc:
+        except (NotDicomError, SourceDatasetError) as exc:  # our words: no header values
             logger.warning("no DICOM result: %s", exc)
-        except (ValueError, OSError) as exc:
-            logger.warning("could not write the DICOM results of %s: %s", name, exc)
+        except OSError as exc:
+            logger.warning("could not write the DICOM results of %s: %s", name,
+                           exc.strerror or exc.__class__.__name__)
+        except ValueError as exc:  # a library's message may quote a header value: not logged
+            logger.warning("could not write the DICOM results of %s (%s)", name,
+                           exc.__class__.__name__)
 
     def write(self, source: Path, name: str, prediction: Prediction) -> list[Path]:
         """Write ``source``'s two result files; ``name`` is the input as the user gave it.
@@ -64,8 +70,8 @@ class DicomResultWriter:
             OSError: a file could not be written.
         """
         header = read_header(source)
-        base = re.sub(r"(\.dcm)?\.png$", "", self._namer.path_for(name).name,
-                      flags=re.IGNORECASE)
+        base = self._distinct(re.sub(r"(\.dcm)?\.png$", "", self._namer.path_for(name).name,
+                                     flags=re.IGNORECASE))
         paths = []
         for dataset, suffix in ((build_structured_report(header, prediction), SR_SUFFIX),
                                 (build_heatmap_capture(header, prediction), SC_SUFFIX)):
@@ -74,6 +80,17 @@ class DicomResultWriter:
             paths.append(path)
         self.written += 1
         return paths
+
+
+    def _distinct(self, base: str) -> str:
+        """``base``, or ``base-2``, ``base-3``...: ``a`` and ``a.dcm`` both make ``a``, and
+        the second must not overwrite the first's results."""
+        candidate, n = base, 1
+        while candidate.lower() in self._bases:
+            n += 1
+            candidate = f"{base}-{n}"
+        self._bases.add(candidate.lower())
+        return candidate
 
 
 def read_header(source: Path) -> Dataset:

@@ -74,6 +74,14 @@ class DicomNodeSettings(BaseSettings):
     send_queue: int = Field(default=16, ge=1)  # results waiting to be sent; more: wait
     spool_dir: Path = DEFAULT_SPOOL_DIR  # undeliverable results are written here
     shutdown_timeout_s: float = Field(default=120.0, ge=0)  # to finish work on SIGTERM
+    # A connection that has not asked for an association within this time is closed.
+    acse_timeout_s: float = Field(default=5.0, gt=0)
+    # An association that sends nothing for this long is aborted (an idle PACS reconnects).
+    network_timeout_s: float = Field(default=30.0, gt=0)
+    dimse_timeout_s: float = Field(default=30.0, gt=0)  # for a DIMSE message to arrive
+    # When all max_associations are open, one that has been idle this long (not receiving,
+    # not being answered) gives its place to a new sender instead of refusing it.
+    idle_after_s: float = Field(default=5.0, ge=0)
 
     @field_validator("ae_title")
     @classmethod
