@@ -29,6 +29,7 @@ from pneumoscan.dicom_node.heatmap_capture import build_heatmap_capture
 from pneumoscan.dicom_node.sender import ResultBundle, ResultSender
 from pneumoscan.dicom_node.settings import DicomNodeSettings
 from pneumoscan.dicom_node.structured_report import build_structured_report
+from pneumoscan.memory import release_free_memory
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -86,7 +87,8 @@ class DicomNode:
                                    spool_dir=settings.spool_dir,
                                    retries=settings.send_retries,
                                    retry_delay_s=settings.retry_delay_s,
-                                   queue_size=settings.send_queue)
+                                   queue_size=settings.send_queue,
+                                   timeout_s=settings.send_timeout_s)
         self._server: ThreadedAssociationServer | None = None
 
     @property
@@ -188,6 +190,7 @@ class DicomNode:
                 self._busy.discard(event.assoc)
                 if event.assoc in self._admitted:
                     self._admitted[event.assoc] = time.monotonic()
+            release_free_memory()  # each association is a thread with its own arena
         if status not in (intake.SUCCESS,):
             with self._lock:
                 self.counts.refused += 1

@@ -24,6 +24,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.dul import DULServiceProvider
 
 from pneumoscan.dicom_node.settings import Destination
 
@@ -107,7 +108,12 @@ class ResultSender:
                        len(left))
         for bundle in left:
             self._spool(bundle)
-        self._ae.shutdown()  # abort a try still waiting on the destination
+        # A try still waiting on the destination is abandoned: its network thread is stopped
+        # (an abort would wait for the hung peer to close the connection, and that thread
+        # would keep the process from exiting). Its result is spooled above.
+        for thread in threading.enumerate():
+            if isinstance(thread, DULServiceProvider) and thread.assoc.ae is self._ae:
+                thread.kill_dul()
         return False
 
     def _drain(self) -> list[ResultBundle | None]:

@@ -72,6 +72,8 @@ class DicomNodeSettings(BaseSettings):
     send_retries: int = Field(default=3, ge=1)  # tries per result before it is spooled
     retry_delay_s: float = Field(default=2.0, ge=0)  # before the 2nd try; doubled each time
     send_queue: int = Field(default=16, ge=1)  # results waiting to be sent; more: wait
+    # One try's wait on the destination (connect, associate, each C-STORE answer).
+    send_timeout_s: float = Field(default=20.0, gt=0)
     spool_dir: Path = DEFAULT_SPOOL_DIR  # undeliverable results are written here
     shutdown_timeout_s: float = Field(default=120.0, ge=0)  # to finish work on SIGTERM
     # A connection that has not asked for an association within this time is closed.

@@ -18,6 +18,7 @@ from PIL import Image
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from pneumoscan.heatmap import encode_png, heat_layer, overlay
 from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, is_dicom
+from pneumoscan.memory import LARGE_IMAGE_PIXELS, release_free_memory
 from pneumoscan.predictor import Prediction, Predictor
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,11 @@ def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
                   image: bool) -> dict[str, Any]:
     """Decode, predict and render one upload."""
     decoded = decode_upload(predictor, data)
-    prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
-    return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
+    try:
+        prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
+        return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
+    finally:
+        _release_after([decoded])
 
 
 def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError], heatmap: bool,
@@ -56,9 +60,18 @@ def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError],
         except UploadRejectedError as exc:
             outcomes.append(exc)
     decoded = [o for o in outcomes if isinstance(o, DecodedImage)]
-    predictions = iter(predictor.predict_decoded(decoded, heatmap=heatmap))
-    return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
-            if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
+    try:
+        predictions = iter(predictor.predict_decoded(decoded, heatmap=heatmap))
+        return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
+                if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
+    finally:
+        _release_after(decoded)
+
+
+def _release_after(images: list[DecodedImage]) -> None:
+    """After a large image, give the freed memory back (see :mod:`pneumoscan.memory`)."""
+    if any(image.pixels.size >= LARGE_IMAGE_PIXELS for image in images):
+        release_free_memory()
 
 
 def decode_upload(predictor: Predictor, data: bytes) -> DecodedImage:
