@@ -4,7 +4,7 @@ and do normal predictions keep flowing meanwhile?
 Starts ``pneumoscan serve`` and ``pneumoscan dicom-node`` (shipped model, ONNX Runtime) on
 127.0.0.1, and runs ``pneumoscan predict``, each in a process of its own. For every attack
 it prints the answer, the target's peak resident memory during it (``VmHWM``, reset through
-``/proc/PID/clear_refs`` before each attack; the CLI's from ``wait4``), the time, and how
+``/proc/PID/clear_refs`` before each attack; the CLI's polled until it exits), the time, and how
 many normal predictions, sent one after another throughout, succeeded. Memory at rest is
 the target's resident memory after a warm-up, and again after all its attacks.
 
@@ -17,6 +17,7 @@ The hostile files come from tests/hostile_files.py (the same the tests send).
 from __future__ import annotations
 
 import argparse
+import csv
 import http.client
 import importlib.util
 import io
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -363,35 +364,49 @@ def running_node(port: int, send_to: str, spool: Path, env: dict[str, str] | Non
 # --- the CLI ---------------------------------------------------------------------------------
 
 def cli_attacks(rows: list[Row]) -> None:
+    """``pneumoscan predict FILE normal.jpeg --out rows.csv``, one run per hostile file, and
+    one with the normal film alone for the baseline peak."""
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        files = {"deflate bomb, 1 MB -> 1 GiB": ("bomb.dcm", hostile.deflate_bomb(1 << 30)),
+        files = {"normal film alone (baseline)": (None, b""),
+                 "deflate bomb, 1 MB -> 1 GiB": ("bomb.dcm", hostile.deflate_bomb(1 << 30)),
                  "frame bomb, 40 x 4000^2 J2K (9 KB)": ("frames.dcm",
                                                        hostile.frame_bomb(40, 4000)),
                  "16-bit PNG 7000^2 (111 KB)": ("deep.png", hostile.png16(7000)),
                  "formula file name": ("=HYPERLINK(1).jpeg", NORMAL_JPEG.read_bytes())}
-        for attack, (name, data) in files.items():
-            inputs = work / attack.split()[0]
+        for index, (attack, (name, data)) in enumerate(files.items()):
+            inputs = work / str(index)
             inputs.mkdir()
-            (inputs / name).write_bytes(data)
             shutil.copy(NORMAL_JPEG, inputs / "normal.jpeg")
-            out = work / f"{inputs.name}.csv"
+            names = ["normal.jpeg"]
+            if name is not None:
+                (inputs / name).write_bytes(data)
+                names.insert(0, name)
+            out = work / f"{index}.csv"
             started = time.perf_counter()
             process = subprocess.Popen(
-                [sys.executable, "-m", "pneumoscan", "predict", str(inputs), "--out",
-                 str(out), "--backend", "onnx"], stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
-            _, code, usage = os.wait4(process.pid, 0)
+                [sys.executable, "-m", "pneumoscan", "predict", "--out", str(out),
+                 "--backend", "onnx", "--", *names], cwd=inputs,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            peak = 0.0  # VmHWM polled: wait4's ru_maxrss counts the parent's memory at fork
+            while process.poll() is None:
+                with suppress(OSError, KeyError):
+                    peak = max(peak, memory_mb(process.pid)["VmHWM"])
+                time.sleep(0.02)
             seconds = time.perf_counter() - started
-            text = out.read_text() if out.exists() else ""
-            row = next((line for line in text.splitlines()[1:] if name in line), "")
-            verdict = ("refused: " + row.split(",")[-1][:40]) if row.endswith(tuple(
-                "abcdefghijklmnopqrstuvwxyz.")) and ",," in row else \
-                ("cell " + row.split(",")[0][:22] if "HYPERLINK" in name else "predicted")
-            normal_ok = any(line.split(",")[0].endswith("normal.jpeg")
-                            and line.split(",")[1] for line in text.splitlines()[1:])
-            rows.append(Row("cli", attack, f"rc {os.waitstatus_to_exitcode(code)}, "
-                            f"{verdict}", usage.ru_maxrss / 1024, seconds,
+            rows_out = list(csv.DictReader(out.open())) if out.exists() else []
+            hostile_row = rows_out[0] if name is not None and rows_out else None
+            if hostile_row is None:
+                verdict = "-"
+            elif hostile_row["error"]:
+                verdict = "refused: " + hostile_row["error"][:48].replace("|", "/") + "..."
+            elif name.startswith("="):
+                verdict = f"file cell {hostile_row['file'][:6]}..."
+            else:
+                verdict = "predicted"
+            normal_ok = any(r["file"].endswith("normal.jpeg") and r["label"]
+                            for r in rows_out)
+            rows.append(Row("cli", attack, f"rc {process.returncode}; {verdict}", peak, seconds,
                             "1/1" if normal_ok else "0/1"))
 
 

@@ -419,6 +419,7 @@ def _inflated(data: bytes, name: str, max_pixels: int) -> bytes:
     except zlib.error as exc:
         raise ImageDecodeError(f"{name}: the deflated DICOM data is corrupt") from exc
     if len(inflated) > limit:
+        del inflated  # the traceback keeps this frame (and 100 MB) alive otherwise
         raise ImageTooLargeError(
             f"{name}: the deflated DICOM dataset inflates to more than {limit:,} bytes, more "
             f"than an image within the limit of {max_pixels:,} pixels needs; refused as a "

@@ -84,6 +84,7 @@ def decode_upload(predictor: Predictor, data: bytes) -> DecodedImage:
     try:
         return predictor.decode(data)
     except ImageTooLargeError as exc:
+        release_free_memory()  # a refused bomb may have inflated up to the limit first
         raise UploadRejectedError(422, _clean(exc)) from None
     except UnsupportedImageError as exc:
         if isinstance(exc.__cause__, Image.DecompressionBombError):
