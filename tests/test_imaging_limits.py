@@ -149,3 +149,12 @@ def test_colour_dicom_is_reported_as_colour() -> None:
     assert decode_image(rgb_dicom(colour)).was_color
     grey = np.repeat((xx * 2).astype(np.uint8)[..., None], 3, axis=2)
     assert not decode_image(rgb_dicom(grey)).was_color
+
+
+def test_colour_dicom_is_out_of_scope_like_the_same_png() -> None:
+    from pneumoscan.scope import check_image
+
+    yy, xx = np.mgrid[0:256, 0:256]
+    colour = np.stack([xx, yy, 255 - xx], axis=2).astype(np.uint8)
+    verdict = check_image(decode_image(rgb_dicom(colour)))
+    assert not verdict.in_scope and "colour" in verdict.reason
