@@ -199,9 +199,9 @@ def test_slow_bodies_hold_no_slot_and_get_408(live_server: tuple[int, FakePredic
         time.sleep(0.5)
         try:
             normal = [post_png(port, xray_png) for _ in range(4)]
-        finally:
             statuses = [future.result(timeout=20) for future in slow]
-            stop.set()
+        finally:
+            stop.set()  # a failing run ends its slow clients at once
     assert all(status == 200 for status, _ in normal), normal
     assert max(seconds for _, seconds in normal) < 2.0, normal
     assert statuses == [408, 408]
