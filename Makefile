@@ -40,14 +40,16 @@ browser:
 # Debian's Orthanc (a real PACS) and dcmtk (storescu, dsrdump) for the DICOM node's tests,
 # and a C compiler for their bind shim (Orthanc 1.10 cannot be told to listen on 127.0.0.1
 # only). The tests start their own Orthanc: the Debian service, which would listen on every
-# interface, is stopped and disabled.
+# interface, is stopped and disabled. dicom3tools: dciodvfy, the independent validator every
+# SR and Secondary Capture the project writes must pass.
 dicom-tools:
-	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -x /usr/bin/storescu ] || ! command -v cc >/dev/null; then \
+	@if [ ! -x /usr/sbin/Orthanc ] || [ ! -x /usr/bin/storescu ] || ! command -v cc >/dev/null \
+	    || ! command -v dciodvfy >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc dcmtk gcc >/dev/null \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc dcmtk gcc dicom3tools >/dev/null \
 	      && (systemctl disable --now orthanc >/dev/null 2>&1 || service orthanc stop >/dev/null 2>&1 || true)) \
-	      || echo "orthanc/dcmtk could not be installed: the DICOM node's Orthanc tests will be skipped"; \
-	  else echo "not root: cannot apt-get orthanc dcmtk; the DICOM node's Orthanc tests will be skipped"; fi; \
+	      || echo "orthanc/dcmtk/dicom3tools could not be installed: the DICOM node's Orthanc and dciodvfy tests will be skipped"; \
+	  else echo "not root: cannot apt-get orthanc dcmtk dicom3tools; the DICOM node's Orthanc and dciodvfy tests will be skipped"; fi; \
 	fi
 
 lint: install-dev

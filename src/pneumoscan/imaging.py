@@ -18,6 +18,8 @@ import io
 import logging
 import struct
 import warnings
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,17 @@ DEFAULT_MAX_PIXELS = 50_000_000
 #: Smallest side of an image worth scoring: below it there is too little anatomy to judge,
 #: and the Predictor refuses the image (ImageTooSmallError) instead of scoring it.
 MIN_SIDE = 64
+
+#: Bytes a decoded pixel may take before the pixel limit applies (16-bit grayscale): a
+#: Deflated Explicit VR Little Endian dataset is inflated to at most
+#: ``max_pixels * INFLATED_BYTES_PER_PIXEL + INFLATED_HEADER_BYTES`` bytes, never unbounded.
+INFLATED_BYTES_PER_PIXEL = 2
+#: Room for the header elements beside the pixels in an inflated dataset.
+INFLATED_HEADER_BYTES = 1024 * 1024
+
+#: Pixels converted to uint8 per block: the float intermediates of a rescale stay a few MB
+#: whatever the image's size (a whole-image float64 copy of a 50 MP film is 400 MB).
+RESCALE_BLOCK_PIXELS = 1 << 20
 
 #: Side of the pixel grid on which an RGB file is checked for colour.
 COLOUR_SAMPLE_SIDE = 128
@@ -290,11 +303,36 @@ def _from_array(array: np.ndarray, max_pixels: int) -> DecodedImage:
 
 
 def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float64)
     low, high = float(values.min()), float(values.max())
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
-    return np.clip(np.rint((values - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
+    return _rescale(values, low, high)
+
+
+def _row_blocks(values: np.ndarray) -> Iterator[slice]:
+    """Slices of ``values``' rows holding about :data:`RESCALE_BLOCK_PIXELS` each."""
+    row_pixels = max(1, int(np.prod(values.shape[1:], dtype=np.int64)))
+    step = max(1, RESCALE_BLOCK_PIXELS // row_pixels)
+    for start in range(0, values.shape[0], step):
+        yield slice(start, start + step)
+
+
+def _rescale(values: np.ndarray, low: float, high: float,
+             transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """``clip(rint((transform(values) - low) / (high - low) * 255), 0, 255)`` as uint8, a
+    block of rows at a time: the float64 intermediates stay a few MB, where the whole-image
+    expression held five full-size float64 copies (1.5 GB for a 50 MP 16-bit PNG)."""
+    out = np.empty(values.shape, dtype=np.uint8)
+    for rows in _row_blocks(values):
+        block = values[rows].astype(np.float64) if transform is None \
+            else np.array(transform(values[rows]), dtype=np.float64)
+        block -= low
+        block /= high - low
+        block *= 255.0
+        np.rint(block, out=block)
+        np.clip(block, 0, 255, out=block)
+        out[rows] = block
+    return out
 
 
 def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
@@ -302,7 +340,10 @@ def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
     from pydicom.errors import InvalidDicomError
 
     try:
+        data = _inflated(data, name, max_pixels)
         dataset = pydicom.dcmread(io.BytesIO(data), force=not is_dicom(data))
+    except PneumoscanError:
+        raise
     except (InvalidDicomError, EOFError, OSError, ValueError, AttributeError, KeyError,
             NotImplementedError, TypeError, IndexError, struct.error) as exc:
         raise ImageDecodeError(f"{name}: not a readable DICOM file ({exc.__class__.__name__})") \
@@ -311,18 +352,23 @@ def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
         raise ImageDecodeError(f"{name}: the DICOM file holds no image (no PixelData)")
     rows, columns = int(dataset.get("Rows", 0)), int(dataset.get("Columns", 0))
     _check_size(columns, rows, max_pixels, name)
+    _check_frames(dataset, columns * rows, max_pixels, name)
     try:
+        # The first frame only: a radiograph is one image, and decoding every frame of a
+        # multi-frame file would cost memory and time for pixels nobody uses.
+        dataset.pixel_array_options(index=0)
         pixels: np.ndarray[Any, Any] = dataset.pixel_array
     except Exception as exc:  # decoders raise many types; all mean "cannot decode"
         raise ImageDecodeError(
             f"{name}: the DICOM pixel data cannot be decoded ({exc.__class__.__name__}); "
             "is it truncated, or compressed with a codec that is not installed?"
         ) from exc
-    if pixels.ndim == 3 and int(dataset.get("SamplesPerPixel", 1)) == 1:
-        pixels = pixels[0]  # multi-frame: the first frame
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if pixels.ndim == 3:
-        gray = _scale_to_uint8(pixels.astype(np.float64).mean(axis=2))
+    was_color = False
+    if pixels.ndim == 3:  # (H, W, samples): RGB (pydicom converts YBR to RGB)
+        was_color = _has_colour(pixels[..., :3] if pixels.dtype == np.uint8
+                                else _scale_to_uint8(pixels[..., :3]))
+        gray = _scale_to_uint8(pixels.mean(axis=2))
     else:
         gray = _dicom_gray_to_uint8(pixels, dataset)
     if photometric == "MONOCHROME1":
@@ -338,7 +384,70 @@ def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
         acquisition_date=_text(dataset, "AcquisitionDate"),
     )
     logger.debug("decoded DICOM %s: %sx%s %s", name, columns, rows, photometric)
-    return DecodedImage(gray, "dicom", False, info)
+    return DecodedImage(gray, "dicom", was_color, info)
+
+
+def _inflated(data: bytes, name: str, max_pixels: int) -> bytes:
+    """``data``, or for a Deflated Explicit VR Little Endian file the same file inflated
+    (rewritten as Explicit VR Little Endian), inflated to a bounded size.
+
+    pydicom inflates such a file whole, with no limit, before any size can be checked: a
+    few MB of zeros become tens of GB. Here at most what ``max_pixels`` 16-bit pixels and
+    a header need is inflated; a dataset that inflates beyond it is refused.
+
+    Raises:
+        ImageTooLargeError: the dataset inflates beyond that bound.
+        ImageDecodeError: the deflated stream is corrupt.
+    """
+    if not is_dicom(data):
+        return data  # no file meta: nothing says the rest is deflated
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    stream = io.BytesIO(data)
+    stream.seek(132)
+    meta = read_dataset(stream, is_implicit_VR=False, is_little_endian=True,
+                        stop_when=lambda tag, vr, length: tag.group != 2)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return data
+    limit = max_pixels * INFLATED_BYTES_PER_PIXEL + INFLATED_HEADER_BYTES
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(memoryview(data)[stream.tell():], limit + 1)
+    except zlib.error as exc:
+        raise ImageDecodeError(f"{name}: the deflated DICOM data is corrupt") from exc
+    if len(inflated) > limit:
+        del inflated  # the traceback keeps this frame (and 100 MB) alive otherwise
+        raise ImageTooLargeError(
+            f"{name}: the deflated DICOM dataset inflates to more than {limit:,} bytes, more "
+            f"than an image within the limit of {max_pixels:,} pixels needs; refused as a "
+            "decompression bomb")
+    from pydicom.dataset import FileMetaDataset
+
+    meta = FileMetaDataset(meta)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    rewritten = DicomBytesIO()
+    rewritten.write(data[:132])
+    write_file_meta_info(rewritten, meta, enforce_standard=False)
+    rewritten.write(inflated)
+    return rewritten.getvalue()
+
+
+def _check_frames(dataset: Any, frame_pixels: int, max_pixels: int, name: str) -> None:
+    """Count every frame of a multi-frame file into the pixel limit (only the first is
+    decoded, but a file of forty full-size frames is no radiograph and is refused)."""
+    try:
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise ImageDecodeError(f"{name}: the DICOM Number of Frames is not a number") from exc
+    if frames < 1:
+        raise ImageDecodeError(f"{name}: the DICOM file claims {frames} frames")
+    if frames * frame_pixels > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {frames} frames of {frame_pixels:,} pixels = {frames * frame_pixels:,} "
+            f"pixels is over the limit of {max_pixels:,}; send the radiograph as one frame")
 
 
 def _text(dataset: Any, keyword: str) -> str:
@@ -367,15 +476,20 @@ def _dicom_gray_to_uint8(pixels: np.ndarray, dataset: Any) -> np.ndarray:
 
     bits_stored = int(dataset.get("BitsStored", 8) or 8)
     top = float(2**bits_stored - 1)
-    values = pixels.astype(np.float64)
     if "WindowCenter" in dataset or "VOILUTSequence" in dataset:
-        values = np.asarray(apply_voi_lut(pixels, dataset), dtype=np.float64)
-        low, high = min(0.0, float(values.min())), max(top, float(values.max()))
-        return np.clip(np.rint((values - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
-    if bits_stored <= 8 and values.min() >= 0 and values.max() <= 255:
-        return values.astype(np.uint8)
-    values = np.clip(values, 0, top) if values.min() >= 0 else values
+        def window(block: np.ndarray) -> np.ndarray:
+            return np.asarray(apply_voi_lut(block, dataset), dtype=np.float64)
+
+        low, high = 0.0, top  # the output range, widened to what the window yields
+        for rows in _row_blocks(pixels):
+            windowed = window(pixels[rows])
+            low, high = min(low, float(windowed.min())), max(high, float(windowed.max()))
+        return _rescale(pixels, low, high, window)
+    minimum, maximum = float(pixels.min()), float(pixels.max())
+    if bits_stored <= 8 and minimum >= 0 and maximum <= 255:
+        return pixels.astype(np.uint8)
+    values = np.clip(pixels, 0, top) if minimum >= 0 and maximum > top else pixels
     low, high = np.percentile(values, [0.5, 99.5])
     if high <= low:
         return _scale_to_uint8(values)
-    return np.clip(np.rint((values - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
+    return _rescale(values, float(low), float(high))

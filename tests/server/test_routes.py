@@ -48,7 +48,8 @@ def test_health_names_model_and_limits(client: TestClient) -> None:
     response = client.get("/api/v1/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "model": "fake-1", "backend": "fake",
-                               "max_upload_bytes": 25 * MEGABYTE, "max_batch_files": 16}
+                               "max_upload_bytes": 25 * MEGABYTE, "max_batch_files": 16,
+                               "predictions_running": 0, "longest_prediction_s": 0.0}
 
 
 def test_model_card_facts_without_scope_arrays_or_nan(client: TestClient) -> None:

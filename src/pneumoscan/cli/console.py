@@ -9,6 +9,7 @@ never wrapped or split, so that grep and log shippers see whole records.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,8 +32,35 @@ from pneumoscan.errors import PneumoscanError
 console = Console(stderr=True)
 stdout = Console()
 
+#: Characters a terminal may act on (ESC and CSI sequences, BEL, a carriage return that
+#: rewrites the line, bidirectional overrides): in file names and header values they are
+#: data, shown as escapes. Tab and newline are kept.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
 #: A log record written anywhere but a terminal.
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``)."""
+    return _CONTROL.sub(lambda match: ascii(match.group())[1:-1], text)
+
+
+def escape(text: str) -> str:
+    """``text`` as data for the console: rich markup escaped (``[x]`` stays literal) and
+    control characters written as escapes, so a file name cannot steer the terminal."""
+    return escape_markup(printable(text))
+
+
+class ControlCharacterFilter(logging.Filter):
+    """Writes the control characters of a log message (a file name's, say) as escapes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = printable(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class OneLineFormatter(logging.Formatter):
@@ -64,10 +92,13 @@ class PlainLineHandler(logging.Handler):
 def log_handler(output: Console) -> logging.Handler:
     """Rich's handler when ``output`` is a terminal, else plain one-line records on the same
     stream."""
+    handler: logging.Handler
     if not output.is_terminal:
-        return PlainLineHandler(output)
-    handler = RichHandler(console=output, show_path=False, rich_tracebacks=False)
-    handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+        handler = PlainLineHandler(output)
+    else:
+        handler = RichHandler(console=output, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    handler.addFilter(ControlCharacterFilter())
     return handler
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from pneumoscan import DISCLAIMER
 from pneumoscan.cli.console import (
     configure_logging,
     console,
+    escape,
     progress_bar,
     silence_header_messages,
     stdout,
@@ -186,12 +186,13 @@ def _run(predictor: Predictor, files: list[tuple[Path, str]], namer: OverlayName
             prediction = result.prediction
             if namer is not None and prediction is not None \
                     and prediction.heatmap is not None and prediction.pixels is not None:
-                path = namer.path_for(names[index])
                 try:
+                    path = namer.path_for(names[index])
                     write_file_inside(path, result_overlay_png(prediction))
                     overlays[index] = path
-                except OSError as exc:
-                    logger.warning("could not write the overlay %s: %s", path, exc)
+                except (OSError, ValueError) as exc:  # ValueError: a link leads outside
+                    logger.warning("could not write the heat map of %s: %s", names[index],
+                                   getattr(exc, "strerror", None) or exc)
             if dicom_writer is not None:
                 dicom_writer.write_or_warn(files[index][0], names[index], result)
             if worklist is not None:

@@ -76,6 +76,8 @@ def build_heatmap_capture(source: Dataset, prediction: Prediction) -> hd.sc.SCIm
         transfer_syntax_uid=ExplicitVRLittleEndian,
         series_description=SC_SERIES_DESCRIPTION, software_versions=prediction.model[:64],
     )
+    # General Series, Type 2C (validators require it present): the source's side, else empty.
+    image.Laterality = _laterality(source)
     image.BurnedInAnnotation = "YES"
     image.ImageComments = NOT_FOR_DIAGNOSIS
     image.DerivationDescription = (f"Heat map of the evidence for pneumonia ({MANUFACTURER} "
@@ -92,6 +94,16 @@ def _source_reference(source: Dataset) -> Dataset:
     reference.PurposeOfReferenceCodeSequence = [hd.sr.CodedConcept.from_code(
         dicom_codes.DCM.SourceImageForImageProcessingOperation)]
     return reference
+
+
+def _laterality(source: Dataset) -> str:
+    """The source's Laterality or Image Laterality when it is R or L; "" otherwise (a chest
+    is not a paired structure: most sources leave it empty)."""
+    for keyword in ("Laterality", "ImageLaterality"):
+        value = str(source.get(keyword, "") or "").strip().upper()
+        if value in ("R", "L"):
+            return value
+    return ""
 
 
 def _orientation(source: Dataset) -> tuple[str, str]:

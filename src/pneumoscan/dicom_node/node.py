@@ -4,6 +4,12 @@ One C-STORE, one chain of plain functions (:mod:`intake`, the Predictor,
 :func:`~pneumoscan.dicom_node.results.build_results`), run in the association's thread with at
 most ``max_predictions`` predictions at once; the reply status says what became of the
 image. Handlers never raise: every failure is a status and a log line that names no patient.
+
+Connections are admitted so that silent peers cannot lock senders out: a connection that
+asks for no association within ``acse_timeout_s`` is closed and is not counted against
+``max_associations`` meanwhile; an association idle for ``network_timeout_s`` is aborted;
+and when every place is taken, the association idle longest (``idle_after_s`` or more, and
+not being answered) is aborted to admit the new sender.
 """
 
 from __future__ import annotations
@@ -22,12 +28,18 @@ from pneumoscan.dicom_node import intake
 from pneumoscan.dicom_node.results import build_results
 from pneumoscan.dicom_node.sender import ResultBundle, ResultSender
 from pneumoscan.dicom_node.settings import DicomNodeSettings
+from pneumoscan.memory import release_free_memory
 from pneumoscan.monitoring import ServiceMetrics, expected_positive_share
 
 if TYPE_CHECKING:
     from pneumoscan.predictor import Predictor
 
 logger = logging.getLogger(__name__)
+
+
+#: Connections accepted beyond max_associations while they have not yet asked for an
+#: association (each is closed after acse_timeout_s).
+PENDING_CONNECTIONS = 32
 
 
 @dataclass
@@ -49,7 +61,14 @@ class DicomNode:
         self._lock = threading.Lock()
         self._predictions = threading.Semaphore(settings.max_predictions)
         self._ae = AE(ae_title=settings.ae_title)
-        self._ae.maximum_associations = settings.max_associations
+        # pynetdicom counts connections still silent against its limit; ours
+        # (_on_requested) counts the associations asked for.
+        self._ae.maximum_associations = settings.max_associations + PENDING_CONNECTIONS
+        self._ae.acse_timeout = settings.acse_timeout_s
+        self._ae.network_timeout = settings.network_timeout_s
+        self._ae.dimse_timeout = settings.dimse_timeout_s
+        self._admitted: dict[Any, float] = {}  # association -> when it last received
+        self._busy: set[Any] = set()  # associations whose C-STORE is being handled
         if settings.allow_ae:
             self._ae.require_calling_aet = list(settings.allow_ae)
         syntaxes = intake.accepted_transfer_syntaxes()
@@ -60,7 +79,8 @@ class DicomNode:
                                    spool_dir=settings.spool_dir,
                                    retries=settings.send_retries,
                                    retry_delay_s=settings.retry_delay_s,
-                                   queue_size=settings.send_queue)
+                                   queue_size=settings.send_queue,
+                                   timeout_s=settings.send_timeout_s)
         self._server: ThreadedAssociationServer | None = None
         self.metrics = ServiceMetrics("dicom", predictor.version,
                                       str(getattr(predictor.backend, "name", "unknown")),
@@ -83,6 +103,8 @@ class DicomNode:
 
     def start(self) -> None:
         handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store),
+                               (evt.EVT_REQUESTED, self._on_requested),
+                               (evt.EVT_PDU_RECV, self._on_received),
                                (evt.EVT_REJECTED, self._on_rejected),
                                (evt.EVT_C_ECHO, lambda event: intake.SUCCESS)]
         self._server = self._ae.start_server((self.settings.host, self.settings.port),
@@ -121,12 +143,45 @@ class DicomNode:
             self._metrics_server.server_close()
             self._metrics_server = None
         if not sent:
-            logger.error("stopping before every result was sent: see the log above")
+            logger.error("stopping before every result was delivered: the rest is in %s",
+                         self.settings.spool_dir)
         counts, sends = self.counts, self.sender.counts
         logger.info("stopped: %d received, %d predicted, %d without result, %d refused; "
-                    "%d delivered, %d spooled, %d lost", counts.received, counts.predicted,
-                    counts.skipped, counts.refused, sends.delivered, sends.spooled, sends.lost)
-        return finished and sent
+                    "%d delivered, %d spooled, %d lost%s", counts.received, counts.predicted,
+                    counts.skipped, counts.refused, sends.delivered, sends.spooled, sends.lost,
+                    f", {sends.pending} unaccounted" if sends.pending else "")
+        return finished and sent and not sends.lost
+
+    def _on_requested(self, event: evt.Event) -> None:
+        """Admit an association request, or refuse it (local limit exceeded) when every
+        place is taken by an association that is busy or was active recently."""
+        now = time.monotonic()
+        evicted: Any = None
+        with self._lock:
+            for other in [a for a in self._admitted if not a.is_alive()]:
+                del self._admitted[other]
+            if len(self._admitted) >= self.settings.max_associations:
+                idle = [(last, id(a), a) for a, last in self._admitted.items()
+                        if a not in self._busy and now - last >= self.settings.idle_after_s]
+                if idle:
+                    idle_since, _, evicted = min(idle)
+                    del self._admitted[evicted]
+            admitted = len(self._admitted) < self.settings.max_associations
+            if admitted:
+                self._admitted[event.assoc] = now
+        if evicted is not None:
+            logger.warning("aborted an association idle for %.0f s to admit a new one",
+                           now - idle_since)
+            evicted.abort()
+        if not admitted:
+            logger.warning("refused an association: %d associations open and none idle",
+                           self.settings.max_associations)
+            event.assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient: local limit exceeded
+
+    def _on_received(self, event: evt.Event) -> None:
+        with self._lock:
+            if event.assoc in self._admitted:
+                self._admitted[event.assoc] = time.monotonic()
 
     def _on_rejected(self, event: evt.Event) -> None:
         calling = event.assoc.requestor.ae_title.strip()
@@ -139,12 +194,19 @@ class DicomNode:
         number = next(self._numbers)
         with self._lock:
             self.counts.received += 1
+            self._busy.add(event.assoc)
         try:
             status = self._store(event, number)
         except Exception as exc:  # never raise out of a handler: answer and keep serving
             logger.error("image %d: unexpected %s; answered 0x%04X", number,
                          exc.__class__.__name__, intake.PROCESSING_FAILED)
             status = intake.PROCESSING_FAILED
+        finally:
+            with self._lock:
+                self._busy.discard(event.assoc)
+                if event.assoc in self._admitted:
+                    self._admitted[event.assoc] = time.monotonic()
+            release_free_memory()  # each association is a thread with its own arena
         if status not in (intake.SUCCESS,):
             with self._lock:
                 self.counts.refused += 1

@@ -21,6 +21,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from pneumoscan.dicom_node import intake
+from pneumoscan.dicom_node.result_identity import SourceDatasetError
 from pneumoscan.dicom_node.results import build_results
 from pneumoscan.imaging import is_dicom
 from pneumoscan.reports.prediction_output import OverlayNamer, write_file_inside
@@ -47,6 +48,7 @@ class DicomResultWriter:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self._namer = OverlayNamer(folder)  # distinct, safe names inside the folder
+        self._bases: set[str] = set()  # result names handed out (lower case)
         self.written = 0  # inputs whose two files were written
         self.without_result: list[tuple[str, str]] = []  # (name, the node's reason)
 
@@ -55,10 +57,14 @@ class DicomResultWriter:
         folder run)."""
         try:
             self.write(source, name, result)
-        except NotDicomError as exc:
+        except (NotDicomError, SourceDatasetError) as exc:  # our words: no header values
             logger.warning("no DICOM result: %s", exc)
-        except (ValueError, OSError) as exc:
-            logger.warning("could not write the DICOM results of %s: %s", name, exc)
+        except OSError as exc:
+            logger.warning("could not write the DICOM results of %s: %s", name,
+                           exc.strerror or exc.__class__.__name__)
+        except ValueError as exc:  # a library's message may quote a header value: not logged
+            logger.warning("could not write the DICOM results of %s (%s)", name,
+                           exc.__class__.__name__)
 
     def write(self, source: Path, name: str, result: FileResult) -> list[Path]:
         """Write ``source``'s two result files when the node's intake would give it results;
@@ -78,8 +84,8 @@ class DicomResultWriter:
             logger.info("no DICOM result for %s: %s", name, reason)
             self.without_result.append((name, reason))
             return []
-        base = re.sub(r"(\.dcm)?\.png$", "", self._namer.path_for(name).name,
-                      flags=re.IGNORECASE)
+        base = self._distinct(re.sub(r"(\.dcm)?\.png$", "", self._namer.path_for(name).name,
+                                     flags=re.IGNORECASE))
         paths = []
         for dataset, suffix in zip(build_results(header, result.prediction),
                                    (SR_SUFFIX, SC_SUFFIX), strict=True):
@@ -88,6 +94,17 @@ class DicomResultWriter:
             paths.append(path)
         self.written += 1
         return paths
+
+
+    def _distinct(self, base: str) -> str:
+        """``base``, or ``base-2``, ``base-3``...: ``a`` and ``a.dcm`` both make ``a``, and
+        the second must not overwrite the first's results."""
+        candidate, n = base, 1
+        while candidate.lower() in self._bases:
+            n += 1
+            candidate = f"{base}-{n}"
+        self._bases.add(candidate.lower())
+        return candidate
 
 
 def read_header(source: Path) -> Dataset:

@@ -9,11 +9,19 @@ PACS stores once, and all results of a study land in the same two series.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
+from pydicom import config
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
+from pydicom.valuerep import DA, DT, TM, validate_value
 
 from pneumoscan import DISCLAIMER
 from pneumoscan.errors import PneumoscanError
@@ -36,6 +44,11 @@ IDENTITY_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "PatientS
 PATIENT_SEX_VALUES = frozenset({"M", "F", "O"})
 PIXEL_DATA_TAGS = frozenset({Tag("PixelData"), Tag("FloatPixelData"),
                              Tag("DoubleFloatPixelData")})
+#: Value representations with a strict form (dates, times, ages, codes, numbers, UIDs): a
+#: source element whose value is not of that form (StudyDate "2024-01-02", PatientAge "62",
+#: a CS "Yes") is left out of the results instead of making them non-conformant.
+STRICT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+_TEMPORAL = {"DA": DA, "DT": DT, "TM": TM}
 
 
 class SourceDatasetError(PneumoscanError, ValueError):
@@ -65,15 +78,64 @@ def evidence_header(source: Dataset) -> Dataset:
     :data:`IDENTITY_ATTRIBUTES` present (empty when the source lacks it or, for the sex,
     holds a value outside M, F, O)."""
     check_source(source)
-    header = Dataset()
-    header.update({element.tag: element for element in source
-                   if element.tag not in PIXEL_DATA_TAGS})
+    header = valid_elements(source)
     for name in IDENTITY_ATTRIBUTES:
         if name not in header:
             setattr(header, name, "")
     if str(header.PatientSex).strip().upper() not in PATIENT_SEX_VALUES:
         header.PatientSex = ""
     return header
+
+
+def valid_elements(source: Dataset) -> Dataset:
+    """The elements of ``source`` (pixel data excluded; sequences item by item) whose
+    values are of their VR's form (:data:`STRICT_VRS`); the others are left out.
+
+    Values are checked on their raw text before pydicom converts them: converting an
+    invalid one makes pydicom log it, and header values are patient data.
+    """
+    header = Dataset()
+    for element in source.elements():
+        if element.tag in PIXEL_DATA_TAGS:
+            continue
+        vr = element.VR or _dictionary_vr(element.tag)
+        if vr == "SQ":
+            items = source[element.tag].value or []
+            header.add_new(element.tag, "SQ", Sequence([valid_elements(i) for i in items]))
+        elif vr not in STRICT_VRS or _is_valid(vr, element):
+            header[element.tag] = element
+    return header
+
+
+def _dictionary_vr(tag: Any) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:  # a private or unknown tag read as implicit VR
+        return "UN"
+
+
+def _is_valid(vr: str, element: RawDataElement | DataElement) -> bool:
+    """Whether every value of ``element`` is of the form ``vr`` requires (no logging)."""
+    value = element.value
+    if isinstance(value, bytes | bytearray):
+        values = bytes(value).decode("latin-1").split("\\")
+    elif isinstance(value, MultiValue | list | tuple):
+        values = [str(v) for v in value]
+    else:
+        values = [] if value is None else [str(value)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for text in values:
+            text = text.strip(" \x00")
+            if not text:
+                continue
+            try:
+                validate_value(vr, text, config.RAISE)
+                if vr in _TEMPORAL:
+                    _TEMPORAL[vr](text)  # the form allows "20241399"; the calendar does not
+            except (ValueError, TypeError, OverflowError):
+                return False
+    return True
 
 
 def result_uids(source: Dataset, model_version: str) -> ResultUids:

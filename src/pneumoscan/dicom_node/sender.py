@@ -2,21 +2,29 @@
 
 A result that still fails after the last try is written to the spool folder (named by its
 own, new SOP Instance UID) and logged as an error; send it later with any C-STORE tool,
-e.g. ``storescu HOST PORT -aec AE SPOOL/*.dcm``.
+e.g. ``storescu HOST PORT -aec AE SPOOL/*.dcm``. The spool holds patient data: the folder is
+made private (0700) and each file is 0600.
+
+At :meth:`ResultSender.close`, what has not been delivered when the time is up (queued, or
+in a try that is still waiting on the destination) is spooled too: every bundle submitted
+ends delivered, spooled or, only when the spool cannot be written, counted lost. A bundle
+spooled while its last try was still running may also arrive: results carry fixed UIDs, so
+a PACS stores it once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.dul import DULServiceProvider
 
 from pneumoscan.dicom_node.settings import Destination
 
@@ -33,15 +41,22 @@ class ResultBundle:
 
     number: int  # the image's sequence number in this node's log (no patient data)
     objects: list[Dataset]
+    settled: bool = False  # delivered, spooled or lost: counted once, by whoever was first
 
 
 @dataclass
 class SendCounts:
+    submitted: int = 0  # bundles handed to the sender
     delivered: int = 0  # bundles stored at the destination
-    spooled: int = 0  # bundles that failed every try and were written to the spool
+    spooled: int = 0  # bundles written to the spool (every try failed, or shutdown came)
     lost: int = 0  # bundles neither delivered nor spooled (the spool failed too)
     retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def pending(self) -> int:
+        """Bundles not yet delivered, spooled or lost."""
+        return self.submitted - self.delivered - self.spooled - self.lost
 
 
 class SendError(Exception):
@@ -60,6 +75,8 @@ class ResultSender:
         self.retry_delay_s = retry_delay_s
         self.counts = SendCounts()
         self._queue: queue.Queue[ResultBundle | None] = queue.Queue(maxsize=queue_size)
+        self._in_flight: ResultBundle | None = None  # the bundle the thread is sending
+        self._closing = threading.Event()  # no further tries: the sender is closing
         self._ae = AE(ae_title=calling_ae_title)
         for timeout in ("acse_timeout", "dimse_timeout", "network_timeout",
                         "connection_timeout"):
@@ -71,22 +88,61 @@ class ResultSender:
 
     def submit(self, bundle: ResultBundle) -> None:
         """Queue ``bundle``; waits while the queue is full (back-pressure on the receiver)."""
+        with self.counts.lock:
+            self.counts.submitted += 1
         self._queue.put(bundle)
 
     def close(self, timeout_s: float | None = None) -> bool:
-        """Send everything queued, then stop. False when ``timeout_s`` ran out first."""
+        """Send everything queued, then stop. When ``timeout_s`` runs out first, spool what
+        is left (queued or still being tried) and return False."""
         self._queue.put(None)
         self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+        if not self._thread.is_alive():
+            return True
+        self._closing.set()  # the thread makes no further try
+        left = [bundle for bundle in self._drain() if bundle is not None]
+        in_flight = self._in_flight
+        if in_flight is not None:
+            left.insert(0, in_flight)
+        logger.warning("out of time with %d result(s) not delivered: spooling them",
+                       len(left))
+        for bundle in left:
+            self._spool(bundle)
+        # A try still waiting on the destination is abandoned: its network thread is stopped
+        # (an abort would wait for the hung peer to close the connection, and that thread
+        # would keep the process from exiting). Its result is spooled above.
+        for thread in threading.enumerate():
+            if isinstance(thread, DULServiceProvider) and thread.assoc.ae is self._ae:
+                thread.kill_dul()
+        return False
+
+    def _drain(self) -> list[ResultBundle | None]:
+        drained = []
+        while True:
+            try:
+                drained.append(self._queue.get_nowait())
+            except queue.Empty:
+                return drained
 
     def _run(self) -> None:
         while (bundle := self._queue.get()) is not None:
+            self._in_flight = bundle
             try:
                 self._deliver(bundle)
             except Exception as exc:  # the sender thread must outlive any one bundle
                 logger.error("result %d: unexpected %s while sending", bundle.number,
                              exc.__class__.__name__)
                 self._spool(bundle)
+            finally:
+                self._in_flight = None
+
+    def _settle(self, bundle: ResultBundle) -> bool:
+        """Mark ``bundle`` settled; False when it already was (counted once only)."""
+        with self.counts.lock:
+            if bundle.settled:
+                return False
+            bundle.settled = True
+            return True
 
     def _deliver(self, bundle: ResultBundle) -> None:
         delay = self.retry_delay_s
@@ -94,6 +150,8 @@ class ResultSender:
             try:
                 self._send(bundle.objects)
             except SendError as exc:
+                if self._closing.is_set():
+                    return  # close() has spooled it
                 if attempt == self.retries:
                     logger.error("result %d: not delivered to %s after %d tries (%s)",
                                  bundle.number, self.destination, attempt, exc)
@@ -103,9 +161,12 @@ class ResultSender:
                                bundle.number, attempt, self.retries, exc, delay)
                 with self.counts.lock:
                     self.counts.retries += 1
-                time.sleep(delay)
+                if self._closing.wait(delay):
+                    return  # close() has spooled it
                 delay *= 2
             else:
+                if not self._settle(bundle):
+                    return  # spooled at shutdown, then delivered too: counted as spooled
                 with self.counts.lock:
                     self.counts.delivered += 1
                 logger.info("result %d: delivered to %s", bundle.number,
@@ -134,12 +195,15 @@ class ResultSender:
                 association.release()
 
     def _spool(self, bundle: ResultBundle) -> None:
+        if not self._settle(bundle):
+            return
         try:
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            make_private_folder(self.spool_dir)
             paths = []
             for dataset in bundle.objects:
                 path = self.spool_dir / f"{dataset.SOPInstanceUID}.dcm"
-                dataset.save_as(path, enforce_file_format=True)
+                with open(path, "wb", opener=_private_opener) as handle:
+                    dataset.save_as(handle, enforce_file_format=True)
                 paths.append(path.name)
         except OSError as exc:
             with self.counts.lock:
@@ -151,3 +215,18 @@ class ResultSender:
             self.counts.spooled += 1
         logger.error("result %d: kept in %s as %s; send it later (storescu)", bundle.number,
                      self.spool_dir, ", ".join(paths))
+
+
+def make_private_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) if needed and make it 0700: it holds patient
+    data. A folder someone else owns is left as it is (chmod fails: OSError)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
+
+
+def _private_opener(path: str, flags: int) -> int:
+    """Open for writing as 0600 (also when the file exists with wider permissions)."""
+    descriptor = os.open(path, flags | os.O_NOFOLLOW, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return descriptor

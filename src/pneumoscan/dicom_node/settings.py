@@ -72,10 +72,20 @@ class DicomNodeSettings(BaseSettings):
     send_retries: int = Field(default=3, ge=1)  # tries per result before it is spooled
     retry_delay_s: float = Field(default=2.0, ge=0)  # before the 2nd try; doubled each time
     send_queue: int = Field(default=16, ge=1)  # results waiting to be sent; more: wait
+    # One try's wait on the destination (connect, associate, each C-STORE answer).
+    send_timeout_s: float = Field(default=20.0, gt=0)
     spool_dir: Path = DEFAULT_SPOOL_DIR  # undeliverable results are written here
     shutdown_timeout_s: float = Field(default=120.0, ge=0)  # to finish work on SIGTERM
     # Port of /metrics (Prometheus text format) on the node's host; None: not served.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # A connection that has not asked for an association within this time is closed.
+    acse_timeout_s: float = Field(default=5.0, gt=0)
+    # An association that sends nothing for this long is aborted (an idle PACS reconnects).
+    network_timeout_s: float = Field(default=30.0, gt=0)
+    dimse_timeout_s: float = Field(default=30.0, gt=0)  # for a DIMSE message to arrive
+    # When all max_associations are open, one that has been idle this long (not receiving,
+    # not being answered) gives its place to a new sender instead of refusing it.
+    idle_after_s: float = Field(default=5.0, ge=0)
 
     @field_validator("ae_title")
     @classmethod

@@ -36,6 +36,8 @@ OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 MAX_NAME_LENGTH = 120
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: A CSV cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...)).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def result_row(result: FileResult) -> dict[str, Any]:
@@ -67,7 +69,8 @@ def output_format(path: Path) -> str:
 
 
 def format_rows(rows: list[dict[str, Any]], kind: str) -> str:
-    """Rows as CSV text (empty cells for None), a JSON list of objects, or JSON lines.
+    """Rows as CSV text (empty cells for None; text that a spreadsheet would take for a
+    formula prefixed with ``'``), a JSON list of objects, or JSON lines.
 
     CSV columns are the rows' keys in first-seen order (:data:`ROW_FIELDS` for result rows
     and when there are no rows).
@@ -83,8 +86,17 @@ def format_rows(rows: list[dict[str, Any]], kind: str) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)  # None is written as an empty cell
+    writer.writerows([{key: _not_formula(value) for key, value in row.items()}
+                      for row in rows])  # None is written as an empty cell
     return buffer.getvalue()
+
+
+def _not_formula(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, with a leading ``'`` (as the
+    page's own CSV export does); numbers, including negative ones, are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -10,7 +10,6 @@ and ReDoc at /redoc, both able to read FastAPI's OpenAPI 3.1 document.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -25,11 +24,17 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumoscan import DISCLAIMER, __version__
 from pneumoscan.monitoring import CONTENT_TYPE, ServiceMetrics, expected_positive_share
 from pneumoscan.predictor import Predictor
+from pneumoscan.server.protection import (
+    CrossOriginGuard,
+    InferenceSlots,
+    SecurityHeadersMiddleware,
+)
 from pneumoscan.server.routes import router
 from pneumoscan.server.settings import ServerSettings
 from pneumoscan.server.uploads import too_large_detail
@@ -56,7 +61,7 @@ def create_app(settings: ServerSettings | None = None, *,
         app.state.predictor = (predictor if predictor is not None
                                else await run_in_threadpool(load_predictor, settings))
         # Created on the serving loop (a semaphore binds to the loop that first waits on it).
-        app.state.limiter = asyncio.Semaphore(settings.max_concurrency)
+        app.state.limiter = InferenceSlots(settings.max_concurrency)
         app.state.metrics = service_metrics(app.state.predictor)
         yield
         app.state.predictor = None
@@ -73,7 +78,7 @@ def create_app(settings: ServerSettings | None = None, *,
     )
     app.state.settings = settings
     app.state.predictor = None
-    app.state.limiter = asyncio.Semaphore(settings.max_concurrency)
+    app.state.limiter = InferenceSlots(settings.max_concurrency)
     app.state.metrics = None
     app.include_router(router)
     _add_pages(app)
@@ -83,6 +88,10 @@ def create_app(settings: ServerSettings | None = None, *,
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(UploadLimitMiddleware, settings=settings)
+    # Outermost last: headers on every answer (the 403 and 413 too), and a foreign page's
+    # post refused before anything reads its body.
+    app.add_middleware(CrossOriginGuard, allowed_origins=settings.cors_origins)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 
@@ -132,6 +141,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": describe_validation_errors(exc.errors())}, 422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: ClientDisconnect) -> Response:
+        # Not a server fault: one line, no traceback. Nobody is left to read the answer.
+        logger.info("client disconnected before sending its whole request (%s %s)",
+                    request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,12 +1,13 @@
 """The JSON API: predict one image or a batch, health, and the model card.
 
-Every prediction request takes one path: it waits for one of ``max_concurrency`` inference
-slots (an asyncio semaphore), so extra requests queue instead of holding decoded images in
-memory all at once; its upload is read (:mod:`pneumoscan.server.uploads`), then decoded,
-predicted and rendered on a worker thread (:mod:`pneumoscan.server.service`), so the event
-loop keeps answering. Each upload is decoded once and preprocessed once; the PNG overlay
-is drawn only when asked. Nothing about an image's content, its file name or its DICOM
-tags is logged.
+Every prediction request takes one path: its upload is read whole
+(:mod:`pneumoscan.server.uploads`, within ``body_timeout_s``: a client that trickles its
+body gets 408 and never holds a slot), then it waits for one of ``max_concurrency``
+inference slots, so extra requests queue instead of holding decoded images in memory all at
+once, and is decoded, predicted and rendered on a worker thread
+(:mod:`pneumoscan.server.service`), so the event loop keeps answering. Each upload is
+decoded once and preprocessed once; the PNG overlay is drawn only when asked. Nothing
+about an image's content, its file name or its DICOM tags is logged.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from pneumoscan.monitoring import ServiceMetrics
 from pneumoscan.predictor import Predictor
+from pneumoscan.server.protection import InferenceSlots
 from pneumoscan.server.schemas import (
     ERROR_RESPONSES,
     BatchItem,
@@ -33,7 +36,12 @@ from pneumoscan.server.schemas import (
 )
 from pneumoscan.server.service import UploadRejectedError, predict_bytes, predict_many
 from pneumoscan.server.settings import ServerSettings
-from pneumoscan.server.uploads import RAW_IMAGE_TYPES, receive_upload, too_large_detail
+from pneumoscan.server.uploads import (
+    RAW_IMAGE_TYPES,
+    ReceivedUpload,
+    receive_upload,
+    too_large_detail,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +67,7 @@ class PredictionContext:
 
     predictor: Predictor
     settings: ServerSettings
-    limiter: asyncio.Semaphore
+    limiter: InferenceSlots
     heatmap: bool
     image: bool
     metrics: ServiceMetrics | None = None  # set once the model is loaded
@@ -108,14 +116,14 @@ async def predict(request: Request,
     started = time.perf_counter()
     settings = context.settings
     metrics = context.metrics
-    async with context.limiter:
-        upload = await receive_upload(request, settings, file_field="file", max_files=1,
-                                      raw_allowed=True)
-        received = upload.files[0]
-        if received.too_large:
-            _count_refused(metrics, 413, started)
-            raise HTTPException(413, too_large_detail(received.size, settings.max_upload_bytes))
-        heatmap = context.heatmap or bool(upload.heatmap)
+    upload = await receive_within_timeout(request, settings, file_field="file", max_files=1,
+                                          raw_allowed=True)
+    received = upload.files[0]
+    if received.too_large:
+        _count_refused(metrics, 413, started)
+        raise HTTPException(413, too_large_detail(received.size, settings.max_upload_bytes))
+    heatmap = context.heatmap or bool(upload.heatmap)
+    async with context.limiter.slot():
         try:
             result = await run_in_threadpool(
                 predict_bytes, context.predictor, received.data, heatmap, context.image,
@@ -138,12 +146,13 @@ async def predict_batch(request: Request,
     failing the others."""
     started = time.perf_counter()
     settings = context.settings
-    async with context.limiter:
-        upload = await receive_upload(request, settings, file_field="files",
-                                      max_files=settings.max_batch_files, raw_allowed=False)
-        blobs: list[bytes | UploadRejectedError] = [
-            UploadRejectedError(413, too_large_detail(f.size, settings.max_upload_bytes))
-            if f.too_large else f.data for f in upload.files]
+    upload = await receive_within_timeout(request, settings, file_field="files",
+                                          max_files=settings.max_batch_files,
+                                          raw_allowed=False)
+    blobs: list[bytes | UploadRejectedError] = [
+        UploadRejectedError(413, too_large_detail(f.size, settings.max_upload_bytes))
+        if f.too_large else f.data for f in upload.files]
+    async with context.limiter.slot():
         outcomes = await run_in_threadpool(
             predict_many, context.predictor, blobs, context.heatmap or bool(upload.heatmap),
             context.image, None if context.metrics is None else context.metrics.record_prediction)
@@ -163,12 +172,39 @@ async def predict_batch(request: Request,
     return {"items": items, "elapsed_ms": elapsed_ms_since(started)}
 
 
-@router.get("/health", response_model=HealthResponse, summary="Is the service up?")
-def health(predictor: Predictor = Depends(get_predictor),
-           settings: ServerSettings = Depends(get_settings)) -> HealthResponse:
-    return HealthResponse(model=predictor.version, backend=_backend_name(predictor),
+async def receive_within_timeout(request: Request, settings: ServerSettings, *,
+                                 file_field: str, max_files: int,
+                                 raw_allowed: bool) -> ReceivedUpload:
+    """:func:`receive_upload`, or 408 when the body has not arrived whole within
+    ``body_timeout_s`` (a client sending a byte at a time must not hold the request open)."""
+    try:
+        return await asyncio.wait_for(
+            receive_upload(request, settings, file_field=file_field, max_files=max_files,
+                           raw_allowed=raw_allowed), settings.body_timeout_s)
+    except TimeoutError:
+        logger.info("request body not received within %.0f s: answered 408",
+                    settings.body_timeout_s)
+        raise HTTPException(408, f"the request body did not arrive within "
+                            f"{settings.body_timeout_s:.0f} s; send it again") from None
+
+
+@router.get("/health", response_model=HealthResponse, summary="Is the service up?",
+            responses={503: {"model": HealthResponse, "description": "Not ready (the model "
+                             "is loading) or stuck (a prediction has run too long)."}})
+def health(request: Request, predictor: Predictor = Depends(get_predictor),
+           settings: ServerSettings = Depends(get_settings)) -> JSONResponse:
+    """200 when the model is loaded and no prediction has held its slot longer than
+    ``stuck_after_s``; 503 (status "stuck") otherwise, for a monitor to restart it."""
+    slots: InferenceSlots = request.app.state.limiter
+    longest = slots.longest_held_s()
+    stuck = longest > settings.stuck_after_s
+    body = HealthResponse(status="stuck" if stuck else "ok", model=predictor.version,
+                          backend=_backend_name(predictor),
                           max_upload_bytes=settings.max_upload_bytes,
-                          max_batch_files=settings.max_batch_files)
+                          max_batch_files=settings.max_batch_files,
+                          predictions_running=slots.running,
+                          longest_prediction_s=round(longest, 1))
+    return JSONResponse(body.model_dump(), 503 if stuck else 200)
 
 
 @router.get("/model", response_model=ModelInfo, summary="The model card's facts")

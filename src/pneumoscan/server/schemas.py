@@ -129,11 +129,15 @@ class ErrorResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = "ok"
+    status: str = Field(default="ok", description="ok, or stuck (answered with 503) while a "
+                        "prediction has run longer than the server's stuck_after_s.")
     model: str
     backend: str
     max_upload_bytes: int
     max_batch_files: int
+    predictions_running: int = Field(default=0, description="Predictions holding a slot.")
+    longest_prediction_s: float = Field(default=0.0, description="How long the oldest "
+                                        "running prediction has held its slot, seconds.")
 
 
 class ModelInfo(BaseModel):

@@ -19,6 +19,7 @@ from PIL import Image
 from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from pneumoscan.heatmap import encode_png, heat_layer, overlay, shrink_to_fit
 from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, is_dicom
+from pneumoscan.memory import LARGE_IMAGE_PIXELS, release_free_memory
 from pneumoscan.predictor import Prediction, Predictor
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,13 @@ def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
                   image: bool, observe: Observer | None = None) -> dict[str, Any]:
     """Decode, predict and render one upload."""
     decoded = decode_upload(predictor, data)
-    prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
-    if observe is not None:
-        observe(prediction)
-    return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
+    try:
+        prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
+        if observe is not None:
+            observe(prediction)
+        return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
+    finally:
+        _release_after([decoded])
 
 
 def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError], heatmap: bool,
@@ -64,13 +68,22 @@ def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError],
         except UploadRejectedError as exc:
             outcomes.append(exc)
     decoded = [o for o in outcomes if isinstance(o, DecodedImage)]
-    made = predictor.predict_decoded(decoded, heatmap=heatmap)
-    if observe is not None:
-        for prediction in made:
-            observe(prediction)
-    predictions = iter(made)
-    return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
-            if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
+    try:
+        made = predictor.predict_decoded(decoded, heatmap=heatmap)
+        if observe is not None:
+            for prediction in made:
+                observe(prediction)
+        predictions = iter(made)
+        return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
+                if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
+    finally:
+        _release_after(decoded)
+
+
+def _release_after(images: list[DecodedImage]) -> None:
+    """After a large image, give the freed memory back (see :mod:`pneumoscan.memory`)."""
+    if any(image.pixels.size >= LARGE_IMAGE_PIXELS for image in images):
+        release_free_memory()
 
 
 def decode_upload(predictor: Predictor, data: bytes) -> DecodedImage:
@@ -83,6 +96,7 @@ def decode_upload(predictor: Predictor, data: bytes) -> DecodedImage:
     try:
         return predictor.decode(data)
     except ImageTooLargeError as exc:
+        release_free_memory()  # a refused bomb may have inflated up to the limit first
         raise UploadRejectedError(422, _clean(exc)) from None
     except UnsupportedImageError as exc:
         if isinstance(exc.__cause__, Image.DecompressionBombError):

@@ -31,6 +31,11 @@ class ServerSettings(BaseSettings):
     max_batch_files: int = Field(default=16, ge=1)  # files accepted by /api/v1/predict/batch
     max_concurrency: int = Field(default=2, ge=1)  # predictions running at once; others queue
     cors_origins: list[str] = []  # browser origins allowed to call the API; empty = CORS off
+    # A request body not received whole in this time gets 408 (it holds no inference slot
+    # meanwhile: bodies are read before a slot is taken).
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    # /health answers 503 while a prediction has held its slot longer than this.
+    stuck_after_s: float = Field(default=120.0, gt=0)
     log_level: str = "info"
 
     def body_limit(self, files: int) -> int:
