@@ -137,6 +137,11 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont
     limit = width - font.size if isinstance(font, ImageFont.FreeTypeFont) else width
     if draw.textlength(text, font=font) <= limit:
         return text
-    while text and draw.textlength(text + "...", font=font) > limit:
-        text = text[:-1]
-    return text + "..."
+    low, high = 0, len(text)  # the longest prefix that fits with the ellipsis: bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        if draw.textlength(text[:middle] + "...", font=font) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "..."
