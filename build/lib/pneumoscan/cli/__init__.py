@@ -1,0 +1,1 @@
+"""The ``pneumoscan`` command line: one module per command, assembled in :mod:`main`."""

@@ -1,0 +1,201 @@
+"""C-STORE of results to the PACS: a bounded queue, bounded retries, never lost silently.
+
+Each object goes in the most compact form the destination accepts: the heat-map Secondary
+Capture is made as JPEG baseline and is proposed as that, as JPEG-LS lossless and as
+uncompressed, each in a presentation context of its own; when the destination takes only
+one of the latter two, the image is re-encoded to it (lossless from the JPEG's pixels; it
+stays marked as lossy-compressed).
+
+A result that still fails after the last try is written to the spool folder (named by its
+own, new SOP Instance UID) and logged as an error; send it later with any C-STORE tool,
+e.g. ``storescu HOST PORT -aec AE SPOOL/*.dcm``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from copy import deepcopy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+)
+from pynetdicom import AE
+from pynetdicom.association import Association
+
+from pneumoscan.dicom_node.settings import Destination
+
+logger = logging.getLogger(__name__)
+
+#: C-STORE statuses that mean "stored" (success, and the warnings: coercion, elements
+#: discarded, data set does not match SOP class).
+STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+#: The forms an image may be sent in, most compact first; each is proposed in a context of
+#: its own, so that the destination's answer says which of them it takes.
+IMAGE_SYNTAXES = ((JPEGBaseline8Bit,), (JPEGLSLossless,), UNCOMPRESSED)
+
+
+@dataclass
+class ResultBundle:
+    """The objects made for one received image, sent together."""
+
+    number: int  # the image's sequence number in this node's log (no patient data)
+    objects: list[Dataset]
+
+
+@dataclass
+class SendCounts:
+    delivered: int = 0  # bundles stored at the destination
+    spooled: int = 0  # bundles that failed every try and were written to the spool
+    lost: int = 0  # bundles neither delivered nor spooled (the spool failed too)
+    retries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class SendError(Exception):
+    """One try at sending failed (association refused, timed out, or a failure status)."""
+
+
+class ResultSender:
+    """Sends :class:`ResultBundle` objects to ``destination`` from a background thread."""
+
+    def __init__(self, destination: Destination, *, calling_ae_title: str,
+                 spool_dir: Path, retries: int = 3, retry_delay_s: float = 2.0,
+                 queue_size: int = 16, timeout_s: float = 60.0) -> None:
+        self.destination = destination
+        self.spool_dir = spool_dir
+        self.retries = retries
+        self.retry_delay_s = retry_delay_s
+        self.counts = SendCounts()
+        self._queue: queue.Queue[ResultBundle | None] = queue.Queue(maxsize=queue_size)
+        self._ae = AE(ae_title=calling_ae_title)
+        for timeout in ("acse_timeout", "dimse_timeout", "network_timeout",
+                        "connection_timeout"):
+            setattr(self._ae, timeout, timeout_s)
+        self._requested: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="result-sender", daemon=True)
+        self._thread.start()
+
+    def submit(self, bundle: ResultBundle) -> None:
+        """Queue ``bundle``; waits while the queue is full (back-pressure on the receiver)."""
+        self._queue.put(bundle)
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Send everything queued, then stop. False when ``timeout_s`` ran out first."""
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while (bundle := self._queue.get()) is not None:
+            try:
+                self._deliver(bundle)
+            except Exception as exc:  # the sender thread must outlive any one bundle
+                logger.error("result %d: unexpected %s while sending", bundle.number,
+                             exc.__class__.__name__)
+                self._spool(bundle)
+
+    def _deliver(self, bundle: ResultBundle) -> None:
+        delay = self.retry_delay_s
+        for attempt in range(1, self.retries + 1):
+            try:
+                self._send(bundle.objects)
+            except SendError as exc:
+                if attempt == self.retries:
+                    logger.error("result %d: not delivered to %s after %d tries (%s)",
+                                 bundle.number, self.destination, attempt, exc)
+                    self._spool(bundle)
+                    return
+                logger.warning("result %d: try %d of %d failed (%s); retrying in %.1f s",
+                               bundle.number, attempt, self.retries, exc, delay)
+                with self.counts.lock:
+                    self.counts.retries += 1
+                time.sleep(delay)
+                delay *= 2
+            else:
+                with self.counts.lock:
+                    self.counts.delivered += 1
+                logger.info("result %d: delivered to %s", bundle.number,
+                            self.destination.ae_title)
+                return
+
+    def _send(self, objects: list[Dataset]) -> None:
+        """One association; every object stored or :class:`SendError`."""
+        for dataset in objects:
+            if dataset.SOPClassUID not in self._requested:  # once per SOP class
+                compressed = dataset.file_meta.TransferSyntaxUID.is_compressed
+                for syntaxes in IMAGE_SYNTAXES if compressed else (UNCOMPRESSED,):
+                    self._ae.add_requested_context(dataset.SOPClassUID, list(syntaxes))
+                self._requested.add(dataset.SOPClassUID)
+        association = self._ae.associate(self.destination.host, self.destination.port,
+                                         ae_title=self.destination.ae_title)
+        if not association.is_established:
+            raise SendError("association refused or destination unreachable")
+        try:
+            for dataset in objects:
+                status = association.send_c_store(in_accepted_form(dataset, association))
+                code = int(status.Status) if "Status" in status else None
+                if code not in STORED:
+                    raise SendError("no response" if code is None
+                                    else f"C-STORE status 0x{code:04X}")
+        finally:
+            if association.is_established:
+                association.release()
+
+    def _spool(self, bundle: ResultBundle) -> None:
+        try:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            paths = []
+            for dataset in bundle.objects:
+                path = self.spool_dir / f"{dataset.SOPInstanceUID}.dcm"
+                dataset.save_as(path, enforce_file_format=True)
+                paths.append(path.name)
+        except OSError as exc:
+            with self.counts.lock:
+                self.counts.lost += 1
+            logger.critical("result %d: LOST: not delivered and not written to %s (%s)",
+                            bundle.number, self.spool_dir, exc.strerror or exc)
+            return
+        with self.counts.lock:
+            self.counts.spooled += 1
+        logger.error("result %d: kept in %s as %s; send it later (storescu)", bundle.number,
+                     self.spool_dir, ", ".join(paths))
+
+
+def accepted_syntaxes(association: Association, sop_class: str) -> set[UID]:
+    """The transfer syntaxes the destination accepted for ``sop_class``."""
+    return {UID(context.transfer_syntax[0]) for context in association.accepted_contexts
+            if context.abstract_syntax == sop_class and context.transfer_syntax}
+
+
+def in_accepted_form(dataset: Dataset, association: Association) -> Dataset:
+    """``dataset`` as it is when the destination accepts its transfer syntax, else a copy
+    re-encoded as JPEG-LS lossless or uncompressed (whichever it accepts, in that order).
+
+    Raises:
+        SendError: the destination accepts none of them for this SOP class.
+    """
+    accepted = accepted_syntaxes(association, dataset.SOPClassUID)
+    syntax = dataset.file_meta.TransferSyntaxUID
+    uncompressed = accepted.intersection(UNCOMPRESSED)
+    # pynetdicom itself re-encodes between the uncompressed syntaxes.
+    if syntax in accepted or (not syntax.is_compressed and uncompressed):
+        return dataset
+    if not (uncompressed or JPEGLSLossless in accepted) or not syntax.is_compressed:
+        raise SendError(f"the destination accepts no transfer syntax offered for "
+                        f"{dataset.SOPClassUID.name}")
+    copy = deepcopy(dataset)
+    copy.decompress(generate_instance_uid=False)  # YBR_FULL_422 -> RGB, uncompressed
+    if JPEGLSLossless in accepted:
+        copy.compress(JPEGLSLossless, generate_instance_uid=False)
+    return copy

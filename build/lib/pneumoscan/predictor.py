@@ -1,0 +1,263 @@
+"""The Predictor: load a model once, then predict on paths, bytes, PIL images or arrays.
+
+The CLI, the Python API and the web server all go through this class. Preprocessing, class
+names, threshold and calibration come from the model's ``model.json`` only.
+
+    >>> from pneumoscan import Predictor
+    >>> predictor = Predictor.load()            # the shipped model
+    >>> result = predictor.predict("xray.png")
+    >>> result.label, result.probability
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pneumoscan.backends import Backend, create_backend
+from pneumoscan.decision import Decisions, decide, is_positive
+from pneumoscan.errors import PneumoscanError
+from pneumoscan.heatmap import class_activation_map
+from pneumoscan.imaging import (
+    DEFAULT_MAX_PIXELS,
+    MIN_SIDE,
+    DecodedImage,
+    ImageSource,
+    decode_image,
+)
+from pneumoscan.inference import run_batches
+from pneumoscan.modelfile import (
+    ModelCard,
+    load_population,
+    load_scope,
+    read_card,
+    resolve_model_paths,
+)
+from pneumoscan.population import (
+    UNKNOWN,
+    PopulationClassifier,
+    PopulationResult,
+    assess_population,
+    is_applicable,
+)
+from pneumoscan.preprocessing import normalize, resize_all
+from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result. ``cause`` is set only when the label is pneumonia."""
+
+    label: str  # a class name from the model card, e.g. "PNEUMONIA"
+    probability: float  # calibrated P(pneumonia)
+    threshold: float  # the model's operating threshold
+    in_scope: bool  # False: not plausibly a frontal chest radiograph; do not trust
+    scope_reason: str
+    cause: str | None  # "bacterial" or "viral", only when label is pneumonia
+    cause_probability: float | None  # P(bacterial | pneumonia), only when label is pneumonia
+    heatmap: np.ndarray | None  # (h, w) float32 in [0, 1]: CAM of the pneumonia logit
+    model: str  # model version
+    width: int  # original image size
+    height: int
+    pixels: np.ndarray | None = None  # the decoded (H, W) image, for overlays
+    # Distance to the training images in units of the scope cut-off (above 1: out of
+    # scope); None when the image checks or a missing scope fit decided first.
+    scope_distance: float | None = None
+    # Who the image is of (pneumoscan.population): "pediatric", "adult" or "unknown", why,
+    # P(adult) when the image decided, and a warning when the result does not apply.
+    population: str = UNKNOWN
+    population_reason: str = ""
+    population_probability: float | None = None
+    population_warning: str = ""
+
+    @property
+    def is_pneumonia(self) -> bool:
+        return bool(is_positive(self.probability, self.threshold))
+
+    @property
+    def applicable(self) -> bool:
+        """Whether the result may be read as a finding: in scope, no population warning."""
+        return is_applicable(self.in_scope, self.population_warning)
+
+    def to_dict(self, *, heatmap: bool = False) -> dict[str, Any]:
+        """JSON-ready fields (the heat map as nested lists, rounded, when asked)."""
+        data: dict[str, Any] = {
+            "label": self.label, "probability": round(self.probability, 6),
+            "threshold": self.threshold, "in_scope": self.in_scope,
+            "scope_reason": self.scope_reason,
+            "scope_distance": None if self.scope_distance is None
+            else round(self.scope_distance, 3),
+            "population": self.population, "population_reason": self.population_reason,
+            "population_probability": None if self.population_probability is None
+            else round(self.population_probability, 4),
+            "population_warning": self.population_warning, "applicable": self.applicable,
+            "cause": self.cause,
+            "cause_probability": None if self.cause_probability is None
+            else round(self.cause_probability, 6),
+            "model": self.model, "width": self.width, "height": self.height,
+        }
+        if heatmap and self.heatmap is not None:
+            data["heatmap"] = np.round(self.heatmap, 3).tolist()
+        return data
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One input file's outcome in batch mode: a prediction, or why there is none."""
+
+    file: str  # the path as given or found
+    prediction: Prediction | None
+    error: str = ""  # "" on success, else what went wrong with this file
+
+    @property
+    def ok(self) -> bool:
+        return self.prediction is not None
+
+
+class Predictor:
+    """A loaded model plus everything needed to turn an image into a :class:`Prediction`."""
+
+    def __init__(self, backend: Backend, card: ModelCard, head_weight: np.ndarray,
+                 *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 scope: ScopeStatistics | None = None,
+                 population: PopulationClassifier | None = None) -> None:
+        self.backend = backend
+        self.card = card
+        self.head_weight = head_weight  # (2, C): row 0 pneumonia, row 1 bacterial
+        self.max_pixels = max_pixels
+        self.scope = scope  # None: not fitted, and every image is out of scope
+        # None: not fitted, and an image without an age in a DICOM header is "unknown"
+        self.population = population
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, *, backend: str = "auto",
+             max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
+        """Load a model folder or ``.safetensors`` file (None: the shipped default)."""
+        from safetensors.numpy import load_file
+
+        weights_path, _ = resolve_model_paths(path)
+        card = read_card(path)
+        head = load_file(str(weights_path))["head.weight"]
+        return cls(create_backend(backend, path), card, head, max_pixels=max_pixels,
+                   scope=load_scope(path), population=load_population(path))
+
+    @property
+    def version(self) -> str:
+        return self.card.version or self.card.arch
+
+    def decode(self, source: ImageSource, *, reduce_to: int | None = None) -> DecodedImage:
+        """Decode an input with this predictor's pixel limit; refuse one under
+        :data:`~pneumoscan.imaging.MIN_SIDE` pixels on a side (ImageTooSmallError).
+        ``reduce_to``: see :func:`~pneumoscan.imaging.decode_image` (the DICOM node)."""
+        return decode_image(source, max_pixels=self.max_pixels, min_side=MIN_SIDE,
+                            reduce_to=reduce_to)
+
+    def predict(self, source: ImageSource, *, heatmap: bool = True) -> Prediction:
+        """Predict one image. Raises ImageDecodeError (ImageTooSmallError included) or
+        ImageTooLargeError on bad input."""
+        return self.predict_decoded([self.decode(source)], heatmap=heatmap)[0]
+
+    def predict_decoded(self, images: Sequence[DecodedImage], *,
+                        heatmap: bool = True) -> list[Prediction]:
+        """Predict a batch of decoded images in one forward pass."""
+        if not images:
+            return []
+        config = self.card.preprocessing
+        # preprocess() in two halves: the resized image also feeds the scope check.
+        resized = resize_all((d.pixels for d in images), config.image_size)  # (B, S, S)
+        # (B, 2), (B, C, h, w), (B, C)
+        logits, features, pooled = self.backend.run(normalize(resized, config))
+        decisions = decide(logits, self.card)
+        results = []
+        for i, decoded in enumerate(images):
+            scope = assess_scope(decoded, resized[i], pooled[i], self.scope)
+            population = assess_population(decoded.dicom, pooled[i], resized[i],
+                                           scope.in_scope, self.population)
+            results.append(self._result(decoded, decisions, i, features[i], scope,
+                                        population, heatmap))
+        return results
+
+    def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
+                        progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Globally pooled last feature maps ``(N, C)`` of resized uint8 images ``(N, S, S)``.
+
+        What the scope check compares with the training distribution; used to fit it.
+        """
+        (pooled,) = run_batches(lambda batch: self.backend.run(batch)[2:], resized,
+                                self.card.preprocessing, batch_size=batch_size,
+                                progress=progress)
+        return pooled
+
+    def predict_files(self, files: Iterable[Path | str], *, batch_size: int = 16,
+                      heatmap: bool = False, progress: Callable[[int], None] | None = None,
+                      ) -> Iterator[FileResult]:
+        """Predict many files, ``batch_size`` per forward pass, in order, one result each.
+
+        A file that cannot be read (missing, empty, truncated, not an image, over the pixel
+        limit) yields a :class:`FileResult` with its ``error`` set; the others go on. Only
+        ``batch_size`` decoded images are held at a time.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        pending: list[tuple[str, DecodedImage | str]] = []  # decoded image or error
+        for file in files:
+            name = str(file)
+            try:
+                pending.append((name, self.decode(Path(file))))
+            except (PneumoscanError, OSError) as exc:
+                logger.warning("cannot predict %s", exc)
+                pending.append((name, str(exc)))
+            except Exception as exc:  # one odd file must not end a folder run:
+                # decoders raise many types on corrupt data (Pillow even SyntaxError).
+                message = f"{name}: cannot read the image ({exc.__class__.__name__}: {exc})"
+                logger.warning("cannot predict %s", message)
+                pending.append((name, message))
+            if sum(isinstance(item, DecodedImage) for _, item in pending) == batch_size:
+                yield from self._predict_pending(pending, heatmap, progress)
+                pending = []
+        yield from self._predict_pending(pending, heatmap, progress)
+
+    def _predict_pending(self, pending: list[tuple[str, DecodedImage | str]], heatmap: bool,
+                         progress: Callable[[int], None] | None) -> Iterator[FileResult]:
+        decoded = [item for _, item in pending if isinstance(item, DecodedImage)]
+        predictions = iter(self.predict_decoded(decoded, heatmap=heatmap))
+        if progress is not None and pending:
+            progress(len(pending))
+        for name, item in pending:
+            if isinstance(item, str):
+                yield FileResult(name, None, item)
+            else:
+                yield FileResult(name, next(predictions))
+
+    def _result(self, decoded: DecodedImage, decisions: Decisions, index: int,
+                features: np.ndarray, scope: ScopeResult, population: PopulationResult,
+                heatmap: bool) -> Prediction:
+        positive = bool(decisions.positive[index])
+        height, width = decoded.pixels.shape
+        return Prediction(
+            label=self.card.class_names[int(decisions.label_index[index])],
+            probability=float(decisions.probability[index]),
+            threshold=self.card.threshold,
+            in_scope=scope.in_scope,
+            scope_reason=scope.reason,
+            scope_distance=scope.distance,
+            population=population.population,
+            population_reason=population.reason,
+            population_probability=population.probability,
+            population_warning=population.warning,
+            cause=self.card.cause_names[decisions.cause_index[index]] if positive else None,
+            cause_probability=float(decisions.cause_probability[index]) if positive else None,
+            heatmap=(class_activation_map(features, self.head_weight[0],
+                                          self.card.heatmap_scale) if heatmap else None),
+            model=self.version,
+            width=width,
+            height=height,
+            pixels=decoded.pixels,
+        )

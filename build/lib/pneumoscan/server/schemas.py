@@ -1,0 +1,130 @@
+"""Typed request and response bodies of the JSON API (what /docs shows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pneumoscan import DISCLAIMER
+
+
+class StudyFacts(BaseModel):
+    """DICOM header facts that tell a reader the right study was loaded. No patient identity
+    (no name, id, birth date or age); returned only, never logged."""
+
+    modality: str = Field(default="", description="DICOM Modality, e.g. CR or DX.")
+    body_part: str = Field(default="", description="DICOM BodyPartExamined, e.g. CHEST.")
+    view: str = Field(default="", description="DICOM ViewPosition, e.g. PA or AP.")
+    study_date: str = Field(default="", description="DICOM StudyDate as YYYY-MM-DD.")
+
+
+class PredictionResponse(BaseModel):
+    """One image's result."""
+
+    label: str = Field(description="A class name from the model card, e.g. PNEUMONIA.")
+    probability: float = Field(description="Calibrated probability of pneumonia, 0..1.")
+    threshold: float = Field(description="The model's operating threshold on `probability`.")
+    in_scope: bool = Field(description="False: not plausibly a frontal chest radiograph; "
+                                       "the result is not meaningful.")
+    scope_reason: str = Field(description="Why the image is out of scope, in words; empty "
+                              "when in scope.")
+    scope_distance: float | None = Field(
+        default=None, description="Distance from the model's training radiographs in units "
+        "of the scope cut-off (above 1: out of scope); null when not measured (the image "
+        "checks decided, or the model has no scope fit).")
+    population: str = Field(
+        default="unknown", description="Who the image is of: pediatric, adult or unknown "
+        "(from the DICOM age or birth and study dates when present, else estimated from the "
+        "image). The model was validated on children aged 1-5 only.")
+    population_reason: str = Field(default="", description="How the population was decided, "
+                                   "in words (never a header value).")
+    population_probability: float | None = Field(
+        default=None, description="P(adult) estimated from the image; null when the DICOM "
+        "header decided or the image was not assessed.")
+    population_warning: str = Field(
+        default="", description="Why the result does not apply to this patient (adult, an "
+        "age outside 1-5, or unknown); empty when it does.")
+    applicable: bool = Field(
+        default=False, description="True only when in scope and without a population "
+        "warning. When false, label and probability are the model's raw output, not a "
+        "finding: do not present them as one.")
+    cause: str | None = Field(
+        default=None, description="Secondary, lower-confidence estimate (bacterial or viral), "
+        "only when the label is pneumonia.")
+    cause_probability: float | None = Field(
+        default=None, description="P(bacterial | pneumonia), only when the label is pneumonia.")
+    model: str = Field(description="Model version.")
+    width: int = Field(description="Width of the decoded image, pixels.")
+    height: int = Field(description="Height of the decoded image, pixels.")
+    heatmap_png: str | None = Field(
+        default=None, description="Base64 PNG of the radiograph with the class activation map "
+        "blended on top (heatmap=true).")
+    image_png: str | None = Field(
+        default=None, description="Base64 PNG of the decoded radiograph as the model read it "
+        "(image=true; useful for DICOM).")
+    heatmap_layer_png: str | None = Field(
+        default=None, description="Base64 RGBA PNG of the heat map alone (colour, with the "
+        "heat as alpha; at most 256 px), to draw over `image_png` at any opacity "
+        "(heatmap=true).")
+    study: StudyFacts | None = Field(
+        default=None, description="DICOM uploads: modality, body part, view and study date; "
+        "null for JPEG and PNG.")
+    elapsed_ms: float = Field(description="Server time for this request, queueing included.")
+    disclaimer: str = DISCLAIMER
+
+
+class BatchItem(BaseModel):
+    """One file of a batch: a result, or the error that file alone caused."""
+
+    filename: str
+    status: int = Field(description="The HTTP status this file would get on its own.")
+    result: PredictionResponse | None = None
+    detail: str | None = Field(default=None, description="What was wrong with the file.")
+
+
+class BatchResponse(BaseModel):
+    items: list[BatchItem]
+    elapsed_ms: float
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx answer: one sentence a person can act on."""
+
+    detail: str
+
+
+class HealthResponse(BaseModel):
+    status: str = "ok"
+    model: str
+    backend: str
+    max_upload_bytes: int
+    max_batch_files: int
+
+
+class ModelInfo(BaseModel):
+    """The model card's facts, and whether the model has a fitted input-scope check."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+    version: str
+    arch: str
+    class_names: list[str]
+    cause_names: list[str]
+    threshold: float
+    threshold_rule: str
+    preprocessing: dict[str, Any]
+    validation: dict[str, Any]
+    backend: str
+    scope_check: bool = Field(description="True when the model has the training-image "
+                              "statistics used to flag unfamiliar images.")
+    disclaimer: str = DISCLAIMER
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "The upload is larger than the limit."},
+    415: {"model": ErrorResponse, "description": "Not a JPEG, PNG or DICOM file."},
+    422: {"model": ErrorResponse, "description": "Empty, truncated, undecodable or too many "
+          "pixels; or the request is malformed."},
+}

@@ -1,0 +1,153 @@
+"""What the prediction routes do with an upload: decode it, predict, render the JSON fields.
+
+Plain functions of a :class:`~pneumoscan.predictor.Predictor` and bytes, run on a worker
+thread by :mod:`pneumoscan.server.routes`. Every failure a client's file can cause becomes
+an :class:`UploadRejectedError` carrying the HTTP status it deserves (415 or 422) and a
+sentence saying why; nothing about an image's content is logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
+from pneumoscan.heatmap import encode_png, heat_layer, overlay
+from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, is_dicom
+from pneumoscan.predictor import Prediction, Predictor
+
+logger = logging.getLogger(__name__)
+
+#: Longer side of the PNGs sent back (overlay and decoded image), pixels.
+PREVIEW_MAX_SIDE = 1024
+#: Longer side of the heat-map layer: the map is smooth, the browser scales it up.
+LAYER_MAX_SIDE = 256
+
+
+class UploadRejectedError(Exception):
+    """A client's file cannot be used; ``status`` is the HTTP answer it deserves."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
+                  image: bool) -> dict[str, Any]:
+    """Decode, predict and render one upload."""
+    decoded = decode_upload(predictor, data)
+    prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
+    return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
+
+
+def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError], heatmap: bool,
+                 image: bool) -> list[dict[str, Any] | UploadRejectedError]:
+    """Decode every upload, predict the good ones in one forward pass, keep the order."""
+    outcomes: list[dict[str, Any] | UploadRejectedError | DecodedImage] = []
+    for blob in blobs:
+        try:
+            outcomes.append(blob if isinstance(blob, UploadRejectedError)
+                            else decode_upload(predictor, blob))
+        except UploadRejectedError as exc:
+            outcomes.append(exc)
+    decoded = [o for o in outcomes if isinstance(o, DecodedImage)]
+    predictions = iter(predictor.predict_decoded(decoded, heatmap=heatmap))
+    return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
+            if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
+
+
+def decode_upload(predictor: Predictor, data: bytes) -> DecodedImage:
+    """Decode a client's bytes, turning every failure into a 415 or 422 that says why.
+
+    The decoders (Pillow's plugins, pydicom and its codecs) can raise many exception types
+    on hostile input; none of them may become a 500.
+    """
+    kind = sniff_format(data)
+    try:
+        return predictor.decode(data)
+    except ImageTooLargeError as exc:
+        raise UploadRejectedError(422, _clean(exc)) from None
+    except UnsupportedImageError as exc:
+        if isinstance(exc.__cause__, Image.DecompressionBombError):
+            raise UploadRejectedError(422, "the image has far too many pixels to decode safely; "
+                                      "downscale it first") from None
+        if kind is not None:  # the right magic bytes, but unreadable beyond them
+            raise UploadRejectedError(422, f"the file starts like a {kind} but cannot be read: it "
+                                      "is truncated or corrupt") from None
+        raise UploadRejectedError(415, "not a supported file: send a chest X-ray as JPEG, PNG or "
+                                  "DICOM") from None
+    except ImageDecodeError as exc:
+        raise UploadRejectedError(422, _clean(exc)) from None
+    except Exception as exc:
+        logger.warning("decoder raised %s on an upload", type(exc).__name__)
+        if kind is None:
+            raise UploadRejectedError(415, "not a supported file: send a chest X-ray as JPEG, PNG "
+                                      "or DICOM") from None
+        raise UploadRejectedError(422, f"the {kind} file cannot be decoded: it is truncated or "
+                                  "corrupt") from None
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The accepted format the bytes claim by their magic numbers, if any."""
+    if data.startswith(JPEG_MAGIC):
+        return "JPEG"
+    if data.startswith(PNG_MAGIC):
+        return "PNG"
+    if is_dicom(data):
+        return "DICOM"
+    return None
+
+
+def render(prediction: Prediction, *, heatmap: bool, image: bool,
+           study: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON fields of one prediction; PNGs are encoded only when asked for."""
+    result = prediction.to_dict()
+    result.pop("heatmap", None)
+    result["study"] = study
+    if heatmap and prediction.heatmap is not None and prediction.pixels is not None:
+        result["heatmap_png"] = _base64_png(overlay(prediction.pixels, prediction.heatmap,
+                                                    max_side=PREVIEW_MAX_SIDE))
+        height, width = prediction.pixels.shape
+        scale = min(1.0, LAYER_MAX_SIDE / max(height, width))
+        result["heatmap_layer_png"] = _base64_png(heat_layer(
+            prediction.heatmap, (max(1, round(width * scale)), max(1, round(height * scale)))))
+    if image and prediction.pixels is not None:
+        result["image_png"] = _base64_png(_shrink(prediction.pixels, PREVIEW_MAX_SIDE))
+    return result
+
+
+def study_facts(decoded: DecodedImage) -> dict[str, str] | None:
+    """The DICOM header facts that tell a reader the right study was loaded (modality, body
+    part, view, study date as YYYY-MM-DD); None for a JPEG or PNG. No patient identity, and
+    they go into the response only, never into a log."""
+    info = decoded.dicom
+    if info is None:
+        return None
+    date = info.study_date
+    if len(date) == 8 and date.isdigit():
+        date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    return {"modality": info.modality, "body_part": info.body_part,
+            "view": info.view_position, "study_date": date}
+
+
+def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    height, width = pixels.shape
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return pixels
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+
+
+def _base64_png(pixels: np.ndarray) -> str:
+    return base64.b64encode(encode_png(pixels)).decode("ascii")
+
+
+def _clean(exc: Exception) -> str:
+    """The decoder's message without the placeholder name it gives raw bytes."""
+    return str(exc).removeprefix("<bytes>: ")
