@@ -19,6 +19,7 @@ from pneumoscan.errors import ImageDecodeError, ImageTooLargeError, UnsupportedI
 from pneumoscan.heatmap import encode_png, heat_layer, overlay
 from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, is_dicom
 from pneumoscan.predictor import Prediction, Predictor
+from pneumoscan.server.dicom_view import display_values, patient_identity, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
     """Decode, predict and render one upload."""
     decoded = decode_upload(predictor, data)
     prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
-    return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
+    return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded),
+                  **dicom_view_fields(data, decoded, image))
 
 
 def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError], heatmap: bool,
@@ -57,8 +59,10 @@ def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError],
             outcomes.append(exc)
     decoded = [o for o in outcomes if isinstance(o, DecodedImage)]
     predictions = iter(predictor.predict_decoded(decoded, heatmap=heatmap))
-    return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
-            if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
+    return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o),
+                   **dicom_view_fields(blob, o, image))  # type: ignore[arg-type]
+            if isinstance(o, DecodedImage) else o
+            for blob, o in zip(blobs, outcomes, strict=True)]  # type: ignore[misc]
 
 
 def decode_upload(predictor: Predictor, data: bytes) -> DecodedImage:
@@ -104,11 +108,14 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def render(prediction: Prediction, *, heatmap: bool, image: bool,
-           study: dict[str, str] | None = None) -> dict[str, Any]:
+           study: dict[str, str] | None = None, identity: dict[str, str] | None = None,
+           display: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON fields of one prediction; PNGs are encoded only when asked for."""
     result = prediction.to_dict()
     result.pop("heatmap", None)
     result["study"] = study
+    result["identity"] = identity
+    result["display"] = display
     if heatmap and prediction.heatmap is not None and prediction.pixels is not None:
         result["heatmap_png"] = _base64_png(overlay(prediction.pixels, prediction.heatmap,
                                                     max_side=PREVIEW_MAX_SIDE))
@@ -133,6 +140,19 @@ def study_facts(decoded: DecodedImage) -> dict[str, str] | None:
         date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
     return {"modality": info.modality, "body_part": info.body_part,
             "view": info.view_position, "study_date": date}
+
+
+def dicom_view_fields(data: bytes, decoded: DecodedImage,
+                      image: bool) -> dict[str, Any]:
+    """A DICOM upload's patient identity, and (``image``) its full-depth values
+    (:mod:`pneumoscan.server.dicom_view`); nothing for a JPEG or PNG. For the response
+    only: never logged."""
+    if decoded.dicom is None:
+        return {}
+    header = read_header(data)
+    display = display_values(data) if image else None
+    return {"identity": None if header is None else patient_identity(header),
+            "display": None if display is None else display.to_dict()}
 
 
 def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:
