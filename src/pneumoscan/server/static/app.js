@@ -531,7 +531,7 @@
       low: full ? full.low : 0, high: full ? full.high : 255,
       monochrome1: Boolean(full && full.monochrome1),
       presets: full && full.presets.length ? full.presets.slice()
-        : [{ name: "Full range (the image as read)", center: 127.5, width: 256 }],
+        : [{ name: "The image as read", center: 128, width: 255 }],
     });
     if (full) {
       view.presets.push({ name: "Full range", center: (full.low + full.high) / 2,
@@ -546,7 +546,6 @@
         formatValue(full.high) + "), windowed in this browser."
       : "8-bit image: window and level over its 256 grey levels.";
     const span = view.high - view.low || 1;
-    for (const slider of [els.wlWindow, els.wlLevel]) slider.step = String(span / 1000);
     els.wlWindow.min = String(span / 1000);
     els.wlWindow.max = String(2 * span);
     els.wlLevel.min = String(view.low - span / 2);
@@ -758,6 +757,7 @@
     }
     els.heatOverlay.style.opacity = String(opacity);
     els.heatSide.style.opacity = String(opacity);
+    fitViewerHeight();
     describeView();
   }
 
@@ -825,7 +825,7 @@
     let pinch = null;
     pane.addEventListener("pointerdown", (event) => {
       if (event.button !== 0) return;
-      pane.setPointerCapture(event.pointerId);
+      try { pane.setPointerCapture(event.pointerId); } catch (err) { /* not an active pointer */ }
       touches.set(event.pointerId, { x: event.clientX, y: event.clientY });
       if (touches.size === 2) {
         const [p, q] = [...touches.values()];
