@@ -979,9 +979,11 @@
     const identity = item.result.identity;
     if (identity) {
       const facts = identityFacts(identity);
-      const rows = (facts.length ? facts : [["Patient", "not stated in the DICOM header"]])
-        .map(([term, value]) => "<tr><th>" + escapeHtml(term) + "</th><td>" +
-             escapeHtml(value) + "</td></tr>").join("");
+      const cells = (facts.length ? facts : [["Patient", "not stated in the DICOM header"]])
+        .map(([term, value]) => "<th>" + escapeHtml(term) + "</th><td>" + escapeHtml(value) +
+             "</td>");
+      let rows = ""; // two facts a row: the identity stays a few lines high
+      for (let i = 0; i < cells.length; i += 2) rows += "<tr>" + cells.slice(i, i + 2).join("") + "</tr>";
       return '<table class="r-identity">' + rows + "</table>";
     }
     const typed = item.typedIdentity.trim();
