@@ -165,6 +165,7 @@ def _numbers(dataset: Any, keyword: str) -> list[float]:
 def _text(dataset: Any, keyword: str) -> str:
     """An element's raw text, decoded with the file's character set; "" when absent."""
     from pydicom.charset import convert_encodings, decode_bytes
+    from pydicom.multival import MultiValue
 
     element = dataset.get_item(keyword)
     value = None if element is None else element.value
@@ -177,6 +178,8 @@ def _text(dataset: Any, keyword: str) -> str:
         except Exception:
             text = value.decode("latin-1")
         return text.strip(" \x00")
+    if isinstance(value, list | tuple | MultiValue):  # a multi-valued element, as stored
+        return "\\".join(str(v) for v in value)
     return str(value).strip(" \x00")
 
 
