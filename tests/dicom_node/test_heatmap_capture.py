@@ -60,6 +60,8 @@ def test_capture_pixels_are_the_banner_over_the_overlay(source: Dataset,
     assert capture.PhotometricInterpretation == "YBR_FULL_422"
     assert capture.LossyImageCompression == "01"
     assert len(capture.PixelData) <= 500_000  # a tenth of the 3.7 MB uncompressed
+    # Encapsulated, as a C-STORE must encode it (DCMTK refuses an explicit length).
+    assert build_heatmap_capture(source, prediction)["PixelData"].is_undefined_length
     pixels = capture.pixel_array  # (H, W, 3), RGB
     assert pixels.shape[1] == 1024  # the 1024 px source at full size
     top = banner(prediction, pixels.shape[1])

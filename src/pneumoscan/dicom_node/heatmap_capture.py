@@ -70,6 +70,9 @@ def build_heatmap_capture(source: Dataset, prediction: Prediction) -> hd.sc.SCIm
         transfer_syntax_uid=JPEGBaseline8Bit,
         series_description=SC_SERIES_DESCRIPTION, software_versions=prediction.model[:64],
     )
+    # Encapsulated pixel data has an undefined length. pydicom's dcmwrite sets this itself,
+    # but a C-STORE encodes the dataset directly, and DCMTK (Orthanc) refuses it otherwise.
+    image["PixelData"].is_undefined_length = True
     image.BurnedInAnnotation = "YES"
     image.LossyImageCompression = "01"
     image.LossyImageCompressionMethod = "ISO_10918_1"

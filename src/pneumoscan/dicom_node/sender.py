@@ -198,4 +198,5 @@ def in_accepted_form(dataset: Dataset, association: Association) -> Dataset:
     copy.decompress(generate_instance_uid=False)  # YBR_FULL_422 -> RGB, uncompressed
     if JPEGLSLossless in accepted:
         copy.compress(JPEGLSLossless, generate_instance_uid=False)
+        copy["PixelData"].is_undefined_length = True  # encapsulated (see heatmap_capture)
     return copy
