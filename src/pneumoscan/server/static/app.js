@@ -983,7 +983,9 @@
         .map(([term, value]) => "<th>" + escapeHtml(term) + "</th><td>" + escapeHtml(value) +
              "</td>");
       let rows = ""; // two facts a row: the identity stays a few lines high
-      for (let i = 0; i < cells.length; i += 2) rows += "<tr>" + cells.slice(i, i + 2).join("") + "</tr>";
+      for (let i = 0; i < cells.length; i += 2) {
+        rows += "<tr>" + cells.slice(i, i + 2).join("") + "</tr>";
+      }
       return '<table class="r-identity">' + rows + "</table>";
     }
     const typed = item.typedIdentity.trim();
