@@ -75,4 +75,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_inference.py
 
 clean:
-	rm -rf $(VENV) $(RUNTIME_VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) build .pytest_cache .ruff_cache .mypy_cache

@@ -1,1 +1,0 @@
-"""The ``pneumoscan`` command line: one module per command, assembled in :mod:`main`."""
