@@ -1,5 +1,9 @@
 # pneumoscan: `make run` serves the web app with the shipped model; `make test` runs the suite.
 VENV ?= .venv
+# `make run` and the services use a runtime-only venv: ONNX Runtime, the web app and the
+# DICOM node, no PyTorch (see "Two commands" in the README for its size and install time).
+RUNTIME_VENV ?= .venv-runtime
+RUNTIME_BIN := $(RUNTIME_VENV)/bin
 PYTHON ?= python3
 PIP := $(VENV)/bin/pip
 BIN := $(VENV)/bin
@@ -7,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-dev run test lint browser dicom-tools bench clean
+.PHONY: install install-dev install-runtime run test lint browser dicom-tools bench clean
 
 # The venv is rebuilt when pyproject.toml changes. torch==2.14.1 / torchvision==0.29.1 are
 # pinned to the builds that pip finds on this machine's disk (no download).
@@ -23,10 +27,20 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+# The runtime: the shipped model on ONNX Runtime, the web app and the DICOM node. Not
+# editable, so that the services run what was installed, not the working tree.
+$(RUNTIME_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --upgrade pip
+	$(RUNTIME_VENV)/bin/pip install --quiet ".[onnx,serve,dicom-node]"
+	touch $@
+
+install-runtime: $(RUNTIME_VENV)/.installed
+
 install-dev: $(VENV)/.installed-dev
 
-run: install
-	$(BIN)/pneumoscan serve --host $(HOST) --port $(PORT)
+run: install-runtime
+	$(RUNTIME_BIN)/pneumoscan serve --host $(HOST) --port $(PORT)
 
 # Debian's Chromium for the browser test (never a downloaded browser build).
 browser:
@@ -63,4 +77,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_inference.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) build .pytest_cache .ruff_cache .mypy_cache

@@ -126,14 +126,18 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
 
 
 def decode_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 min_side: int = 1) -> DecodedImage:
+                 min_side: int = 1, reduce_to: int | None = None) -> DecodedImage:
     """Like :func:`load_image`, but also report the format, colour and DICOM facts.
+
+    ``reduce_to``: a DICOM compressed as JPEG 2000 or JPEG is decoded at a reduced
+    resolution whose smaller side is still at least this many pixels
+    (:mod:`pneumoscan.dicom_pixels`); None decodes every image whole.
 
     Raises:
         ImageTooSmallError: a side is shorter than ``min_side`` pixels (the Predictor
             passes :data:`MIN_SIDE`).
     """
-    decoded = _decode(source, max_pixels)
+    decoded = _decode(source, max_pixels, reduce_to)
     height, width = decoded.pixels.shape
     if min(height, width) < min_side:
         name = (Path(source).name if isinstance(source, (str, Path))
@@ -144,7 +148,8 @@ def decode_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     return decoded
 
 
-def _decode(source: ImageSource, max_pixels: int) -> DecodedImage:
+def _decode(source: ImageSource, max_pixels: int,
+            reduce_to: int | None = None) -> DecodedImage:
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
     if isinstance(source, Image.Image):
@@ -163,7 +168,7 @@ def _decode(source: ImageSource, max_pixels: int) -> DecodedImage:
     if not data:
         raise ImageDecodeError(f"{name}: the file is empty (0 bytes)")
     if is_dicom(data) or name.lower().endswith(".dcm"):
-        return _from_dicom(data, name, max_pixels)
+        return _from_dicom(data, name, max_pixels, reduce_to)
     return _from_encoded(data, name, max_pixels)
 
 
@@ -335,9 +340,12 @@ def _rescale(values: np.ndarray, low: float, high: float,
     return out
 
 
-def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
+def _from_dicom(data: bytes, name: str, max_pixels: int,
+                reduce_to: int | None = None) -> DecodedImage:
     import pydicom  # imported only when a DICOM arrives
     from pydicom.errors import InvalidDicomError
+
+    from pneumoscan.dicom_pixels import read_dicom_pixels
 
     try:
         data = _inflated(data, name, max_pixels)
@@ -354,10 +362,9 @@ def _from_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
     _check_size(columns, rows, max_pixels, name)
     _check_frames(dataset, columns * rows, max_pixels, name)
     try:
-        # The first frame only: a radiograph is one image, and decoding every frame of a
-        # multi-frame file would cost memory and time for pixels nobody uses.
-        dataset.pixel_array_options(index=0)
-        pixels: np.ndarray[Any, Any] = dataset.pixel_array
+        # The first frame only (dicom_pixels): a radiograph is one image, and decoding every
+        # frame of a multi-frame file would cost memory and time for pixels nobody uses.
+        pixels: np.ndarray[Any, Any] = read_dicom_pixels(dataset, reduce_to)
     except Exception as exc:  # decoders raise many types; all mean "cannot decode"
         raise ImageDecodeError(
             f"{name}: the DICOM pixel data cannot be decoded ({exc.__class__.__name__}); "

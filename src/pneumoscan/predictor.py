@@ -182,10 +182,12 @@ class Predictor:
     def version(self) -> str:
         return self.card.version or self.card.arch
 
-    def decode(self, source: ImageSource) -> DecodedImage:
+    def decode(self, source: ImageSource, *, reduce_to: int | None = None) -> DecodedImage:
         """Decode an input with this predictor's pixel limit; refuse one under
-        :data:`~pneumoscan.imaging.MIN_SIDE` pixels on a side (ImageTooSmallError)."""
-        return decode_image(source, max_pixels=self.max_pixels, min_side=MIN_SIDE)
+        :data:`~pneumoscan.imaging.MIN_SIDE` pixels on a side (ImageTooSmallError).
+        ``reduce_to``: see :func:`~pneumoscan.imaging.decode_image` (the DICOM node)."""
+        return decode_image(source, max_pixels=self.max_pixels, min_side=MIN_SIDE,
+                            reduce_to=reduce_to)
 
     def predict(self, source: ImageSource, *, heatmap: bool = True) -> Prediction:
         """Predict one image. Raises ImageDecodeError (ImageTooSmallError included) or

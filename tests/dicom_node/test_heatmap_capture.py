@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import SecondaryCaptureImageStorage
+from pydicom.uid import JPEGBaseline8Bit, SecondaryCaptureImageStorage
 
 from pneumoscan.dicom_node.heatmap_capture import (
     BANNER_WARNING,
@@ -56,11 +56,17 @@ def test_capture_identity_and_source_reference(source: Dataset,
 def test_capture_pixels_are_the_banner_over_the_overlay(source: Dataset,
                                                         prediction: Prediction) -> None:
     capture = reparsed(build_heatmap_capture(source, prediction))
-    pixels = capture.pixel_array  # (H, W, 3)
-    assert capture.PhotometricInterpretation == "RGB"
+    assert capture.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    assert capture.PhotometricInterpretation == "YBR_FULL_422"
+    assert capture.LossyImageCompression == "01"
+    assert len(capture.PixelData) <= 500_000  # a tenth of the 3.7 MB uncompressed
+    # Encapsulated, as a C-STORE must encode it (DCMTK refuses an explicit length).
+    assert build_heatmap_capture(source, prediction)["PixelData"].is_undefined_length
+    pixels = capture.pixel_array  # (H, W, 3), RGB
     assert pixels.shape[1] == 1024  # the 1024 px source at full size
     top = banner(prediction, pixels.shape[1])
-    assert np.array_equal(pixels[: top.shape[0]], top)
+    # JPEG at quality 95: the banner within a few grey levels on average.
+    assert np.abs(pixels[: top.shape[0]].astype(int) - top).mean() < 4
     # The first line is amber text on black.
     assert (np.abs(top.astype(int) - BANNER_WARNING).sum(axis=2) < 60).any()
 

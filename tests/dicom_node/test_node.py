@@ -3,6 +3,8 @@ good images get results, bad ones the right status, and the node keeps serving."
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +100,24 @@ def test_a_calling_ae_outside_the_allow_list_is_refused(node: DicomNode, source:
     assert send(node, source, calling="INTRUDER") == [None]
     assert "refused an association from calling AE 'INTRUDER'" in caplog.text
     assert send(node, renamed(source)) == [intake.SUCCESS]
+
+
+@pytest.mark.skipif(shutil.which("echoscu") is None,
+                    reason="dcmtk's echoscu is not installed (make dicom-tools)")
+def test_echoscu_is_the_connectivity_check(node: DicomNode) -> None:
+    """The README's check, with dcmtk: C-ECHO answered for an allowed calling AE title,
+    the association refused for another."""
+    def echo(calling: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["echoscu", "-v", "-aet", calling, "-aec",
+                               node.settings.ae_title, "127.0.0.1", str(node.port)],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    allowed = echo("MODALITY")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "Received Echo Response (Success)" in allowed.stdout + allowed.stderr
+    refused = echo("INTRUDER")
+    assert refused.returncode != 0
+    assert "Association Rejected" in refused.stdout + refused.stderr
 
 
 def test_stop_sends_what_was_received(node: DicomNode, sink: StorageSink,

@@ -24,6 +24,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage, generate_uid
 
 from pneumoscan.dicom_node import codes
+from pneumoscan.dicom_node.node import DECODE_MIN_SIDE
 from pneumoscan.predictor import Prediction, Predictor
 
 from .conftest import free_port
@@ -130,7 +131,9 @@ def test_orthanc_sends_the_shared_dicoms_and_gets_results_back(
         uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
         ids.append(upload(orthanc, path))
         # Two shared files share a UID: Orthanc keeps the first one uploaded.
-        expected.setdefault(uid, onnx_predictor.predict(path))
+        # As the node decodes: at the resolution the model needs (dicom_node.node).
+        decoded = onnx_predictor.decode(path, reduce_to=DECODE_MIN_SIDE)
+        expected.setdefault(uid, onnx_predictor.predict_decoded([decoded], heatmap=False)[0])
     sent = httpx.post(f"{orthanc.url}/modalities/pneumoscan/store", timeout=300,
                       json={"Resources": sorted(set(ids)), "Synchronous": True})
     assert sent.status_code == 200, sent.text

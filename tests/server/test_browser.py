@@ -30,6 +30,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 START_TIMEOUT_S = 180  # importing torch and loading the model on a busy 2-core machine
+#: The server's log file, by its URL (for the tests that check what is not in it).
+SERVER_LOGS: dict[str, Path] = {}
 DOCS_TIMEOUT_MS = 180_000  # /docs and /redoc: a megabyte or two of script to run
 
 
@@ -55,6 +57,7 @@ def server_url(shipped_model: Path,
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    SERVER_LOGS[url] = log_path
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -463,7 +466,7 @@ def test_adult_warning_comes_first_and_the_label_is_muted(
 @pytest.mark.parametrize("what", ["worklist", "study"])
 def test_page_fits_a_phone(browser, server_url: str, tmp_path: Path, dicom_dir: Path,
                            shared_pneumonia_images: list[Path], what: str) -> None:
-    page = open_page(browser, server_url, 375, 740, is_mobile=True)
+    page = open_page(browser, server_url, 375, 740, is_mobile=True, has_touch=True)
     files = ([dicom_dir / "cr_ap_256px_monochrome1.dcm"] if what == "study"
              else [dicom_dir / "cr_ap_256px_monochrome1.dcm", *shared_pneumonia_images[:2]])
     page.set_input_files("#file-input", [str(path) for path in files])
@@ -472,10 +475,25 @@ def test_page_fits_a_phone(browser, server_url: str, tmp_path: Path, dicom_dir: 
         wait_study(page)
         box = page.locator("#pane-main").bounding_box()
         assert box["width"] <= 375 and abs(box["width"] - box["height"]) <= 2
+        pinch_out(page)
+        assert page.inner_text("#zoom-level") not in ("100%", "")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0  # no sideways scrolling
     screenshot(page, tmp_path, f"phone-{what}.png", full_page=True)
     assert page.errors == []
+
+
+def pinch_out(page) -> None:
+    """Two fingers on the study's image, moved apart (Chromium's touch input, over CDP)."""
+    page.locator("#pane-main").scroll_into_view_if_needed()
+    box = page.locator("#pane-main").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = page.context.new_cdp_session(page)
+    for kind, spread in (("touchStart", 20), ("touchMove", 40), ("touchMove", 60),
+                         ("touchMove", 80), ("touchEnd", 0)):
+        points = [] if kind == "touchEnd" else [{"x": x - spread, "y": y, "id": 0},
+                                                {"x": x + spread, "y": y, "id": 1}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
 
 
 def test_api_docs_render_the_predict_operation(browser, server_url: str) -> None:
@@ -500,11 +518,180 @@ def test_api_docs_render_the_predict_operation(browser, server_url: str) -> None
 
 
 def test_redoc_renders_the_predict_operation(browser, server_url: str) -> None:
+    """ReDoc at /redoc, from this server only: no request leaves it (its bundle names a CDN
+    logo, which is served here without it)."""
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    outside = []
+    page.on("request", lambda request: outside.append(request.url)
+            if not request.url.startswith((server_url, "blob:" + server_url)) else None)
     page.goto(server_url + "/redoc", wait_until="domcontentloaded", timeout=DOCS_TIMEOUT_MS)
     page.get_by_text("Predict pneumonia on one chest X-ray").first.wait_for(
         timeout=DOCS_TIMEOUT_MS)
     assert "/api/v1/predict" in page.inner_text("body")
-    assert errors == []
+    page.wait_for_load_state("networkidle", timeout=DOCS_TIMEOUT_MS)
+    assert errors == [] and outside == []
+
+
+#: The shared 15-bit JPEG 2000 CR (1841 x 1955, MONOCHROME1) and the identity in its header.
+FULL_DEPTH_FILM = "cr_nema_pa_monochrome1_jpeg2000.dcm"
+FILM_IDENTITY = {"name": "COMPRESSEDSAMPLES, RG1", "patient_id": "9RG1",
+                 "birth_date": "1940-03-05", "sex": "F", "accession_number": "exam Number",
+                 "study_date": "2004-08-26", "study_description": "THORAX"}
+
+#: How many distinct grey levels the study canvas shows (a JavaScript expression).
+GREY_LEVELS = ("(() => { const c = document.getElementById('image-canvas');"
+               " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+               " const seen = new Set(); for (let i = 0; i < d.length; i += 4) seen.add(d[i]);"
+               " return seen.size; })()")
+
+
+def test_reading_room_at_desktop_size(browser, server_url: str, tmp_path: Path,
+                                      dicom_dir: Path) -> None:
+    """At 1440 x 900 the radiograph is in view, whole, once one file is analysed; the
+    worklist is a side panel; window/level works on the DICOM's full depth, with the file's
+    window as the first preset and a numeric readout; invert, rotate, full screen, reset
+    and side by side across the width."""
+    page = open_page(browser, server_url, 1440, 900)
+    upload_one(page, dicom_dir / FULL_DEPTH_FILM)
+    pane = page.locator("#pane-main").bounding_box()
+    assert pane["y"] >= 0 and pane["y"] + pane["height"] <= 900  # whole, without scrolling
+    assert pane["height"] >= 450
+    side = page.locator("#side").bounding_box()
+    assert side["x"] + side["width"] <= pane["x"]  # the worklist beside the study
+    assert page.locator("#result").bounding_box()["y"] < 120  # the study at the top
+
+    # The file's own window, with its numbers; the values are the DICOM's, not 8-bit.
+    assert page.inner_text("#wl-readout") == "W 30000 · L 15000"
+    assert "File window 1 (W 30000, L 15000)" in page.inner_text("#wl-preset")
+    assert "Full depth" in page.inner_text("#wl-depth")
+    assert page.evaluate("document.getElementById('image-canvas').width") == 964  # 1024 px
+    # A window 1/30 of the file's: a full-depth image still shows ~255 grey levels in it;
+    # an 8-bit rendering of the file's window would have about 9 left.
+    page.evaluate(
+        "(() => { const w = document.getElementById('window');"
+        " w.value = '1000'; w.dispatchEvent(new Event('input')); })()")
+    page.wait_for_function("() => document.getElementById('wl-readout').textContent"
+                           ".startsWith('W 1000 ')")
+    page.wait_for_function(f"() => {GREY_LEVELS} > 128")
+    assert page.input_value("#wl-preset") == "custom"
+    page.select_option("#wl-preset", "0")
+    page.wait_for_function("() => document.getElementById('wl-readout').textContent"
+                           " === 'W 30000 · L 15000'")
+
+    # Invert (the I key), rotate, full screen, reset.
+    page.wait_for_function(f"() => {MEAN_LEVEL} > 1")
+    mean = page.evaluate(MEAN_LEVEL)
+    page.locator("#pane-main").focus()
+    page.keyboard.press("i")
+    page.wait_for_function(f"() => Math.abs({MEAN_LEVEL} - {255 - mean}) < 2")
+    assert page.get_attribute("#invert", "aria-pressed") == "true"
+    before = page.locator("#pane-main").bounding_box()
+    page.keyboard.press("r")
+    turned = page.locator("#pane-main").bounding_box()
+    assert "rotate(90deg)" in page.eval_on_selector("#image-canvas", "el => el.style.transform")
+    assert abs(turned["width"] / turned["height"] - before["height"] / before["width"]) < 0.02
+    screenshot(page, tmp_path, "reading-room-turned.png")
+    page.click("#fullscreen")
+    page.wait_for_function("() => document.fullscreenElement && "
+                           "document.fullscreenElement.id === 'study-image'")
+    page.evaluate("document.exitFullscreen()")
+    page.wait_for_function("() => !document.fullscreenElement")
+    page.click("#wl-reset")
+    page.wait_for_function(f"() => Math.abs({MEAN_LEVEL} - {mean}) < 1")
+    assert page.eval_on_selector("#image-canvas", "el => el.style.transform") == ""
+    assert page.get_attribute("#invert", "aria-pressed") == "false"
+    assert page.inner_text("#wl-readout") == "W 30000 · L 15000"
+    for key in ("I", "R", "F", "Home", "1"):
+        assert key in page.inner_text("#viewer-help") or key in page.inner_html("#viewer-help")
+    screenshot(page, tmp_path, "reading-room.png")
+
+    # Side by side across the width: the worklist steps aside, the panes share the page.
+    page.check("input[name=heat][value=side]")
+    assert page.is_hidden("#side")
+    main, beside = (page.locator(f"#pane-{p}").bounding_box() for p in ("main", "side"))
+    assert main["width"] + beside["width"] >= 0.6 * 1440
+    assert beside["y"] + beside["height"] <= 900
+    screenshot(page, tmp_path, "side-by-side.png")
+    page.check("input[name=heat][value=overlay]")
+    assert page.is_visible("#side")
+    assert page.errors == []
+
+
+def test_identity_on_screen_and_in_the_report_never_in_the_log(
+        browser, server_url: str, tmp_path: Path, dicom_dir: Path) -> None:
+    """A DICOM's patient identity is in the study header, its worklist row and the report;
+    in the CSV only when asked for; and nowhere in the server's log."""
+    page = open_page(browser, server_url, 1440, 900)
+    upload_one(page, dicom_dir / FULL_DEPTH_FILM)
+    header = page.inner_text("#identity")
+    for value in FILM_IDENTITY.values():
+        assert value in header, value
+    assert page.is_hidden("#identity-none")
+    row = page.inner_text("#worklist-body tr.open")
+    assert FILM_IDENTITY["name"] in row and "ID 9RG1" in row
+
+    with page.expect_download() as download_info:
+        page.click("#download-report")
+    download_info.value.save_as(tmp_path / "report.html")
+    html = (tmp_path / "report.html").read_text()
+    for value in FILM_IDENTITY.values():
+        assert value in html, value
+    report = browser.new_page(viewport={"width": 900, "height": 1200})
+    report.set_content(html)
+    pdf = report.pdf(format="A4", print_background=True)
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1  # still one page
+    screenshot(report, tmp_path, "report-identity.png", full_page=True)
+    page.evaluate("window.print = () => {}")
+    page.click("#print-report")
+    assert "9RG1" in page.inner_text("#print-area")
+
+    def csv(identifiers: bool) -> str:
+        page.set_checked("#csv-identifiers", identifiers)
+        with page.expect_download() as download_info:
+            page.click("#export-csv")
+        path = tmp_path / f"worklist-{identifiers}.csv"
+        download_info.value.save_as(path)
+        return path.read_text()
+
+    plain = csv(identifiers=False)
+    assert "9RG1" not in plain and "COMPRESSEDSAMPLES" not in plain
+    assert "1940-03-05" not in plain and "exam Number" not in plain
+    marked = csv(identifiers=True)
+    assert "patient_name,patient_id,birth_date" in marked.splitlines()[0]
+    assert "9RG1" in marked and "COMPRESSEDSAMPLES" in marked
+
+    log = SERVER_LOGS[server_url].read_text()
+    assert "POST /api/v1/predict" in log  # the request was logged ...
+    for value in ("9RG1", "COMPRESSEDSAMPLES", "RG1", "1940-03-05", "19400305",
+                  "exam Number", FULL_DEPTH_FILM):
+        assert value not in log, value  # ... and nothing of who it was about
+    assert page.errors == []
+
+
+def test_a_jpeg_report_says_it_has_no_identity_and_takes_a_typed_one(
+        browser, server_url: str, tmp_path: Path,
+        shared_pneumonia_images: list[Path]) -> None:
+    page = open_page(browser, server_url, 1440, 900)
+    upload_one(page, shared_pneumonia_images[0])
+    assert page.is_visible("#identity-none")
+    assert "carries none" in page.inner_text("#identity-none")
+    assert page.inner_text("#identity") == ""
+
+    with page.expect_download() as download_info:
+        page.click("#download-report")
+    download_info.value.save_as(tmp_path / "blank.html")
+    blank = (tmp_path / "blank.html").read_text()
+    assert "carries no patient identity" in blank and 'class="r-blank"' in blank
+
+    page.fill("#typed-identity", "DOE, Jane · 0042 · 2021-02-03")
+    with page.expect_download() as download_info:
+        page.click("#download-report")
+    download_info.value.save_as(tmp_path / "typed.html")
+    typed = (tmp_path / "typed.html").read_text()
+    assert "DOE, Jane · 0042 · 2021-02-03" in typed
+    assert "typed by the user, not from the file" in typed
+    assert "carries no patient identity" in typed
+    assert "DOE" not in SERVER_LOGS[server_url].read_text()  # typed here, never sent
+    assert page.errors == []

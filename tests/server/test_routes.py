@@ -113,10 +113,14 @@ def test_docs_served_from_packaged_assets(client: TestClient) -> None:
 def test_redoc_served_from_packaged_assets(client: TestClient) -> None:
     redoc = client.get("/redoc")
     assert redoc.status_code == 200
-    assert "/docs-assets/redoc.standalone.js" in redoc.text
+    assert "/redoc-assets/redoc.standalone.js" in redoc.text
     assert "/openapi.json" in redoc.text
     assert not re.search(r"(src|href)=\"https?://", redoc.text)  # no CDN, no Google fonts
-    assert client.get("/docs-assets/redoc.standalone.js").status_code == 200
+    assert "img-src 'self' data:" in redoc.headers["content-security-policy"]
+    script = client.get("/redoc-assets/redoc.standalone.js")
+    assert script.status_code == 200 and len(script.content) > 500_000
+    assert b"cdn.redoc.ly" not in script.content  # its menu's logo, from a CDN, left out
+    assert b"cdn.redoc.ly" in client.get("/docs-assets/redoc.standalone.js").content
 
 
 # --- 200 ------------------------------------------------------------------------------------

@@ -7,6 +7,10 @@ probability. For a result that does not apply (``prediction.meaning``,
 whole (wrapped, never cut), the model's output only greyed and named "not a finding", and
 the heat map is withheld: nobody asked for it, and a coloured map would read as a finding.
 The Source Image Sequence points at the radiograph it was derived from.
+
+It is made as JPEG baseline (highdicom encodes it with Pillow at quality 95: a tenth of the
+uncompressed size); :mod:`pneumoscan.dicom_node.sender` re-encodes it as JPEG-LS lossless
+or uncompressed for a destination that does not accept JPEG baseline.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dicom_codes
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import JPEGBaseline8Bit
 
 from pneumoscan.dicom_node import codes
 from pneumoscan.dicom_node.result_identity import (
@@ -68,17 +72,23 @@ def build_heatmap_capture(source: Dataset, prediction: Prediction) -> hd.sc.SCIm
         picture = _radiograph(prediction.pixels)
     rgb = np.concatenate([banner(prediction, picture.shape[1]), picture])  # (H, W, 3)
     image = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=source, pixel_array=rgb, photometric_interpretation="RGB",
+        ref_dataset=source, pixel_array=rgb, photometric_interpretation="YBR_FULL_422",
         bits_allocated=8, coordinate_system="PATIENT",
         series_instance_uid=uids.sc_series, series_number=SC_SERIES_NUMBER,
         sop_instance_uid=uids.sc_instance, instance_number=instance_number(source),
         manufacturer=MANUFACTURER, patient_orientation=_orientation(source),
-        transfer_syntax_uid=ExplicitVRLittleEndian,
+        transfer_syntax_uid=JPEGBaseline8Bit,
         series_description=SC_SERIES_DESCRIPTION, software_versions=prediction.model[:64],
     )
     # General Series, Type 2C (validators require it present): the source's side, else empty.
     image.Laterality = _laterality(source)
+    # Encapsulated pixel data has an undefined length. pydicom's dcmwrite sets this itself,
+    # but a C-STORE encodes the dataset directly, and DCMTK (Orthanc) refuses it otherwise.
+    image["PixelData"].is_undefined_length = True
     image.BurnedInAnnotation = "YES"
+    image.LossyImageCompression = "01"
+    image.LossyImageCompressionMethod = "ISO_10918_1"
+    image.LossyImageCompressionRatio = f"{rgb.nbytes / len(image.PixelData):.1f}"[:16]
     image.ImageComments = NOT_FOR_DIAGNOSIS
     image.DerivationDescription = (f"Heat map of the evidence for pneumonia ({MANUFACTURER} "
                                    f"{prediction.model}) over the source radiograph")[:1024]

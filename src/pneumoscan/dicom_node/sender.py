@@ -1,5 +1,11 @@
 """C-STORE of results to the PACS: a bounded queue, bounded retries, never lost silently.
 
+Each object goes in the most compact form the destination accepts: the heat-map Secondary
+Capture is made as JPEG baseline and is proposed as that, as JPEG-LS lossless and as
+uncompressed, each in a presentation context of its own; when the destination takes only
+one of the latter two, the image is re-encoded to it (lossless from the JPEG's pixels; it
+stays marked as lossy-compressed).
+
 A result that still fails after the last try is written to the spool folder (named by its
 own, new SOP Instance UID) and logged as an error; send it later with any C-STORE tool,
 e.g. ``storescu HOST PORT -aec AE SPOOL/*.dcm``. The spool holds patient data: the folder is
@@ -18,12 +24,20 @@ import logging
 import os
 import queue
 import threading
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+)
 from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 
 from pneumoscan.dicom_node.settings import Destination
@@ -33,6 +47,10 @@ logger = logging.getLogger(__name__)
 #: C-STORE statuses that mean "stored" (success, and the warnings: coercion, elements
 #: discarded, data set does not match SOP class).
 STORED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+#: The forms an image may be sent in, most compact first; each is proposed in a context of
+#: its own, so that the destination's answer says which of them it takes.
+IMAGE_SYNTAXES = ((JPEGBaseline8Bit,), (JPEGLSLossless,), UNCOMPRESSED)
 
 
 @dataclass
@@ -81,7 +99,6 @@ class ResultSender:
         for timeout in ("acse_timeout", "dimse_timeout", "network_timeout",
                         "connection_timeout"):
             setattr(self._ae, timeout, timeout_s)
-        self._syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
         self._requested: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="result-sender", daemon=True)
         self._thread.start()
@@ -177,7 +194,9 @@ class ResultSender:
         """One association; every object stored or :class:`SendError`."""
         for dataset in objects:
             if dataset.SOPClassUID not in self._requested:  # once per SOP class
-                self._ae.add_requested_context(dataset.SOPClassUID, self._syntaxes)
+                compressed = dataset.file_meta.TransferSyntaxUID.is_compressed
+                for syntaxes in IMAGE_SYNTAXES if compressed else (UNCOMPRESSED,):
+                    self._ae.add_requested_context(dataset.SOPClassUID, list(syntaxes))
                 self._requested.add(dataset.SOPClassUID)
         association = self._ae.associate(self.destination.host, self.destination.port,
                                          ae_title=self.destination.ae_title)
@@ -185,7 +204,7 @@ class ResultSender:
             raise SendError("association refused or destination unreachable")
         try:
             for dataset in objects:
-                status = association.send_c_store(dataset)
+                status = association.send_c_store(in_accepted_form(dataset, association))
                 code = int(status.Status) if "Status" in status else None
                 if code not in STORED:
                     raise SendError("no response" if code is None
@@ -230,3 +249,31 @@ def _private_opener(path: str, flags: int) -> int:
     descriptor = os.open(path, flags | os.O_NOFOLLOW, 0o600)
     os.fchmod(descriptor, 0o600)
     return descriptor
+def accepted_syntaxes(association: Association, sop_class: str) -> set[UID]:
+    """The transfer syntaxes the destination accepted for ``sop_class``."""
+    return {UID(context.transfer_syntax[0]) for context in association.accepted_contexts
+            if context.abstract_syntax == sop_class and context.transfer_syntax}
+
+
+def in_accepted_form(dataset: Dataset, association: Association) -> Dataset:
+    """``dataset`` as it is when the destination accepts its transfer syntax, else a copy
+    re-encoded as JPEG-LS lossless or uncompressed (whichever it accepts, in that order).
+
+    Raises:
+        SendError: the destination accepts none of them for this SOP class.
+    """
+    accepted = accepted_syntaxes(association, dataset.SOPClassUID)
+    syntax = dataset.file_meta.TransferSyntaxUID
+    uncompressed = accepted.intersection(UNCOMPRESSED)
+    # pynetdicom itself re-encodes between the uncompressed syntaxes.
+    if syntax in accepted or (not syntax.is_compressed and uncompressed):
+        return dataset
+    if not (uncompressed or JPEGLSLossless in accepted) or not syntax.is_compressed:
+        raise SendError(f"the destination accepts no transfer syntax offered for "
+                        f"{dataset.SOPClassUID.name}")
+    copy = deepcopy(dataset)
+    copy.decompress(generate_instance_uid=False)  # YBR_FULL_422 -> RGB, uncompressed
+    if JPEGLSLossless in accepted:
+        copy.compress(JPEGLSLossless, generate_instance_uid=False)
+        copy["PixelData"].is_undefined_length = True  # encapsulated (see heatmap_capture)
+    return copy

@@ -5,11 +5,14 @@ loaded: ``create_app(settings, predictor=...)`` (a notebook's model, or the rout
 fake). Either way every request takes the same path, through the routes.
 
 The API documentation is served offline from fastapi-offline's files: Swagger UI at /docs
-and ReDoc at /redoc, both able to read FastAPI's OpenAPI 3.1 document.
+and ReDoc at /redoc, both able to read FastAPI's OpenAPI 3.1 document. Neither loads
+anything from another site: ReDoc's bundle is served without the CDN address of its logo,
+and both pages carry a content security policy that would stop any other.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +23,8 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
@@ -48,6 +52,18 @@ DOCS_ASSETS_URL = "/docs-assets"
 #: The upload page loads nothing from elsewhere; images arrive as data: URLs or blobs.
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+#: /docs and /redoc load their scripts from this server (fastapi-offline's files); the
+#: policy keeps what those scripts would fetch from elsewhere in the browser, such as the
+#: Redocly logo ReDoc's menu asks a CDN for. Swagger UI starts from an inline script and
+#: ReDoc styles itself inline and searches in a blob: worker.
+DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; font-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'")
+DOCS_PATHS = frozenset({"/docs", "/redoc"})
+#: ReDoc's script as served here: fastapi-offline's copy, less the one address in it that
+#: the page would fetch from the internet (the Redocly logo in its menu, from a CDN).
+REDOC_SCRIPT_URL = "/redoc-assets/redoc.standalone.js"
+REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
 def create_app(settings: ServerSettings | None = None, *,
@@ -73,7 +89,7 @@ def create_app(settings: ServerSettings | None = None, *,
         description=f"**{DISCLAIMER}**",
         lifespan=lifespan,
         docs_url="/docs",
-        redoc_url="/redoc",
+        redoc_url=None,  # served by _add_redoc, from a script that fetches no logo
         static_url=DOCS_ASSETS_URL,
     )
     app.state.settings = settings
@@ -83,11 +99,13 @@ def create_app(settings: ServerSettings | None = None, *,
     app.include_router(router)
     _add_pages(app)
     _add_metrics(app)
+    _add_redoc(app)
     _add_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(UploadLimitMiddleware, settings=settings)
+    app.add_middleware(DocsPolicyMiddleware)
     # Outermost last: headers on every answer (the 403 and 413 too), and a foreign page's
     # post refused before anything reads its body.
     app.add_middleware(CrossOriginGuard, allowed_origins=settings.cors_origins)
@@ -135,6 +153,30 @@ def _add_pages(app: FastAPI) -> None:
         return FileResponse(STATIC_DIR / "index.html", headers={
             "Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-cache"})
+
+
+def _add_redoc(app: FastAPI) -> None:
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json",
+                              title=f"{app.title} - ReDoc", redoc_js_url=REDOC_SCRIPT_URL,
+                              redoc_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
+                              with_google_fonts=False)
+
+    @app.get(REDOC_SCRIPT_URL, include_in_schema=False)
+    def redoc_script() -> Response:
+        return Response(offline_redoc_script(), media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+@functools.cache
+def offline_redoc_script() -> bytes:
+    """fastapi-offline's ReDoc bundle with the CDN logo replaced by an empty ``data:`` image
+    (ReDoc hides an image that does not load)."""
+    import fastapi_offline
+
+    script = (Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js")
+    return script.read_bytes().replace(REDOC_CDN_LOGO.encode(), b"data:,")
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -207,3 +249,24 @@ class UploadLimitMiddleware:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+class DocsPolicyMiddleware:
+    """Add :data:`DOCS_CSP` to the /docs and /redoc pages: nothing they run may load
+    anything from another site."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in DOCS_PATHS:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []),
+                                      (b"content-security-policy", DOCS_CSP.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)

@@ -19,6 +19,39 @@ class StudyFacts(BaseModel):
     study_date: str = Field(default="", description="DICOM StudyDate as YYYY-MM-DD.")
 
 
+class PatientIdentity(BaseModel):
+    """Who a DICOM is of, for the reader to check against the request: returned to the user
+    who uploaded the file only; never logged, never stored."""
+
+    name: str = Field(default="", description="PatientName as FAMILY, Given Middle.")
+    patient_id: str = Field(default="", description="PatientID.")
+    birth_date: str = Field(default="", description="PatientBirthDate as YYYY-MM-DD.")
+    sex: str = Field(default="", description="PatientSex: M, F or O.")
+    accession_number: str = Field(default="", description="AccessionNumber.")
+    study_date: str = Field(default="", description="StudyDate as YYYY-MM-DD.")
+    study_description: str = Field(default="", description="StudyDescription.")
+
+
+class WindowPreset(BaseModel):
+    name: str = Field(description="WindowCenterWidthExplanation, or 'File window N'.")
+    center: float
+    width: float
+
+
+class DisplayValues(BaseModel):
+    """A DICOM's modality-LUT-applied values at full depth, for a viewer to window itself."""
+
+    png: str = Field(description="Base64 16-bit grayscale PNG (at most 1024 px); each code "
+                     "c stands for the value offset + scale * c.")
+    offset: float
+    scale: float
+    low: float = Field(description="Smallest value in the image.")
+    high: float = Field(description="Largest value in the image.")
+    presets: list[WindowPreset] = Field(description="The file's windows (WindowCenter / "
+                                        "WindowWidth), in its order; may be empty.")
+    monochrome1: bool = Field(description="True: low values are shown bright.")
+
+
 class ModelOutputResponse(BaseModel):
     """The model's raw output. Not a finding unless the result is applicable: programs may
     read it, but must not present it as a finding."""
@@ -104,6 +137,12 @@ class PredictionResponse(BaseModel):
     study: StudyFacts | None = Field(
         default=None, description="DICOM uploads: modality, body part, view and study date; "
         "null for JPEG and PNG.")
+    identity: PatientIdentity | None = Field(
+        default=None, description="DICOM uploads: the patient's identity from the header, "
+        "for the reader; null for JPEG and PNG (they carry none). Never logged or stored.")
+    display: DisplayValues | None = Field(
+        default=None, description="DICOM uploads with image=true: the full-depth values "
+        "and the file's window presets; null otherwise.")
     elapsed_ms: float = Field(description="Server time for this request, queueing included.")
     disclaimer: str = DISCLAIMER
 

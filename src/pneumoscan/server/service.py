@@ -21,6 +21,7 @@ from pneumoscan.heatmap import encode_png, heat_layer, overlay, shrink_to_fit
 from pneumoscan.imaging import JPEG_MAGIC, PNG_MAGIC, DecodedImage, is_dicom
 from pneumoscan.memory import LARGE_IMAGE_PIXELS, release_free_memory
 from pneumoscan.predictor import Prediction, Predictor
+from pneumoscan.server.dicom_view import display_values, patient_identity, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def predict_bytes(predictor: Predictor, data: bytes, heatmap: bool,
         prediction = predictor.predict_decoded([decoded], heatmap=heatmap)[0]
         if observe is not None:
             observe(prediction)
-        return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded))
+        return render(prediction, heatmap=heatmap, image=image, study=study_facts(decoded),
+                      **dicom_view_fields(data, decoded, image))
     finally:
         _release_after([decoded])
 
@@ -74,8 +76,10 @@ def predict_many(predictor: Predictor, blobs: list[bytes | UploadRejectedError],
             for prediction in made:
                 observe(prediction)
         predictions = iter(made)
-        return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o))
-                if isinstance(o, DecodedImage) else o for o in outcomes]  # type: ignore[misc]
+        return [render(next(predictions), heatmap=heatmap, image=image, study=study_facts(o),
+                       **dicom_view_fields(blob, o, image))  # type: ignore[arg-type]
+                if isinstance(o, DecodedImage) else o
+                for blob, o in zip(blobs, outcomes, strict=True)]  # type: ignore[misc]
     finally:
         _release_after(decoded)
 
@@ -130,12 +134,15 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def render(prediction: Prediction, *, heatmap: bool, image: bool,
-           study: dict[str, str] | None = None) -> dict[str, Any]:
+           study: dict[str, str] | None = None, identity: dict[str, str] | None = None,
+           display: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON fields of one prediction (``Prediction.to_dict``); PNGs are encoded only when
     asked for. A heat map asked for on a result that does not apply comes greyed
     (``heatmap_style``, decided by :mod:`pneumoscan.result_meaning`)."""
     result = prediction.to_dict()
     result["study"] = study
+    result["identity"] = identity
+    result["display"] = display
     if heatmap and prediction.heatmap is not None and prediction.pixels is not None:
         greyed = prediction.meaning.heatmap_greyed
         result["heatmap_png"] = _base64_png(overlay(prediction.pixels, prediction.heatmap,
@@ -162,6 +169,19 @@ def study_facts(decoded: DecodedImage) -> dict[str, str] | None:
         date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
     return {"modality": info.modality, "body_part": info.body_part,
             "view": info.view_position, "study_date": date}
+
+
+def dicom_view_fields(data: bytes, decoded: DecodedImage,
+                      image: bool) -> dict[str, Any]:
+    """A DICOM upload's patient identity, and (``image``) its full-depth values
+    (:mod:`pneumoscan.server.dicom_view`); nothing for a JPEG or PNG. For the response
+    only: never logged."""
+    if decoded.dicom is None:
+        return {}
+    header = read_header(data)
+    display = display_values(data) if image else None
+    return {"identity": None if header is None else patient_identity(header),
+            "display": None if display is None else display.to_dict()}
 
 
 def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:

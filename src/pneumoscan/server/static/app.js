@@ -1,5 +1,7 @@
 // pneumoscan page: analyse one or many X-rays, rank them in a worklist, open a study with
-// zoom, pan, window/level and the heat map, and download or print a one-page report.
+// zoom, pan, full-depth window/level (a DICOM's own values, windowed here), invert, rotate,
+// full screen and the heat map, and download or print a one-page report. A DICOM's patient
+// identity is shown in the study, the worklist and the report; it stays in this tab.
 // Plain JavaScript, no libraries: the page must work with no internet. Everything about
 // the files stays in this tab: nothing is stored on the server or in the browser's storage.
 "use strict";
@@ -10,7 +12,12 @@
     input: $("file-input"), dropzone: $("dropzone"), error: $("error"),
     progress: $("progress"), progressBar: $("progress-bar"), progressText: $("progress-text"),
     worklistSection: $("worklist-section"), worklistBody: $("worklist-body"),
-    exportCsv: $("export-csv"), clearList: $("clear-list"),
+    exportCsv: $("export-csv"), clearList: $("clear-list"), csvIdentifiers: $("csv-identifiers"),
+    app: $("app"), toggleList: $("toggle-list"), identity: $("identity"),
+    identityNone: $("identity-none"), typedIdentity: $("typed-identity"),
+    studyGrid: $("study-grid"), studyImage: $("study-image"), wlPreset: $("wl-preset"),
+    wlReadout: $("wl-readout"), wlDepth: $("wl-depth"), invert: $("invert"),
+    rotate: $("rotate"), fullscreen: $("fullscreen"),
     result: $("result"), resultTitle: $("result-title"), studyName: $("study-name"),
     scopeWarning: $("scope-warning"), scopeReason: $("scope-reason"),
     populationWarning: $("population-warning"), populationText: $("population-text"),
@@ -127,7 +134,7 @@
     for (const file of files) {
       // One file chosen: open it once analysed, as a single-image page would.
       const item = { id: nextId++, file, name: file.name, size: file.size, state: "queued",
-                     result: null, error: "", thumb: null, image: null,
+                     result: null, error: "", thumb: null, image: null, typedIdentity: "",
                      openWhenDone: files.length === 1 };
       items.push(item);
       run.total += 1;
@@ -234,8 +241,10 @@
       : el("span", { class: "thumb thumb-empty", "aria-hidden": "true",
                      text: item.state === "error" ? "no image" : "…" });
     const name = done
-      ? el("button", { type: "button", class: "link open-study" }, item.name)
-      : el("span", { class: "name" }, item.name);
+      ? el("button", { type: "button", class: "link open-study file-name" },
+           ...fileNameParts(item.name))
+      : el("span", { class: "name file-name" }, ...fileNameParts(item.name));
+    const who = done && result.identity ? identityLine(result.identity) : "";
     let label, probability;
     if (item.state === "error") {
       label = el("span", { class: "error-text" }, "Not analysed: " + sentence(item.error));
@@ -257,10 +266,24 @@
       ...flagsOf(item).map(([kind, text]) => el("span", { class: "flag " + kind }, text)));
     row.append(
       el("td", { class: "rank" }, String(rank)), el("td", { class: "thumb-cell" }, thumb),
-      el("td", { class: "file" }, name, el("span", { class: "size" }, formatSize(item.size))),
+      el("td", { class: "file" }, name, who ? el("span", { class: "who" }, who) : null,
+         el("span", { class: "size" }, formatSize(item.size))),
       el("td", { class: "result-cell" }, label), el("td", { class: "num" }, probability),
       el("td", { class: "flags-cell" }, flags));
     return row;
+  }
+
+  // "…/a-long-name.jpeg" as a stem that may break anywhere and an extension that may not.
+  function fileNameParts(name) {
+    const dot = name.lastIndexOf(".");
+    if (dot <= 0) return [el("span", { class: "stem" }, name)];
+    return [el("span", { class: "stem" }, name.slice(0, dot)),
+            el("span", { class: "ext" }, name.slice(dot))];
+  }
+
+  function identityLine(identity) {
+    return [identity.name, identity.patient_id ? "ID " + identity.patient_id : ""]
+      .filter(Boolean).join(" · ");
   }
 
   els.worklistBody.addEventListener("click", (event) => {
@@ -276,6 +299,8 @@
       "probability", "threshold", "cause", "cause_probability", "not_applicable_reasons",
       "model_output_note", "in_scope", "scope_reason", "population", "population_warning",
       "modality", "view", "study_date", "model", "error"];
+    const identifiers = els.csvIdentifiers.checked; // off unless the user asks
+    if (identifiers) columns.push(...IDENTITY_COLUMNS.map(([column]) => column));
     const lines = [columns.join(",")];
     ranked().forEach((item, index) => {
       const done = item.state === "done";
@@ -287,11 +312,19 @@
         r.model_output_note, done ? r.in_scope : "", r.scope_reason, r.population,
         r.population_warning, study.modality, study.view, study.study_date, r.model,
         item.error];
+      if (identifiers) {
+        const identity = r.identity || {};
+        values.push(...IDENTITY_COLUMNS.map(([, field]) => identity[field] || ""));
+      }
       lines.push(values.map(csvField).join(","));
     });
     download("pneumoscan-worklist-" + stamp() + ".csv", lines.join("\r\n") + "\r\n",
              "text/csv");
   }
+
+  const IDENTITY_COLUMNS = [["patient_name", "name"], ["patient_id", "patient_id"],
+    ["birth_date", "birth_date"], ["sex", "sex"], ["accession_number", "accession_number"],
+    ["study_description", "study_description"]];
 
   function csvField(value) {
     let text = String(value === null || value === undefined ? "" : value);
@@ -329,7 +362,12 @@
 
   // --- the study view --------------------------------------------------------------------------
 
-  const view = { zoom: 1, tx: 0, ty: 0, window: 255, level: 128, pixels: null };
+  // The view of the open study. values: the image's grey values (a DICOM's modality-LUT
+  // output as 16-bit codes, value = offset + scale * code; else the 8-bit levels), windowed
+  // here through a table on every draw.
+  const view = { zoom: 1, tx: 0, ty: 0, window: 256, level: 128, invert: false,
+                 rotation: 0, values: null, width: 0, height: 0, offset: 0, scale: 1,
+                 low: 0, high: 255, monochrome1: false, presets: [], full: false };
 
   function openStudy(id, focus) {
     const item = items.find((i) => i.id === id);
@@ -347,7 +385,8 @@
     show(els.result, true);
     if (focus) {
       els.resultTitle.focus({ preventScroll: true });
-      els.result.scrollIntoView({ behavior: "smooth", block: "start" });
+      // A wide screen shows the study beside the list already; a narrow one scrolls to it.
+      if (!WIDE.matches) els.result.scrollIntoView({ behavior: "smooth", block: "start" });
     }
   }
 
@@ -390,6 +429,7 @@
     }
 
     renderFacts(item);
+    renderIdentity(item);
     // A result that does not apply: the heat map starts off, and is the greyed one when
     // switched on (heatmap_style "grey").
     const heat = Boolean(result.heatmap_layer_png);
@@ -404,6 +444,7 @@
     if (heat && start) start.checked = true;
     show(els.legend, heat && result.heatmap_style === "colour");
     loadImage(item);
+    requestAnimationFrame(fitViewerHeight);
     els.modelVersion.textContent = result.model;
     els.elapsed.textContent = "answered in " + Math.round(result.elapsed_ms) + " ms";
   }
@@ -429,50 +470,207 @@
       [el("dt", {}, term), el("dd", {}, value)]));
   }
 
-  // The radiograph is drawn on a canvas through a window/level table; zoom and pan are a
-  // CSS transform of the stage (image and heat layer together), in fractions of the pane.
+  // Who the film is of: a DICOM's header identity, or (JPEG, PNG) a field to type one.
+  function identityFacts(identity) {
+    return [["Patient", identity.name, "name"], ["Patient ID", identity.patient_id],
+            ["Birth date", identity.birth_date], ["Sex", identity.sex],
+            ["Accession", identity.accession_number], ["Study date", identity.study_date],
+            ["Study", identity.study_description]]
+      .filter(([, value]) => value);
+  }
 
-  function loadImage(item) {
+  function renderIdentity(item) {
+    const identity = item.result.identity;
+    const facts = identity ? identityFacts(identity) : [];
+    els.identity.replaceChildren(...facts.map(([term, value, kind]) =>
+      el("div", { class: kind || "" }, el("dt", {}, term), el("dd", {}, value))));
+    if (identity && !facts.length) {
+      els.identity.replaceChildren(el("div", {}, el("dt", {}, "Patient"),
+                                      el("dd", {}, "not stated in the DICOM header")));
+    }
+    show(els.identityNone, !identity);
+    els.typedIdentity.value = item.typedIdentity;
+  }
+
+  els.typedIdentity.addEventListener("input", () => {
+    const item = items.find((i) => i.id === openId);
+    if (item) item.typedIdentity = els.typedIdentity.value;
+  });
+
+  // The radiograph is drawn on a canvas through a window/level table over its values; zoom
+  // and pan are a CSS transform of the stage (image and heat layer together), in fractions
+  // of the pane; rotation turns the layers inside the stage, whose shape turns with them.
+
+  async function loadImage(item) {
     const result = item.result;
-    view.zoom = 1; view.tx = 0; view.ty = 0;
-    resetWindowLevel(false);
-    const aspect = result.width + " / " + result.height;
-    els.paneMain.style.aspectRatio = aspect;
-    els.paneSide.style.aspectRatio = aspect;
-    els.viewer.style.setProperty("--aspect", String(result.width / result.height));
-    const image = new Image();
-    image.onload = () => {
-      if (openId !== item.id) return;
-      const canvas = document.createElement("canvas");
-      canvas.width = image.naturalWidth;
-      canvas.height = image.naturalHeight;
-      const context = canvas.getContext("2d");
-      context.drawImage(image, 0, 0);
-      view.pixels = context.getImageData(0, 0, canvas.width, canvas.height);
-      for (const target of [els.canvas, els.canvasSide]) {
-        target.width = canvas.width;
-        target.height = canvas.height;
-      }
-      drawImage();
-    };
-    image.src = item.image;
+    const display = result.display;
+    view.zoom = 1; view.tx = 0; view.ty = 0; view.rotation = 0; view.invert = false;
+    view.values = null;
+    layout(result.width, result.height);
     updateHeat();
     updateTransform();
+    let values;
+    try {
+      values = display ? await decodePng16(display.png) : await grayLevels(item.image);
+    } catch (err) {
+      values = await grayLevels(item.image); // a browser without DecompressionStream
+      item.result = Object.assign({}, result, { display: null });
+    }
+    if (openId !== item.id) return;
+    const full = item.result.display;
+    Object.assign(view, {
+      values: values.data, width: values.width, height: values.height,
+      offset: full ? full.offset : 0, scale: full ? full.scale : 1,
+      low: full ? full.low : 0, high: full ? full.high : 255,
+      monochrome1: Boolean(full && full.monochrome1),
+      presets: full && full.presets.length ? full.presets.slice()
+        : [{ name: "The image as read", center: 128, width: 255 }],
+    });
+    if (full) {
+      view.presets.push({ name: "Full range", center: (full.low + full.high) / 2,
+                          width: Math.max(full.high - full.low, 1e-6) });
+    }
+    for (const target of [els.canvas, els.canvasSide]) {
+      target.width = view.width;
+      target.height = view.height;
+    }
+    els.wlDepth.textContent = full
+      ? "Full depth: the DICOM's own values (" + formatValue(full.low) + " to " +
+        formatValue(full.high) + "), windowed in this browser."
+      : "8-bit image: window and level over its 256 grey levels.";
+    const span = view.high - view.low || 1;
+    els.wlWindow.min = String(span / 1000);
+    els.wlWindow.max = String(2 * span);
+    els.wlLevel.min = String(view.low - span / 2);
+    els.wlLevel.max = String(view.high + span / 2);
+    els.wlPreset.replaceChildren(...view.presets.map((preset, index) =>
+      el("option", { value: String(index) }, (index < 9 ? index + 1 + ". " : "") +
+         preset.name + " (W " + formatValue(preset.width) + ", L " +
+         formatValue(preset.center) + ")")));
+    choosePreset(0);
+  }
+
+  // The 8-bit image's grey levels (its red channel), from the PNG the server sent.
+  function grayLevels(source) {
+    return new Promise((resolve, reject) => {
+      const image = new Image();
+      image.onload = () => {
+        const canvas = document.createElement("canvas");
+        canvas.width = image.naturalWidth;
+        canvas.height = image.naturalHeight;
+        const context = canvas.getContext("2d");
+        context.drawImage(image, 0, 0);
+        const rgba = context.getImageData(0, 0, canvas.width, canvas.height).data;
+        const data = new Uint16Array(canvas.width * canvas.height);
+        for (let i = 0; i < data.length; i++) data[i] = rgba[4 * i];
+        resolve({ width: canvas.width, height: canvas.height, data });
+      };
+      image.onerror = reject;
+      image.src = source;
+    });
+  }
+
+  // A 16-bit grayscale, non-interlaced PNG (what the server sends) to its codes: a canvas
+  // would round it to 8 bits, so it is read here: chunks, inflate (the browser's
+  // DecompressionStream), then the five PNG row filters.
+  async function decodePng16(base64) {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const dv = new DataView(bytes.buffer);
+    let offset = 8, width = 0, height = 0;
+    const parts = [];
+    while (offset < bytes.length) {
+      const length = dv.getUint32(offset);
+      const type = String.fromCharCode(...bytes.subarray(offset + 4, offset + 8));
+      const body = bytes.subarray(offset + 8, offset + 8 + length);
+      if (type === "IHDR") {
+        width = dv.getUint32(offset + 8);
+        height = dv.getUint32(offset + 12);
+        if (body[8] !== 16 || body[9] !== 0 || body[12] !== 0) {
+          throw new Error("not a 16-bit grayscale PNG");
+        }
+      } else if (type === "IDAT") {
+        parts.push(body);
+      }
+      offset += 12 + length;
+    }
+    const stream = new Blob(parts).stream().pipeThrough(new DecompressionStream("deflate"));
+    const raw = new Uint8Array(await new Response(stream).arrayBuffer());
+    const stride = width * 2;
+    const out = new Uint8Array(stride * height);
+    for (let y = 0; y < height; y++) {
+      const filter = raw[y * (stride + 1)];
+      const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+      const row = y * stride;
+      for (let x = 0; x < stride; x++) {
+        const a = x >= 2 ? out[row + x - 2] : 0;
+        const b = y > 0 ? out[row - stride + x] : 0;
+        const c = x >= 2 && y > 0 ? out[row - stride + x - 2] : 0;
+        let predicted = 0;
+        if (filter === 1) predicted = a;
+        else if (filter === 2) predicted = b;
+        else if (filter === 3) predicted = (a + b) >> 1;
+        else if (filter === 4) {
+          const p = a + b - c;
+          const pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+          predicted = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+        }
+        out[row + x] = (line[x] + predicted) & 0xff;
+      }
+    }
+    const data = new Uint16Array(width * height);
+    for (let i = 0; i < data.length; i++) data[i] = (out[2 * i] << 8) | out[2 * i + 1];
+    return { width, height, data };
+  }
+
+  function formatValue(value) {
+    const span = Math.abs(view.high - view.low);
+    const digits = span >= 100 ? 0 : span >= 10 ? 1 : 2;
+    return Number(value).toFixed(digits);
+  }
+
+  function choosePreset(index) {
+    const preset = view.presets[index];
+    if (!preset) return;
+    view.window = preset.width;
+    view.level = preset.center;
+    els.wlPreset.value = String(index);
+    syncWindowLevel();
+  }
+
+  function syncWindowLevel() {
+    els.wlWindow.value = String(view.window);
+    els.wlLevel.value = String(view.level);
+    els.wlReadout.textContent = "W " + formatValue(view.window) + " · L " +
+      formatValue(view.level);
+    const match = view.presets.findIndex((p) => Math.abs(p.width - view.window) < 1e-9 &&
+                                                Math.abs(p.center - view.level) < 1e-9);
+    if (match < 0 && els.wlPreset.querySelector("option[value=custom]") === null) {
+      els.wlPreset.append(el("option", { value: "custom" }, "Custom"));
+    }
+    els.wlPreset.value = match >= 0 ? String(match) : "custom";
+    els.invert.setAttribute("aria-pressed", String(view.invert));
+    scheduleDraw();
   }
 
   function drawImage() {
-    if (!view.pixels) return;
+    if (!view.values) return;
+    // One table entry per code: its value through the window, inverted when asked (and for
+    // MONOCHROME1, whose low values are bright).
+    let top = 0;
+    for (let i = 0; i < view.values.length; i++) if (view.values[i] > top) top = view.values[i];
+    const table = new Uint8ClampedArray(top + 1);
     const low = view.level - view.window / 2;
-    const table = new Uint8ClampedArray(256);
-    for (let v = 0; v < 256; v++) table[v] = Math.round(((v - low) / view.window) * 255);
-    const source = view.pixels.data;
-    const output = new ImageData(view.pixels.width, view.pixels.height);
+    const flip = view.invert !== view.monochrome1;
+    for (let code = 0; code <= top; code++) {
+      const level = ((view.offset + view.scale * code - low) / view.window) * 255;
+      table[code] = flip ? 255 - level : level;
+    }
+    const output = new ImageData(view.width, view.height);
     const data = output.data;
-    for (let i = 0; i < source.length; i += 4) {
-      data[i] = table[source[i]];
-      data[i + 1] = table[source[i + 1]];
-      data[i + 2] = table[source[i + 2]];
-      data[i + 3] = 255;
+    const values = view.values;
+    for (let i = 0, j = 0; i < values.length; i++, j += 4) {
+      const grey = table[values[i]];
+      data[j] = grey; data[j + 1] = grey; data[j + 2] = grey; data[j + 3] = 255;
     }
     els.canvas.getContext("2d").putImageData(output, 0, 0);
     els.canvasSide.getContext("2d").putImageData(output, 0, 0);
@@ -486,11 +684,55 @@
     requestAnimationFrame(() => { drawPending = false; drawImage(); });
   }
 
+  // The panes take the image's shape, turned with it; the layers (image, heat map) are
+  // laid out unturned inside the stage and rotated about their centre.
+  function layout(width, height) {
+    view.aspect = width / height;
+    const a = view.aspect;
+    const turned = view.rotation % 180 !== 0;
+    const shown = turned ? 1 / a : a;
+    els.paneMain.style.aspectRatio = String(shown);
+    els.paneSide.style.aspectRatio = String(shown);
+    els.viewer.style.setProperty("--aspect", String(shown));
+    const box = turned
+      ? { left: (1 - a) / 2 * 100 + "%", top: (1 - 1 / a) / 2 * 100 + "%",
+          width: a * 100 + "%", height: 100 / a + "%" }
+      : { left: "0", top: "0", width: "100%", height: "100%" };
+    for (const layer of document.querySelectorAll(".stage .layer")) {
+      Object.assign(layer.style, box);
+      layer.style.transform = view.rotation ? "rotate(" + view.rotation + "deg)" : "";
+    }
+  }
+
+  // On a wide screen the radiograph takes the height left below the study's header, so that
+  // it is in view, whole, as soon as the study opens.
+  const WIDE = window.matchMedia("(min-width: 64rem)");
+  function fitViewerHeight() {
+    if (!WIDE.matches || els.result.hidden) {
+      els.viewer.style.removeProperty("--view-height");
+      return;
+    }
+    const top = els.viewer.getBoundingClientRect().top + window.scrollY;
+    const legend = els.legend.hidden ? 0 : els.legend.offsetHeight + 8;
+    const left = window.innerHeight - top - legend - 16; // the page unscrolled
+    els.viewer.style.setProperty("--view-height", Math.max(240, left) + "px");
+  }
+  window.addEventListener("resize", fitViewerHeight);
+
+  function rotate() {
+    view.rotation = (view.rotation + 90) % 360;
+    const item = items.find((i) => i.id === openId);
+    if (item) layout(item.result.width, item.result.height);
+    view.tx = 0; view.ty = 0;
+    updateTransform();
+  }
+
   function heatModeValue() {
     const checked = els.heatMode.querySelector("input:checked");
     return els.heatMode.hidden ? "off" : checked ? checked.value : "overlay";
   }
 
+  let listHiddenBySide = false; // side by side hid the worklist: show it again after
   function updateHeat() {
     const mode = heatModeValue();
     const opacity = Number(els.opacity.value) / 100;
@@ -498,9 +740,24 @@
     show(els.paneSide, mode === "side");
     show(els.opacityControl, mode !== "off");
     els.viewer.classList.toggle("side-by-side", mode === "side");
+    // Side by side takes the page's whole width: the worklist steps aside meanwhile.
+    if (mode === "side" && !els.app.classList.contains("list-hidden")) {
+      listHiddenBySide = true;
+      setListHidden(true);
+    } else if (mode !== "side" && listHiddenBySide) {
+      listHiddenBySide = false;
+      setListHidden(false);
+    }
     els.heatOverlay.style.opacity = String(opacity);
     els.heatSide.style.opacity = String(opacity);
+    fitViewerHeight();
     describeView();
+  }
+
+  function setListHidden(hidden) {
+    els.app.classList.toggle("list-hidden", hidden);
+    els.toggleList.textContent = hidden ? "Show list" : "Hide list";
+    els.toggleList.setAttribute("aria-expanded", String(!hidden));
   }
 
   function clampPan() {
@@ -528,10 +785,17 @@
     updateTransform();
   }
 
-  function resetWindowLevel(draw = true) {
-    view.window = 255; view.level = 128;
-    els.wlWindow.value = "255"; els.wlLevel.value = "128";
-    if (draw) drawImage();
+  // Reset: the whole view as it opened (fit, unturned, not inverted, the first window).
+  function resetView() {
+    view.zoom = 1; view.tx = 0; view.ty = 0; view.invert = false;
+    if (view.rotation) { view.rotation = 270; rotate(); }
+    updateTransform();
+    choosePreset(0);
+  }
+
+  function toggleFullscreen() {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else if (els.studyImage.requestFullscreen) els.studyImage.requestFullscreen();
   }
 
   function describeView() {
@@ -540,24 +804,46 @@
       : "heat map " + (mode === "side" ? "beside the image" : "over the image") +
         " at " + els.opacity.value + "% opacity";
     els.paneMain.setAttribute("aria-label", "The X-ray " + els.studyName.textContent +
-      ", zoom " + Math.round(100 * view.zoom) + "%, window " + view.window + ", level " +
-      view.level + (mode === "overlay" ? ", " + heat : ""));
+      ", zoom " + Math.round(100 * view.zoom) + "%, window " + formatValue(view.window) +
+      ", level " + formatValue(view.level) + (view.invert ? ", inverted" : "") +
+      (view.rotation ? ", turned " + view.rotation + " degrees" : "") +
+      (mode === "overlay" ? ", " + heat : ""));
     els.paneSide.setAttribute("aria-label", "The same X-ray with the " + heat);
   }
 
+  // Drag: window/level or pan; wheel: zoom; two fingers: pinch to zoom about their middle.
   function dragOn(pane) {
     let start = null;
+    const touches = new Map();
+    let pinch = null;
     pane.addEventListener("pointerdown", (event) => {
       if (event.button !== 0) return;
-      pane.setPointerCapture(event.pointerId);
-      start = { x: event.clientX, y: event.clientY, tx: view.tx, ty: view.ty,
-                window: view.window, level: view.level,
-                mode: document.querySelector("input[name=drag]:checked").value };
+      try { pane.setPointerCapture(event.pointerId); } catch (err) { /* not an active pointer */ }
+      touches.set(event.pointerId, { x: event.clientX, y: event.clientY });
+      if (touches.size === 2) {
+        const [p, q] = [...touches.values()];
+        pinch = { distance: Math.hypot(p.x - q.x, p.y - q.y) || 1, zoom: view.zoom };
+        start = null;
+      } else {
+        start = { x: event.clientX, y: event.clientY, tx: view.tx, ty: view.ty,
+                  window: view.window, level: view.level,
+                  mode: document.querySelector("input[name=drag]:checked").value };
+      }
       event.preventDefault();
     });
     pane.addEventListener("pointermove", (event) => {
-      if (!start) return;
+      if (touches.has(event.pointerId)) {
+        touches.set(event.pointerId, { x: event.clientX, y: event.clientY });
+      }
       const box = pane.getBoundingClientRect();
+      if (pinch && touches.size === 2) {
+        const [p, q] = [...touches.values()];
+        const distance = Math.hypot(p.x - q.x, p.y - q.y) || 1;
+        zoomTo(pinch.zoom * distance / pinch.distance,
+               ((p.x + q.x) / 2 - box.left) / box.width, ((p.y + q.y) / 2 - box.top) / box.height);
+        return;
+      }
+      if (!start) return;
       const dx = event.clientX - start.x;
       const dy = event.clientY - start.y;
       if (start.mode === "pan") {
@@ -565,14 +851,19 @@
         view.ty = start.ty + dy / box.height;
         updateTransform();
       } else { // right: wider window (less contrast); down: higher level (darker)
-        view.window = Math.round(Math.min(255, Math.max(1, start.window + dx)));
-        view.level = Math.round(Math.min(255, Math.max(0, start.level + dy)));
-        els.wlWindow.value = String(view.window);
-        els.wlLevel.value = String(view.level);
-        scheduleDraw();
+        const unit = (view.high - view.low || 1) / 255; // one 8-bit level per pixel
+        const span = view.high - view.low || 1;
+        view.window = Math.min(2 * span, Math.max(span / 1000, start.window + dx * unit));
+        view.level = Math.min(view.high + span / 2,
+                              Math.max(view.low - span / 2, start.level + dy * unit));
+        syncWindowLevel();
       }
     });
-    const end = () => { start = null; };
+    const end = (event) => {
+      touches.delete(event.pointerId);
+      if (touches.size < 2) pinch = null;
+      start = null;
+    };
     pane.addEventListener("pointerup", end);
     pane.addEventListener("pointercancel", end);
     pane.addEventListener("wheel", (event) => {
@@ -584,6 +875,7 @@
   }
 
   els.paneMain.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
     const step = 0.1 / view.zoom;
     const keys = {
       "+": () => zoomTo(view.zoom * 1.25), "=": () => zoomTo(view.zoom * 1.25),
@@ -592,8 +884,17 @@
       ArrowRight: () => { view.tx -= step; updateTransform(); },
       ArrowUp: () => { view.ty += step; updateTransform(); },
       ArrowDown: () => { view.ty -= step; updateTransform(); },
+      i: () => { view.invert = !view.invert; syncWindowLevel(); },
+      r: rotate, f: toggleFullscreen, Home: resetView,
     };
-    if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    if (/^[1-9]$/.test(key) && view.presets[Number(key) - 1]) {
+      event.preventDefault();
+      choosePreset(Number(key) - 1);
+    } else if (keys[key]) {
+      event.preventDefault();
+      keys[key]();
+    }
   });
 
   // --- the report ------------------------------------------------------------------------------
@@ -648,7 +949,7 @@
             "strong, one scale for every image)") + "</figcaption></figure>");
     }
     return '<article class="report">' +
-      "<header><h1>pneumoscan report</h1>" +
+      "<header><h1>pneumoscan report</h1>" + reportIdentity(item) +
       '<p class="r-disclaimer"><strong>Decision support, not a diagnosis.</strong> ' +
       "The model was trained on pediatric (ages 1–5) frontal chest radiographs from one " +
       "centre. A qualified clinician must read every radiograph.</p></header>" +
@@ -663,6 +964,31 @@
       escapeHtml(when.toISOString()) + ")</td></tr></table>" +
       "<footer><p>Made by pneumoscan in the browser; the image was not kept on the " +
       "server.</p></footer></article>";
+  }
+
+  // Who the film is of, first on the page: the DICOM header's identity, or for a JPEG or
+  // PNG the statement that the file carries none and what the user typed (or a line to
+  // write it on).
+  function reportIdentity(item) {
+    const identity = item.result.identity;
+    if (identity) {
+      const facts = identityFacts(identity);
+      const cells = (facts.length ? facts : [["Patient", "not stated in the DICOM header"]])
+        .map(([term, value]) => "<th>" + escapeHtml(term) + "</th><td>" + escapeHtml(value) +
+             "</td>");
+      let rows = ""; // two facts a row: the identity stays a few lines high
+      for (let i = 0; i < cells.length; i += 2) {
+        rows += "<tr>" + cells.slice(i, i + 2).join("") + "</tr>";
+      }
+      return '<table class="r-identity">' + rows + "</table>";
+    }
+    const typed = item.typedIdentity.trim();
+    return '<table class="r-identity"><tr><th>Patient</th><td>' +
+      (typed ? escapeHtml(typed) + ' <span class="r-typed">(typed by the user, not from ' +
+               "the file)</span>"
+             : '<span class="r-blank"></span>') + "</td></tr></table>" +
+      '<p class="r-noid">The file (JPEG or PNG) carries no patient identity: check that ' +
+      "this is the right patient.</p>";
   }
 
   async function downloadReport() {
@@ -709,13 +1035,27 @@
   els.zoomFit.addEventListener("click", () => zoomTo(1));
   els.wlWindow.addEventListener("input", () => {
     view.window = Number(els.wlWindow.value);
-    scheduleDraw();
+    syncWindowLevel();
   });
   els.wlLevel.addEventListener("input", () => {
     view.level = Number(els.wlLevel.value);
-    scheduleDraw();
+    syncWindowLevel();
   });
-  els.wlReset.addEventListener("click", () => resetWindowLevel());
+  els.wlPreset.addEventListener("change", () => {
+    if (els.wlPreset.value !== "custom") choosePreset(Number(els.wlPreset.value));
+  });
+  els.wlReset.addEventListener("click", resetView);
+  els.invert.addEventListener("click", () => { view.invert = !view.invert; syncWindowLevel(); });
+  els.rotate.addEventListener("click", rotate);
+  els.fullscreen.addEventListener("click", toggleFullscreen);
+  document.addEventListener("fullscreenchange", () => {
+    els.fullscreen.textContent = document.fullscreenElement ? "Exit full screen"
+                                                            : "Full screen";
+  });
+  els.toggleList.addEventListener("click", () => {
+    listHiddenBySide = false;
+    setListHidden(!els.app.classList.contains("list-hidden"));
+  });
   els.downloadReport.addEventListener("click", downloadReport);
   els.printReport.addEventListener("click", printReport);
   dragOn(els.paneMain);
