@@ -216,11 +216,15 @@ class Predictor:
         return results
 
     def evidence(self, image: np.ndarray) -> np.ndarray:
-        """The heat map ``(h, w)`` in [0, 1] of one normalised input ``(1, S, S)``: occlusion
-        evidence of pneumonia (:func:`pneumoscan.heatmap.occlusion_evidence`) on the model's
-        heat-map scale. About 65 forward passes: asked for one study at a time."""
-        raw = occlusion_evidence(lambda batch: self.backend.run(batch)[0], image)
-        return scaled_heatmap(raw, self.card.heatmap_scale)
+        """The heat map ``(h, w)`` in [0, 1] of one normalised input ``(1, S, S)``: its
+        :meth:`raw_evidence` on the model's heat-map scale."""
+        return scaled_heatmap(self.raw_evidence(image), self.card.heatmap_scale)
+
+    def raw_evidence(self, image: np.ndarray) -> np.ndarray:
+        """Occlusion evidence of pneumonia ``(h, w)``, in logit units, of one normalised input
+        ``(1, S, S)`` (:func:`pneumoscan.heatmap.occlusion_evidence`). About 65 forward
+        passes: asked for one study at a time."""
+        return occlusion_evidence(lambda batch: self.backend.run(batch)[0], image)
 
     def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
                         progress: Callable[[int], None] | None = None) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Checks that a heat map comes from the image: what the benchmark and the tests measure.
 
 - **Flip equivariance:** the map of the mirrored film, mirrored back, against the film's own
-  map (Pearson r). A map drawn at a fixed place whatever the film shows scores near 0.
+  map (Pearson r of the evidence before it is clipped and scaled for display, so that a
+  film with no positive evidence anywhere still has a map to compare). A map drawn at a
+  fixed place whatever the film shows scores near 0.
 - **Peak spread:** where the hottest cell sits, over many pneumonia films (standard
   deviation of its position, as a fraction of the side). A fixed blob scores near 0.
 - **Deletion:** covering the hottest 10 % of the model input (with the image's mean, as
@@ -23,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from pneumoscan.calibration import apply_temperature
+from pneumoscan.heatmap import scaled_heatmap
 from pneumoscan.predictor import Predictor
 from pneumoscan.preprocessing import normalize
 
@@ -74,10 +77,11 @@ def check_film(predictor: Predictor, resized: np.ndarray, rng: np.random.Generat
                fraction: float = 0.10) -> FilmChecks:
     """The figures of one resized uint8 film ``(S, S)``."""
     image = model_input(predictor, resized)
-    heat = predictor.evidence(image)
-    mirrored = predictor.evidence(model_input(predictor, resized[:, ::-1].copy()))[:, ::-1]
-    flip_r = float(np.corrcoef(heat.ravel(), mirrored.ravel())[0, 1]) \
-        if heat.std() > 0 and mirrored.std() > 0 else 0.0
+    raw = predictor.raw_evidence(image)
+    heat = scaled_heatmap(raw, predictor.card.heatmap_scale)
+    mirrored = predictor.raw_evidence(model_input(predictor, resized[:, ::-1].copy()))[:, ::-1]
+    flip_r = float(np.corrcoef(raw.ravel(), mirrored.ravel())[0, 1]) \
+        if raw.std() > 0 and mirrored.std() > 0 else 0.0
     row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
     side = image.shape[-1]
     fill = float(image.mean())
