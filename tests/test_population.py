@@ -224,9 +224,11 @@ def test_pediatric_validation_images_are_called_pediatric(shipped_predictor: Pre
     from pneumoscan.dataset import training_split
 
     validation = training_split(shipped_predictor.card, chest_xray_dir).validation
-    files = [s.path for s in validation if s.label == 0][:3] \
-        + [s.path for s in validation if s.label == 1][:3]
-    results = [r.prediction for r in shipped_predictor.predict_files(files)]
-    assert all(r is not None and r.population == PEDIATRIC and r.population_warning == ""
-               for r in results)
-    assert all(r is not None and r.applicable == r.in_scope for r in results)
+    files = [s.path for s in validation if s.label == 0][:50] \
+        + [s.path for s in validation if s.label == 1][:50]
+    results = [r.prediction for r in shipped_predictor.predict_files(files, batch_size=32)]
+    assert all(r is not None for r in results)
+    # the target is at most 1 % of children called adult: at most one of these 100
+    children = [r for r in results if r is not None and r.population == PEDIATRIC]
+    assert len(children) >= 99
+    assert all(r.population_warning == "" and r.applicable == r.in_scope for r in children)
