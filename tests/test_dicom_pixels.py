@@ -11,7 +11,7 @@ import pytest
 
 from pneumoscan.dicom_pixels import jpeg_scale, read_dicom_pixels
 
-#: The node's decode size (dicom_node.node.DECODE_MIN_SIDE: twice the training images' side).
+#: The decode size of every face (predictor.DECODE_MIN_SIDE: twice the training images' side).
 NODE_SIDE = 448
 
 
@@ -48,14 +48,15 @@ def test_other_syntaxes_are_decoded_whole(dicom_dir: Path, name: str) -> None:
 @pytest.mark.slow
 def test_the_answer_does_not_depend_on_the_decode_resolution(
         dicom_dir: Path, shipped_model: Path) -> None:
-    from pneumoscan.predictor import Predictor
+    from pneumoscan.imaging import decode_image
+    from pneumoscan.predictor import DECODE_MIN_SIDE, Predictor
 
+    assert DECODE_MIN_SIDE == NODE_SIDE
     predictor = Predictor.load(shipped_model, backend="onnx")
     differences = {}
     for path in sorted(dicom_dir.glob("*.dcm")):
         data = path.read_bytes()
-        full, reduced = (predictor.predict_decoded([predictor.decode(data, reduce_to=side)],
-                                                   heatmap=False)[0].probability
-                         for side in (None, NODE_SIDE))
+        full, reduced = (predictor.predict_decoded([image], heatmap=False)[0].probability
+                         for image in (decode_image(data), predictor.decode(data)))
         differences[path.name] = abs(full - reduced)
     assert max(differences.values()) <= 0.02, differences

@@ -49,6 +49,12 @@ from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope
 
 logger = logging.getLogger(__name__)
 
+#: The smallest side a radiograph is decoded at: twice the training images' 224 px, which
+#: every input is first resized to. A JPEG DICOM is decoded scaled in the DCT down to this
+#: (:mod:`pneumoscan.dicom_pixels`), a fraction of the full decode's work, within 0.02 of
+#: the full decode's P(pneumonia) on the shared DICOMs (tests/test_dicom_pixels.py).
+DECODE_MIN_SIDE = 448
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -182,12 +188,13 @@ class Predictor:
     def version(self) -> str:
         return self.card.version or self.card.arch
 
-    def decode(self, source: ImageSource, *, reduce_to: int | None = None) -> DecodedImage:
+    def decode(self, source: ImageSource) -> DecodedImage:
         """Decode an input with this predictor's pixel limit; refuse one under
-        :data:`~pneumoscan.imaging.MIN_SIDE` pixels on a side (ImageTooSmallError).
-        ``reduce_to``: see :func:`~pneumoscan.imaging.decode_image` (the DICOM node)."""
+        :data:`~pneumoscan.imaging.MIN_SIDE` pixels on a side (ImageTooSmallError). A JPEG
+        DICOM is decoded scaled down to :data:`DECODE_MIN_SIDE` (the one decode every face
+        uses, so the CLI, the server and the DICOM node give one answer per file)."""
         return decode_image(source, max_pixels=self.max_pixels, min_side=MIN_SIDE,
-                            reduce_to=reduce_to)
+                            reduce_to=DECODE_MIN_SIDE)
 
     def predict(self, source: ImageSource, *, heatmap: bool = True) -> Prediction:
         """Predict one image. Raises ImageDecodeError (ImageTooSmallError included) or

@@ -43,7 +43,7 @@ def test_csv_cells_are_not_formulas(hostile: Path, tiny_model_dir: Path, tmp_pat
     assert cells == ["'" + name for name in FORMULA_NAMES]
     # numbers stay numbers
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert all(float(row["probability"]) >= 0 for row in rows)
+    assert all(float(row["model_output_probability"]) >= 0 for row in rows)
 
 
 def test_terminal_escapes_in_names_are_shown_not_sent(hostile: Path, tiny_model_dir: Path,

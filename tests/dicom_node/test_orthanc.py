@@ -24,7 +24,6 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage, generate_uid
 
 from pneumoscan.dicom_node import codes
-from pneumoscan.dicom_node.node import DECODE_MIN_SIDE
 from pneumoscan.predictor import Prediction, Predictor
 
 from .conftest import free_port
@@ -131,8 +130,7 @@ def test_orthanc_sends_the_shared_dicoms_and_gets_results_back(
         uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
         ids.append(upload(orthanc, path))
         # Two shared files share a UID: Orthanc keeps the first one uploaded.
-        # As the node decodes: at the resolution the model needs (dicom_node.node).
-        decoded = onnx_predictor.decode(path, reduce_to=DECODE_MIN_SIDE)
+        decoded = onnx_predictor.decode(path)  # as every face decodes
         expected.setdefault(uid, onnx_predictor.predict_decoded([decoded], heatmap=False)[0])
     sent = httpx.post(f"{orthanc.url}/modalities/pneumoscan/store", timeout=300,
                       json={"Resources": sorted(set(ids)), "Synchronous": True})

@@ -36,11 +36,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The smallest side the node decodes a radiograph at: twice the training images' 224 px,
-#: which every input is first resized to. A JPEG film is decoded scaled in the DCT down to
-#: this (:mod:`pneumoscan.dicom_pixels`), a fraction of the full decode's work.
-DECODE_MIN_SIDE = 448
-
 
 #: Connections accepted beyond max_associations while they have not yet asked for an
 #: association (each is closed after acse_timeout_s).
@@ -227,8 +222,7 @@ class DicomNode:
             return self._refuse(number, refusal)
         with self._predictions:
             try:
-                decoded = self.predictor.decode(event.encoded_dataset(include_meta=True),
-                                                reduce_to=DECODE_MIN_SIDE)
+                decoded = self.predictor.decode(event.encoded_dataset(include_meta=True))
             except Exception as exc:
                 return self._refuse(number, intake.refusal_for_decode_error(exc))
             reason = intake.skip_reason(decoded.dicom)
