@@ -548,6 +548,7 @@
          preset.name + " (W " + formatValue(preset.width) + ", L " +
          formatValue(preset.center) + ")")));
     choosePreset(0);
+    requestAnimationFrame(fitViewerHeight); // the controls above it have their text now
   }
 
   // The 8-bit image's grey levels (its red channel), from the PNG the server sent.
