@@ -63,7 +63,7 @@ def test_capture_pixels_are_the_banner_over_the_overlay(source: Dataset,
     # Encapsulated, as a C-STORE must encode it (DCMTK refuses an explicit length).
     assert build_heatmap_capture(source, prediction)["PixelData"].is_undefined_length
     pixels = capture.pixel_array  # (H, W, 3), RGB
-    assert pixels.shape[1] == 1024  # the 1024 px source at full size
+    assert pixels.shape[1] == prediction.width  # the source as every face decodes it
     top = banner(prediction, pixels.shape[1])
     # JPEG at quality 95: the banner within a few grey levels on average.
     assert np.abs(pixels[: top.shape[0]].astype(int) - top).mean() < 4
