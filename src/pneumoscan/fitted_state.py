@@ -15,8 +15,10 @@ and the record of the training files (:mod:`pneumoscan.training_files`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +28,8 @@ from pneumoscan.population import PopulationClassifier
 from pneumoscan.scope import DistanceStatistics, ScopeStatistics
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,22 @@ def read_fitted(model: ModelLike, kind: FittedKind, *, warn_stale: bool = True,
     return tensors, metadata
 
 
+def load_fitted(model: ModelLike, kind: FittedKind,
+                parse: Callable[[dict[str, np.ndarray], dict[str, str]], T],
+                what: str) -> T | None:
+    """``parse`` of the tensors and metadata :func:`read_fitted` returns, or None when there
+    are none for these weights; a missing key or a bad value is reported as :func:`unreadable`
+    with ``what`` (e.g. "incomplete scope statistics")."""
+    files = resolve_model(model)
+    stored = read_fitted(files, kind)
+    if stored is None:
+        return None
+    try:
+        return parse(*stored)
+    except (KeyError, ValueError) as exc:
+        raise unreadable(files, kind, what, exc) from exc
+
+
 def unreadable(files: ModelFiles, kind: FittedKind, what: str,
                exc: Exception) -> ModelFileError:
     """The error for a file of ``kind`` whose content is incomplete or invalid."""
@@ -143,16 +163,10 @@ def load_scope(model: ModelLike) -> ScopeStatistics | None:
     Raises:
         ModelFileError: the file exists but is not readable scope statistics.
     """
-    files = resolve_model(model)
-    fitted = read_fitted(files, SCOPE)
-    if fitted is None:
-        return None
-    tensors, metadata = fitted
-    try:
-        return ScopeStatistics(features=_distance_statistics("features", tensors, metadata),
-                               layout=_distance_statistics("layout", tensors, metadata))
-    except (KeyError, ValueError) as exc:
-        raise unreadable(files, SCOPE, "incomplete scope statistics", exc) from exc
+    return load_fitted(model, SCOPE, lambda tensors, metadata: ScopeStatistics(
+        features=_distance_statistics("features", tensors, metadata),
+        layout=_distance_statistics("layout", tensors, metadata)),
+        "incomplete scope statistics")
 
 
 def _distance_statistics(part: str, tensors: dict[str, np.ndarray],
@@ -194,19 +208,11 @@ def load_population(model: ModelLike) -> PopulationClassifier | None:
     Raises:
         ModelFileError: the file exists but is not a readable classifier.
     """
-    files = resolve_model(model)
-    fitted = read_fitted(files, POPULATION)
-    if fitted is None:
-        return None
-    tensors, metadata = fitted
-    try:
-        return PopulationClassifier(
-            mean=tensors["mean"].astype(np.float64), scale=tensors["scale"].astype(np.float64),
-            weight=tensors["weight"].astype(np.float64), bias=float(metadata["bias"]),
-            threshold=float(metadata["threshold"]), n_pediatric=int(metadata["n_pediatric"]),
-            n_adult=int(metadata["n_adult"]))
-    except (KeyError, ValueError) as exc:
-        raise unreadable(files, POPULATION, "incomplete population classifier", exc) from exc
+    return load_fitted(model, POPULATION, lambda tensors, metadata: PopulationClassifier(
+        mean=tensors["mean"].astype(np.float64), scale=tensors["scale"].astype(np.float64),
+        weight=tensors["weight"].astype(np.float64), bias=float(metadata["bias"]),
+        threshold=float(metadata["threshold"]), n_pediatric=int(metadata["n_pediatric"]),
+        n_adult=int(metadata["n_adult"])), "incomplete population classifier")
 
 
 def population_notes(model: ModelLike) -> dict[str, str]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pneumoscan.fitted_state import FittedKind, read_fitted, unreadable
-from pneumoscan.modelfile import ModelLike, resolve_model
+from pneumoscan.fitted_state import FittedKind, load_fitted
+from pneumoscan.modelfile import ModelLike
 
 #: The file beside ``NAME.safetensors``: made by ``fit-scope`` and ``train``.
 REFERENCE = FittedKind(".reference.safetensors", "pneumoscan.reference/1",
@@ -33,15 +33,8 @@ def load_reference(model: ModelLike) -> Reference | None:
     Raises:
         ModelFileError: the file exists but is not a readable reference.
     """
-    files = resolve_model(model)
-    stored = read_fitted(files, REFERENCE)
-    if stored is None:
-        return None
-    tensors, _ = stored
-    try:
-        return Reference(pooled=tensors["pooled"].astype(np.float32),
-                         thumbnails=tensors["thumbnails"].astype(np.float32),
-                         logits=tensors["logits"].astype(np.float32),
-                         labels=tensors["labels"].astype(int))
-    except KeyError as exc:
-        raise unreadable(files, REFERENCE, "incomplete site-check reference", exc) from exc
+    return load_fitted(model, REFERENCE, lambda tensors, _: Reference(
+        pooled=tensors["pooled"].astype(np.float32),
+        thumbnails=tensors["thumbnails"].astype(np.float32),
+        logits=tensors["logits"].astype(np.float32), labels=tensors["labels"].astype(int)),
+        "incomplete site-check reference")

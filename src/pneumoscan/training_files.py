@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumoscan.fitted_state import FittedKind, read_fitted, unreadable, write_fitted
+from pneumoscan.fitted_state import FittedKind, load_fitted, write_fitted
 from pneumoscan.modelfile import ModelLike, resolve_model
 
 if TYPE_CHECKING:  # dataset imports scikit-learn; only its type is needed here
@@ -146,17 +146,9 @@ def load_training_files(model: ModelLike) -> TrainingFiles | None:
     Raises:
         ModelFileError: the file exists but is not a readable record.
     """
-    files = resolve_model(model)
-    stored = read_fitted(files, TRAINING_FILES)
-    if stored is None:
-        return None
-    tensors, metadata = stored
-    try:
-        return TrainingFiles(tensors["digests"], tensors["roles"],
-                             metadata.get("data_fingerprint", ""))
-    except (KeyError, ValueError) as exc:
-        raise unreadable(files, TRAINING_FILES, "not a readable record of training files",
-                         exc) from exc
+    return load_fitted(model, TRAINING_FILES, lambda tensors, metadata: TrainingFiles(
+        tensors["digests"], tensors["roles"], metadata.get("data_fingerprint", "")),
+        "not a readable record of training files")
 
 
 def record_model(model: ModelLike, data: Path | str) -> Path:
