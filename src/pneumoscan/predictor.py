@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,8 @@ class Predictor:
         self.scope = scope  # None: not fitted, and every image is out of scope
         # None: not fitted, and an image without an age in a DICOM header is "unknown"
         self.population = population
+        # One heat map at a time (see raw_evidence).
+        self._heat_map_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: ModelLike = None, *, backend: str = "auto",
@@ -230,8 +233,14 @@ class Predictor:
     def raw_evidence(self, image: np.ndarray) -> np.ndarray:
         """Occlusion evidence of pneumonia ``(h, w)``, in logit units, of one normalised input
         ``(1, S, S)`` (:func:`pneumoscan.heatmap.occlusion_evidence`). About 65 forward
-        passes: asked for one study at a time."""
-        return occlusion_evidence(lambda batch: self.backend.run(batch)[0], image)
+        passes: asked for one study at a time.
+
+        One map at a time per predictor, whatever the number of requests or associations
+        being answered: each map already keeps every CPU busy (so two at once take as long
+        as one after the other), and ONNX Runtime's memory arena keeps, for the life of the
+        process, the memory of the most it ever ran at once."""
+        with self._heat_map_lock:
+            return occlusion_evidence(lambda batch: self.backend.run(batch)[0], image)
 
     def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
                         progress: Callable[[int], None] | None = None) -> np.ndarray:

@@ -60,7 +60,10 @@ def dicom_node_command(
         require("pneumoscan dicom-node", ("pynetdicom", "highdicom"), "dicom-node")
         from pneumoscan.dicom_node.node import DicomNode
         from pneumoscan.dicom_node.settings import DicomNodeSettings
+        from pneumoscan.memory import limit_malloc_arenas
         from pneumoscan.predictor import Predictor
+
+        limit_malloc_arenas()  # one thread per association: see pneumoscan.memory
 
         silence_header_messages()
         options: dict[str, Any] = {

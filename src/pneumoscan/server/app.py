@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumoscan import DISCLAIMER, __version__
+from pneumoscan.memory import limit_malloc_arenas
 from pneumoscan.monitoring import CONTENT_TYPE, ServiceMetrics, expected_positive_share
 from pneumoscan.predictor import Predictor
 from pneumoscan.server.protection import (
@@ -114,7 +115,9 @@ def create_app(settings: ServerSettings | None = None, *,
 
 
 def create_app_from_environment() -> FastAPI:
-    """Factory for uvicorn (``--factory``): settings from ``PNEUMOSCAN_*`` variables."""
+    """Factory for uvicorn (``--factory``), in each server process: settings from
+    ``PNEUMOSCAN_*`` variables; the C heap's arenas limited (:mod:`pneumoscan.memory`)."""
+    limit_malloc_arenas()
     return create_app(ServerSettings())
 
 
