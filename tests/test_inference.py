@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pneumoscan.inference import run_batches
+from pneumoscan.inference import IMAGES_PER_PASS, in_passes, run_batches
 from pneumoscan.preprocessing import PreprocessConfig, normalize
 
 CONFIG = PreprocessConfig(image_size=32)
@@ -36,3 +36,17 @@ def test_run_batches_concatenates_every_output_in_order() -> None:
 def test_run_batches_of_nothing_keeps_the_output_shapes() -> None:
     (out,) = run_batches(lambda batch: (np.zeros((len(batch), 2)),), _images(0), CONFIG)
     assert out.shape == (0, 2)
+
+
+def test_a_batch_goes_through_in_passes_of_a_few_images() -> None:
+    batch = np.random.default_rng(0).normal(size=(2 * IMAGES_PER_PASS + 1, 1, 8, 8))
+    sizes: list[int] = []
+
+    def forward(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sizes.append(len(part))
+        return part.sum(axis=(1, 2, 3)), part[:, 0, 0]  # (B,), (B, 8)
+
+    sums, rows = in_passes(forward, batch)
+    assert sizes == [IMAGES_PER_PASS, IMAGES_PER_PASS, 1]
+    np.testing.assert_allclose(sums, batch.sum(axis=(1, 2, 3)))
+    np.testing.assert_array_equal(rows, batch[:, 0, 0])

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from pneumoscan.errors import MissingDependencyError, ModelFileError
 from pneumoscan.extras import installed, require
+from pneumoscan.inference import in_passes
 from pneumoscan.modelfile import ModelFiles, ModelLike, resolve_model
 
 if TYPE_CHECKING:
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("auto", "onnx", "torch")
+
+#: A backend's outputs: logits, feature map and pooled features of a batch.
+Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class Backend(Protocol):
@@ -40,6 +45,13 @@ class Backend(Protocol):
         """Logits ``(B, 2)``, the last feature map ``(B, C, h, w)`` and its spatial mean
         ``(B, C)`` for a float32 batch."""
         ...
+
+
+def run_in_passes(forward: Callable[[np.ndarray], Outputs], batch: np.ndarray) -> Outputs:
+    """A backend's ``forward`` over ``batch`` in passes of
+    :data:`~pneumoscan.inference.IMAGES_PER_PASS` images."""
+    logits, features, pooled = in_passes(forward, batch)
+    return logits, features, pooled
 
 
 def default_threads() -> int:
@@ -76,7 +88,12 @@ class TorchBackend:
         self.model, self.card = load_model(model)
         prepare_torch_model(self.model)
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run(self, batch: np.ndarray) -> Outputs:
+        """Logits, feature map and pooled features (see :class:`Backend`), in passes of
+        :data:`~pneumoscan.inference.IMAGES_PER_PASS` images."""
+        return run_in_passes(self._forward, batch)
+
+    def _forward(self, batch: np.ndarray) -> Outputs:
         with self._torch.inference_mode():
             logits, features, pooled = self.model.forward_with_features(
                 self._torch.from_numpy(batch))

@@ -4,8 +4,8 @@ A region's evidence is how much the pneumonia logit falls when that region of th
 input is covered (Zeiler & Fergus, 2014): windows of a quarter of the side, at 8 x 8
 positions symmetric about the centre, are each filled with the image's mean, and the 64
 covered copies go through the same forward pass as the prediction (ONNX Runtime or
-PyTorch), a few at a time. Each pixel gets the mean fall over the windows that cover it,
-read out on a 20 x 20 grid.
+PyTorch; the backend takes them a few at a time). Each pixel gets the mean fall over the
+windows that cover it, read out on a 20 x 20 grid.
 
 Why not the class activation map, ``w · F(x, y)`` of the last feature map: the network
 pools its evidence at a fixed place. For the model of November 2026, +23 logit units sat in
@@ -30,10 +30,6 @@ OCCLUSION_WINDOW = 0.25
 OCCLUSION_POSITIONS = 8
 #: Side of the returned grid of evidence.
 MAP_CELLS = 20
-#: Covered copies per forward pass. ONNX Runtime keeps the memory of its largest batch: all
-#: 65 copies at once (130 views with flip averaging) held 815 MB and took 384 ms a map; 8 at
-#: a time 205 MB and 224 ms (measured on the shipped model, 2 threads, quiet machine).
-OCCLUSION_BATCH = 8
 
 #: Logits ``(B, 2)`` of a normalised batch ``(B, 1, S, S)``.
 LogitFunction = Callable[[np.ndarray], np.ndarray]
@@ -65,15 +61,14 @@ def cover(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarr
 
 
 def occlusion_evidence(logits: LogitFunction, image: np.ndarray, *,
-                       cells: int = MAP_CELLS, batch_size: int = OCCLUSION_BATCH) -> np.ndarray:
+                       cells: int = MAP_CELLS) -> np.ndarray:
     """The pneumonia evidence ``(cells, cells)`` float32 of a normalised image ``(1, S, S)``,
     in logit units: the fall of the pneumonia logit when each place is covered (negative
     where covering it makes pneumonia more likely)."""
     _, height, width = image.shape
     boxes = occlusion_boxes(height, width)
     batch = np.concatenate([image[None], cover(image, boxes)]).astype(np.float32)
-    outputs = np.concatenate([logits(batch[i:i + batch_size])[:, 0]
-                              for i in range(0, len(batch), batch_size)])
+    outputs = logits(batch)[:, 0]
     fall = outputs[0] - outputs[1:]  # (K,)
     total = np.zeros((height, width), np.float64)
     count = np.zeros((height, width), np.float64)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pneumoscan.backends import Outputs, run_in_passes
 from pneumoscan.errors import ModelFileError
 from pneumoscan.modelfile import ModelFiles, ModelLike, resolve_model
 
@@ -117,9 +118,13 @@ class OnnxBackend:
                                  f"the model card's (1, {size}, {size}) images; re-create it "
                                  f"with `{export_hint(files)}`")
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run(self, batch: np.ndarray) -> Outputs:
         """Logits ``(B, 2)``, the last feature map ``(B, C, h, w)`` and its spatial mean
-        ``(B, C)`` of a float32 batch."""
+        ``(B, C)`` of a float32 batch, in passes of
+        :data:`~pneumoscan.inference.IMAGES_PER_PASS` images."""
+        return run_in_passes(self._forward, batch)
+
+    def _forward(self, batch: np.ndarray) -> Outputs:
         feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
         logits, features, pooled = self.session.run(list(OUTPUT_NAMES), feed)
         return logits, features, pooled
