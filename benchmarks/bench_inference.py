@@ -13,7 +13,8 @@ Each engine runs in its own fresh process (so peak memory is its own):
 - (b) the same model in ONNX Runtime (the ``onnx`` backend; this process never imports
   PyTorch);
 - (c) DenseNet-121 and (d) ResNet-50 from timm, 224 px, 1 input channel, 1 output, random
-  weights, run exactly like (a).
+  weights, run exactly like (a), in the same passes of
+  ``inference.IMAGES_PER_PASS`` images that every engine here takes a batch in.
 
 Model inputs are real shared X-rays through pneumoscan's own ``preprocess``. Before timing,
 the ONNX graph is compared with PyTorch on those images (max |logit diff| and labels). The
@@ -191,6 +192,7 @@ def worker_baseline(args: argparse.Namespace, name: str) -> dict[str, Any]:
     import torch
 
     from pneumoscan.backends import prepare_torch_model
+    from pneumoscan.inference import in_passes
 
     torch.set_num_threads(args.threads)
     baseline = rss_mib()
@@ -198,9 +200,12 @@ def worker_baseline(args: argparse.Namespace, name: str) -> dict[str, Any]:
                                                   num_classes=1))
     inputs = load_inputs(args, 224)
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def forward(batch: np.ndarray) -> tuple[np.ndarray]:
         with torch.inference_mode():
-            return model(torch.from_numpy(batch)).numpy()  # type: ignore[no-any-return]
+            return (model(torch.from_numpy(batch)).numpy(),)
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, ...]:  # in passes, like (a) and (b)
+        return in_passes(forward, batch)
 
     result = measure_engine(run, inputs, args)
     return {**result, **torch_cost(model, 224), "image_size": 224,
