@@ -100,3 +100,17 @@ def test_flip_average_scores_a_film_and_its_mirror_alike_in_eval_mode_only() -> 
         model.dropout.p = 0.0
         torch.testing.assert_close(model(x), model.head(model.forward_features(x).mean(
             dim=(2, 3))))
+
+
+@pytest.mark.slow
+def test_lite0_cut_at_stride_16_keeps_the_imagenet_stages_it_uses() -> None:
+    full = create_model("efficientnet_lite0", pretrained=True).eval()
+    cut = create_model("efficientnet_lite0_s16", pretrained=True, flip_average=True).eval()
+    torch.testing.assert_close(cut.backbone.conv_stem.weight, full.backbone.conv_stem.weight)
+    torch.testing.assert_close(cut.backbone.blocks[4][-1].conv_pwl.weight,
+                               full.backbone.blocks[4][-1].conv_pwl.weight)
+    with torch.no_grad():
+        logits, features, pooled = cut.forward_with_features(torch.zeros(2, 1, 160, 160))
+    assert logits.shape == (2, 2) and features.shape == (2, 640, 10, 10)  # 160 / 16
+    assert pooled.shape == (2, 640)
+    assert count_parameters(cut) < count_parameters(full) / 4

@@ -25,10 +25,14 @@ logger = logging.getLogger(__name__)
 OUTPUTS: tuple[str, str] = ("pneumonia", "bacterial")
 
 #: Architectures offered by name. timm names beyond these also work (random init).
-KNOWN_ARCHITECTURES = ("efficientnet_lite0", "simple_cnn", "resnet18", "mobilenetv3_large_100")
+KNOWN_ARCHITECTURES = ("efficientnet_lite0", "efficientnet_lite0_s16", "simple_cnn",
+                       "resnet18", "mobilenetv3_large_100")
 
 #: Architectures whose ImageNet weights ship inside an installed package.
-PRETRAINED_FROM_PACKAGE = ("efficientnet_lite0",)
+PRETRAINED_FROM_PACKAGE = ("efficientnet_lite0", "efficientnet_lite0_s16")
+
+#: Channels of the 1x1 convolution that ends ``efficientnet_lite0_s16``.
+S16_WIDTH = 640
 
 
 class SimpleCNN(nn.Module):
@@ -59,6 +63,31 @@ class SimpleCNN(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, C, S/32, S/32)
+
+
+class Stride16EfficientNet(nn.Module):
+    """EfficientNet-Lite0 cut after its fifth stage (output stride 16: a 10 x 10 map at
+    160 px, 112 channels), then a new 1x1 convolution to :data:`S16_WIDTH` channels, batch
+    norm and ReLU6 (as Lite0's own last layer). Its last map is twice as fine as Lite0's,
+    and the two stages it drops are where Lite0 mixes the whole image into every cell.
+    A candidate for a heat map read from the network itself (docs/experiments.md, issue 22);
+    not the shipped architecture."""
+
+    def __init__(self, full: nn.Module, width: int = S16_WIDTH) -> None:
+        super().__init__()
+        self.conv_stem: nn.Module = full.conv_stem  # type: ignore[assignment]
+        self.bn1: nn.Module = full.bn1  # type: ignore[assignment]  # timm: norm + activation
+        self.blocks = nn.Sequential(*list(full.blocks)[:5])  # type: ignore[arg-type]
+        channels = int(self.blocks[-1][-1].conv_pwl.out_channels)  # type: ignore[index]
+        self.conv_head = nn.Conv2d(channels, width, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.act = nn.ReLU6(inplace=True)
+        self.num_features = width
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.bn1(self.conv_stem(x)))
+        features: torch.Tensor = self.act(self.bn2(self.conv_head(x)))
+        return features
 
 
 class PneumoniaNet(nn.Module):
@@ -121,8 +150,10 @@ def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2,
         return PneumoniaNet(cnn, cnn.num_features, dropout, flip_average)
     import timm
 
+    stride16 = arch == "efficientnet_lite0_s16"
     try:
-        backbone = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=1)
+        backbone = timm.create_model("efficientnet_lite0" if stride16 else arch,
+                                     pretrained=False, num_classes=0, in_chans=1)
     except RuntimeError as exc:  # timm: "Unknown model (...)"
         raise ValueError(f"unknown architecture {arch!r}; try one of {KNOWN_ARCHITECTURES}") \
             from exc
@@ -131,6 +162,9 @@ def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2,
             raise ValueError(f"no offline ImageNet weights for {arch!r}; pretrained weights "
                              f"ship only for {PRETRAINED_FROM_PACKAGE}")
         _load_efficientnet_lite0_imagenet(backbone)
+    if stride16:
+        cut = Stride16EfficientNet(backbone)
+        return PneumoniaNet(cut, cut.num_features, dropout, flip_average)
     return PneumoniaNet(backbone, int(backbone.num_features), dropout,  # type: ignore[arg-type]
                         flip_average)
 
