@@ -32,6 +32,7 @@ from pneumoscan.dicom_node import intake
 from pneumoscan.dicom_node.node import DicomNode
 from pneumoscan.dicom_node.settings import DicomNodeSettings
 from pneumoscan.predictor import Predictor
+from process_memory import memory_mb, reset_peak
 
 from .bad_values import BAD_VALUES, with_bad_values
 from .conftest import StorageSink, free_port, renamed
@@ -124,22 +125,15 @@ def test_frame_bomb_gets_a_failure_status_within_bounded_memory(node: DicomNode)
     ae.add_requested_context(ComputedRadiographyImageStorage, JPEG2000Lossless)
     association = ae.associate("127.0.0.1", node.port, ae_title=node.settings.ae_title)
     assert association.is_established
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _memory_mb("VmRSS")
+    reset_peak()
+    before = memory_mb()["VmRSS"]
     try:
         status = association.send_c_store(bomb)
     finally:
         association.release()
-    grew = _memory_mb("VmHWM") - before
+    grew = memory_mb()["VmHWM"] - before
     assert int(status.Status) == intake.OUT_OF_RESOURCES
     assert grew < 150, f"peak memory grew by {grew:.0f} MB"
-
-
-def _memory_mb(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024.0
-    raise KeyError(key)
 
 
 class SilentDestination:
@@ -220,13 +214,6 @@ def test_film_with_bad_header_values_gets_results_without_them(
         assert value not in ours
 
 
-def _process_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
-
-
 def test_the_node_service_is_back_to_its_size_at_rest_after_many_associations(
         sink: StorageSink, source: Dataset, tmp_path: Path) -> None:
     """The node as a service runs it (`pneumoscan dicom-node`, a process of its own): each
@@ -247,7 +234,7 @@ def test_the_node_service_is_back_to_its_size_at_rest_after_many_associations(
             assert send(peer, renamed(source)) == [intake.SUCCESS]
         sink.wait_for(6)
         time.sleep(0.5)
-        at_rest = _process_rss_mb(process.pid)
+        at_rest = memory_mb(process.pid)["VmRSS"]
         for _ in range(8):
             senders = [threading.Thread(target=send, args=(peer, renamed(source)))
                        for _ in range(3)]
@@ -257,7 +244,7 @@ def test_the_node_service_is_back_to_its_size_at_rest_after_many_associations(
                 sender.join()
         sink.wait_for(6 + 48, timeout_s=120)
         time.sleep(0.5)
-        after = _process_rss_mb(process.pid)
+        after = memory_mb(process.pid)["VmRSS"]
         assert after < 1.25 * at_rest, f"{at_rest:.0f} MB at rest, then {after:.0f} MB"
     finally:
         process.terminate()

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 
 from hostile_files import deflate_bomb, frame_bomb, png16
 from pneumoscan.server import ServerSettings, create_app
+from process_memory import memory_mb, reset_peak
 
 from .conftest import ClientFactory, FakePredictor, png_bytes
 
@@ -259,19 +260,10 @@ def real_server(shipped_model: Path) -> Iterator[tuple[int, int]]:
             process.wait()
 
 
-def memory_mb(pid: int) -> dict[str, float]:
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024.0
-    return values
-
-
 def attack(port: int, pid: int, data: bytes, name: str) -> tuple[int, float]:
     """POST ``data`` as a form's file; ``(status, MB)``: the answer, and how far the
     server's peak resident memory rose above its resident memory before it."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    reset_peak(pid)
     before = memory_mb(pid)["VmRSS"]
     boundary = "hostileboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "

@@ -1,0 +1,20 @@
+"""A process's resident memory, for the tests that bound it (Linux ``/proc``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def memory_mb(pid: int | str = "self") -> dict[str, float]:
+    """Resident memory (``VmRSS``) and its peak (``VmHWM``) of a process, in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024.0
+    return values
+
+
+def reset_peak(pid: int | str = "self") -> None:
+    """Set the process's peak (``VmHWM``) to its resident memory now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
