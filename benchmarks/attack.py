@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import http.client
-import importlib.util
 import io
 import os
 import platform
@@ -37,9 +36,16 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving import SERVE, free_port, memory_mb, running_server
+from serving import (
+    ROOT,
+    SERVE,
+    free_port,
+    memory_mb,
+    reset_peak,
+    running_server,
+    test_helper,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 NORMAL_JPEG = sorted((SHARED / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
 SOURCE_DICOM = SHARED / "dicom" / "cr_siim_pa_jpeg_baseline.dcm"
@@ -48,16 +54,7 @@ PREDICT = "/api/v1/predict"
 BODY_TIMEOUT_S = 10
 
 
-def load_hostile_files() -> object:
-    spec = importlib.util.spec_from_file_location("hostile_files",
-                                                  ROOT / "tests" / "hostile_files.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hostile = load_hostile_files()
+hostile = test_helper("hostile_files")
 
 
 @dataclass
@@ -101,10 +98,6 @@ class Flow:
 
     def __str__(self) -> str:
         return f"{self.ok}/{self.total}"
-
-
-def reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 # --- the web server ------------------------------------------------------------------------

@@ -5,11 +5,15 @@ serve`` itself, or a script that serves the same application with timers attache
 process of its own on a free loopback port, waits until ``/api/v1/health`` answers, and
 stops it with SIGTERM afterwards (uvicorn then shuts down cleanly). The benchmark's client
 runs in the calling process: a server and its client never share an interpreter lock.
+
+:func:`test_helper` loads a helper module of ``tests/`` (the hostile files, a process's
+memory), so that the benchmarks and the tests measure with one definition.
 """
 
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import os
 import signal
 import socket
@@ -21,6 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: ``pneumoscan serve``, as a deployment runs it.
 SERVE = [sys.executable, "-m", "pneumoscan", "serve"]
@@ -78,11 +85,16 @@ def running_server(command: list[str], *, env: dict[str, str] | None = None,
                 process.wait()
 
 
-def memory_mb(pid: int) -> dict[str, float]:
-    """Resident memory (VmRSS) and its peak (VmHWM) of a process, in MB (Linux)."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024.0
-    return values
+def test_helper(name: str) -> ModuleType:
+    """The module ``tests/NAME.py`` (the tests folder is not a package on the path here)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: ``memory_mb(pid)``: VmRSS and VmHWM of a process, MB; ``reset_peak(pid)``: VmHWM := VmRSS.
+_process_memory = test_helper("process_memory")
+memory_mb = _process_memory.memory_mb
+reset_peak = _process_memory.reset_peak
