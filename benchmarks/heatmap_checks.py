@@ -2,7 +2,8 @@
 
 For a model (default: the shipped one), on films of its own patient-level validation set
 (never trained on): the checks of :mod:`pneumoscan.reports.heatmap_checks`, through the
-Predictor's one heat map (occlusion at the decision), and what a map costs.
+Predictor's one heat map (the model's evidence map, from the forward pass), and what a
+prediction with its map costs.
 
 Usage:
     python benchmarks/heatmap_checks.py --data ../shared/data/chest_xray [--model DIR]
@@ -50,12 +51,12 @@ def main() -> None:
         rows[name] = [check_film(predictor, image, rng) for image in pixels]
         for image in pixels[:5]:
             started = time.perf_counter()
-            predictor.evidence(model_input(predictor, image))
+            grid = predictor.evidence(model_input(predictor, image)).shape
             seconds.append(time.perf_counter() - started)
 
-    print(f"model {predictor.version}; heat map: occlusion, "
-          f"{np.median(seconds) * 1000:.0f} ms per map (median of {len(seconds)}, "
-          f"{predictor.backend.__class__.__name__})")
+    print(f"model {predictor.version}; heat map: the evidence map, {grid[0]} x {grid[1]}, "
+          f"{np.median(seconds) * 1000:.1f} ms per forward pass with its map (median of "
+          f"{len(seconds)}, {predictor.backend.__class__.__name__})")
     print(f"{'films':<10} {'n':>4} {'flip r':>7} {'peak spread':>12} {'max heat':>9} "
           f"{'mean heat':>10} {'logit fall: hot 10%':>20} {'random 10%':>11} "
           f"{'P fall: hot':>12} {'random':>7}")

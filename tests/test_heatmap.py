@@ -1,4 +1,4 @@
-"""Occlusion heat maps: hand-computed evidence, the model-wide scale, overlays."""
+"""Heat maps: the model's evidence map, the model-wide scale, overlays."""
 
 from __future__ import annotations
 
@@ -9,57 +9,15 @@ import numpy as np
 from PIL import Image
 
 from pneumoscan.heatmap import (
-    MAP_CELLS,
     OVERLAY_OPACITY,
-    cover,
     encode_png,
     heat_layer,
     heatmap_scale,
     legend_bar,
-    occlusion_boxes,
-    occlusion_evidence,
     overlay,
     scaled_heatmap,
     shrink_to_fit,
 )
-
-
-def _linear_logits(weights: np.ndarray):  # type: ignore[no-untyped-def]
-    """A stand-in network whose pneumonia logit is ``sum(weights * image)``: the evidence of
-    each place is known by hand."""
-    def logits(batch: np.ndarray) -> np.ndarray:
-        z = (batch[:, 0] * weights).sum(axis=(1, 2))
-        return np.stack([z, np.zeros_like(z)], axis=1)
-    return logits
-
-
-def test_occlusion_finds_the_place_the_decision_rests_on() -> None:
-    weights = np.zeros((40, 40), np.float32)
-    weights[28:36, 4:12] = 1.0  # the logit reads the lower left only
-    image = np.full((1, 40, 40), 0.0, np.float32)
-    image[0, 28:36, 4:12] = 2.0  # something bright there
-    evidence = occlusion_evidence(_linear_logits(weights), image, cells=10)
-    assert evidence.shape == (10, 10) and evidence.dtype == np.float32
-    row, col = np.unravel_index(int(np.argmax(evidence)), evidence.shape)
-    assert 7 <= row <= 8 and 1 <= col <= 2  # the lower-left cells
-    assert evidence[:5].max() <= 1e-6  # covering the top half changes nothing
-    # mirrored image and mirrored network: the map mirrors exactly
-    mirrored = occlusion_evidence(_linear_logits(weights[:, ::-1].copy()),
-                                  image[:, :, ::-1].copy(), cells=10)
-    np.testing.assert_allclose(mirrored[:, ::-1], evidence, atol=1e-5)
-
-
-def test_occlusion_boxes_cover_the_input_and_mirror_onto_themselves() -> None:
-    boxes = occlusion_boxes(160, 160)
-    assert len(boxes) == 64
-    assert {(b[0], b[1]) for b in boxes} >= {(0, 0), (120, 120)}
-    assert all(b[2] - b[0] == 40 and b[3] - b[1] == 40 for b in boxes)
-    lefts = sorted({b[1] for b in boxes})
-    assert [160 - (left + 40) for left in lefts] == lefts[::-1]
-    covered = cover(np.arange(16, dtype=np.float32).reshape(1, 4, 4), [(0, 0, 2, 2)])
-    assert covered.shape == (1, 1, 4, 4)
-    np.testing.assert_allclose(covered[0, 0, :2, :2], 7.5)  # the image's mean
-    np.testing.assert_allclose(covered[0, 0, 2:], np.arange(8, 16).reshape(2, 4))
 
 
 def test_scaled_heatmap_on_a_fixed_scale_is_not_stretched_to_its_own_peak() -> None:
@@ -74,21 +32,24 @@ def test_scaled_heatmap_on_a_fixed_scale_is_not_stretched_to_its_own_peak() -> N
     assert heatmap_scale(-np.abs(raw)[None]) == 0.0
 
 
-def test_predicted_heatmap_is_the_occlusion_map_of_the_input(tiny_model_dir: Path) -> None:
+def test_predicted_heatmap_is_the_evidence_of_its_own_forward_pass(tiny_model_dir: Path,
+                                                                 ) -> None:
     from pneumoscan.predictor import Predictor
     from pneumoscan.preprocessing import normalize, resize
 
     predictor = Predictor.load(tiny_model_dir, backend="torch")
     image = np.random.default_rng(1).integers(0, 256, (300, 200), dtype=np.uint8)
     result = predictor.predict(image)
-    assert result.heatmap is not None
-    assert result.heatmap.shape == (MAP_CELLS, MAP_CELLS) and result.heatmap.dtype == np.float32
-    assert float(result.heatmap.min()) >= 0.0 and float(result.heatmap.max()) <= 1.0
     config = predictor.card.preprocessing
     inputs = normalize(resize(image, config.image_size, config.source_size)[None], config)
-    raw = occlusion_evidence(lambda batch: predictor.backend.run(batch)[0], inputs[0])
-    np.testing.assert_allclose(result.heatmap, scaled_heatmap(raw, predictor.card.heatmap_scale),
-                               atol=1e-5)
+    _, evidence, _ = predictor.backend.run(inputs)
+    assert result.heatmap is not None and result.heatmap.dtype == np.float32
+    assert result.heatmap.shape == evidence.shape[1:]  # the last feature map's grid
+    assert float(result.heatmap.min()) >= 0.0 and float(result.heatmap.max()) <= 1.0
+    np.testing.assert_allclose(result.heatmap,
+                               scaled_heatmap(evidence[0], predictor.card.heatmap_scale),
+                               atol=1e-6)
+    np.testing.assert_allclose(predictor.raw_evidence(inputs[0]), evidence[0], atol=1e-6)
     assert predictor.predict(image, heatmap=False).heatmap is None
 
 

@@ -1,4 +1,5 @@
-"""The model factory: shapes, the exact-CAM head, and the offline pretrained weights."""
+"""The model factory: shapes, the evidence that adds up to the logit, and the offline
+pretrained weights."""
 
 from __future__ import annotations
 
@@ -17,20 +18,23 @@ def simple_cnn() -> PneumoniaNet:
 def test_simple_cnn_shapes(simple_cnn: PneumoniaNet) -> None:
     x = torch.randn(3, 1, 64, 64)
     with torch.no_grad():
-        logits, features, pooled = simple_cnn.forward_with_features(x)
+        logits, evidence, pooled = simple_cnn.forward_with_evidence(x)
         assert logits.shape == (3, len(OUTPUTS)) == (3, 2)
-        assert features.shape == (3, 256, 2, 2)  # five 2x poolings: 64 / 32
-        torch.testing.assert_close(pooled, features.mean(dim=(2, 3)))
+        assert evidence.shape == (3, 2, 2)  # five 2x poolings: 64 / 32
+        torch.testing.assert_close(pooled, simple_cnn.forward_features(x).mean(dim=(2, 3)))
         torch.testing.assert_close(simple_cnn(x), logits)
 
 
-def test_head_is_pool_then_linear_so_cam_is_exact(simple_cnn: PneumoniaNet) -> None:
-    """In eval mode, logit = mean over positions of (w . feature) + b: the CAM identity."""
+def test_the_evidence_adds_up_to_the_pneumonia_logit(simple_cnn: PneumoniaNet) -> None:
+    """In eval mode, logit = b + mean over the cells of the evidence (w . F(x, y))."""
+    x = torch.randn(2, 1, 64, 64)
     with torch.no_grad():
-        logits, features, _ = simple_cnn.forward_with_features(torch.randn(2, 1, 64, 64))
-        cam = torch.einsum("oc,bchw->bohw", simple_cnn.head.weight, features)  # (B, 2, h, w)
-        rebuilt = cam.mean(dim=(2, 3)) + simple_cnn.head.bias
-    torch.testing.assert_close(rebuilt, logits, rtol=1e-5, atol=1e-5)
+        logits, evidence, _ = simple_cnn.forward_with_evidence(x)
+        by_hand = torch.einsum("c,bchw->bhw", simple_cnn.head.weight[0],
+                               simple_cnn.forward_features(x))
+    torch.testing.assert_close(evidence, by_hand, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(evidence.mean(dim=(1, 2)) + simple_cnn.head.bias[0],
+                               logits[:, 0], rtol=1e-5, atol=1e-5)
 
 
 def test_eval_mode_is_deterministic_and_batch_independent(simple_cnn: PneumoniaNet) -> None:
@@ -72,8 +76,8 @@ def test_efficientnet_lite0_loads_its_packaged_imagenet_weights() -> None:
     torch.testing.assert_close(model.backbone.conv_stem.weight,
                                source["_conv_stem.weight"].sum(dim=1, keepdim=True))
     with torch.no_grad():
-        logits, features, pooled = model.forward_with_features(torch.zeros(1, 1, 64, 64))
-    assert logits.shape == (1, 2) and features.shape == (1, 1280, 2, 2)
+        logits, evidence, pooled = model.forward_with_evidence(torch.zeros(1, 1, 64, 64))
+    assert logits.shape == (1, 2) and evidence.shape == (1, 2, 2)
     assert pooled.shape == (1, 1280)
     random = create_model("efficientnet_lite0", pretrained=False)
     assert not torch.equal(random.backbone.conv_stem.weight, model.backbone.conv_stem.weight)
@@ -85,14 +89,17 @@ def test_flip_average_scores_a_film_and_its_mirror_alike_in_eval_mode_only() -> 
     x = torch.randn(3, 1, 64, 64)
     model.eval()
     with torch.no_grad():
-        logits, features, pooled = model.forward_with_features(x)
-        mirrored, _, _ = model.forward_with_features(x.flip(-1))
+        logits, evidence, pooled = model.forward_with_evidence(x)
+        mirrored, mirrored_evidence, _ = model.forward_with_evidence(x.flip(-1))
         single = model.forward_features(x)
         one_view = model.head(single.mean(dim=(2, 3)))
         other_view = model.head(model.forward_features(x.flip(-1)).mean(dim=(2, 3)))
     torch.testing.assert_close(logits, mirrored, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits, (one_view + other_view) / 2, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(features, single)  # the image's own feature map
+    # the evidence of the mirrored film is the mirrored evidence, and still adds up
+    torch.testing.assert_close(mirrored_evidence, evidence.flip(-1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(evidence.mean(dim=(1, 2)) + model.head.bias[0], logits[:, 0],
+                               atol=1e-5, rtol=1e-5)
     assert pooled.shape == (3, model.head.in_features)
     assert not torch.allclose(one_view, other_view)  # the views differ; only the mean is even
     model.train()  # training sees one view (the flip is an augmentation)
@@ -110,7 +117,7 @@ def test_lite0_cut_at_stride_16_keeps_the_imagenet_stages_it_uses() -> None:
     torch.testing.assert_close(cut.backbone.blocks[4][-1].conv_pwl.weight,
                                full.backbone.blocks[4][-1].conv_pwl.weight)
     with torch.no_grad():
-        logits, features, pooled = cut.forward_with_features(torch.zeros(2, 1, 160, 160))
-    assert logits.shape == (2, 2) and features.shape == (2, 640, 10, 10)  # 160 / 16
+        logits, evidence, pooled = cut.forward_with_evidence(torch.zeros(2, 1, 160, 160))
+    assert logits.shape == (2, 2) and evidence.shape == (2, 10, 10)  # 160 / 16
     assert pooled.shape == (2, 640)
     assert count_parameters(cut) < count_parameters(full) / 4

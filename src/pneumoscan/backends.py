@@ -1,8 +1,9 @@
-"""Inference backends: run a ``(B, 1, S, S)`` float32 batch, return logits and features.
+"""Inference backends: run a ``(B, 1, S, S)`` float32 batch, return logits and evidence.
 
-Every backend returns ``(logits (B, 2), features (B, C, h, w), pooled (B, C))`` as numpy
-arrays, so the Predictor computes probabilities, occlusion heat maps and the scope check the
-same way whatever runs the network.
+Every backend returns ``(logits (B, 2), evidence (B, h, w), pooled (B, C))`` as numpy
+arrays (:meth:`~pneumoscan.models.PneumoniaNet.forward_with_evidence`), so the Predictor
+computes probabilities, heat maps and the scope check the same way whatever runs the
+network.
 
 - ``onnx``: ONNX Runtime on the model's ONNX export (``pneumoscan export``), the faster of
   the two on a CPU and the only one that needs no PyTorch (``pneumoscan.onnx_backend``).
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("auto", "onnx", "torch")
 
-#: A backend's outputs: logits, feature map and pooled features of a batch.
+#: A backend's outputs: logits, pneumonia evidence and pooled features of a batch.
 Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -41,17 +42,17 @@ class Backend(Protocol):
 
     name: str
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Logits ``(B, 2)``, the last feature map ``(B, C, h, w)`` and its spatial mean
-        ``(B, C)`` for a float32 batch."""
+    def run(self, batch: np.ndarray) -> Outputs:
+        """Logits ``(B, 2)``, the pneumonia evidence ``(B, h, w)`` and the pooled features
+        ``(B, C)`` of a float32 batch."""
         ...
 
 
 def run_in_passes(forward: Callable[[np.ndarray], Outputs], batch: np.ndarray) -> Outputs:
     """A backend's ``forward`` over ``batch`` in passes of
     :data:`~pneumoscan.inference.IMAGES_PER_PASS` images."""
-    logits, features, pooled = in_passes(forward, batch)
-    return logits, features, pooled
+    logits, evidence, pooled = in_passes(forward, batch)
+    return logits, evidence, pooled
 
 
 def default_threads() -> int:
@@ -89,17 +90,15 @@ class TorchBackend:
         prepare_torch_model(self.model)
 
     def run(self, batch: np.ndarray) -> Outputs:
-        """Logits, feature map and pooled features (see :class:`Backend`), in passes of
+        """Logits, evidence and pooled features (see :class:`Backend`), in passes of
         :data:`~pneumoscan.inference.IMAGES_PER_PASS` images."""
         return run_in_passes(self._forward, batch)
 
     def _forward(self, batch: np.ndarray) -> Outputs:
         with self._torch.inference_mode():
-            logits, features, pooled = self.model.forward_with_features(
+            logits, evidence, pooled = self.model.forward_with_evidence(
                 self._torch.from_numpy(batch))
-        # Features come back channels-last; the heat map code wants plain C order.
-        return (logits.float().numpy(), np.ascontiguousarray(features.float().numpy()),
-                pooled.float().numpy())
+        return logits.float().numpy(), evidence.float().numpy(), pooled.float().numpy()
 
 
 def available_backends() -> list[str]:

@@ -1,83 +1,31 @@
-"""Heat maps that ask the image: occlusion at the decision, and their overlays.
+"""Heat maps: the network's own evidence, and their overlays.
 
-A region's evidence is how much the pneumonia logit falls when that region of the model's
-input is covered (Zeiler & Fergus, 2014): windows of a quarter of the side, at 8 x 8
-positions symmetric about the centre, are each filled with the image's mean, and the 64
-covered copies go through the same forward pass as the prediction (ONNX Runtime or
-PyTorch; the backend takes them a few at a time). Each pixel gets the mean fall over the
-windows that cover it, read out on a 20 x 20 grid.
+The pneumonia logit of every model here is the head's bias plus the mean, over the cells
+of the last feature map, of each cell's share ``w · F(x, y)``
+(:meth:`~pneumoscan.models.PneumoniaNet.forward_with_evidence`). That map of shares is the
+heat map: it comes with every forward pass (no extra cost), and it adds up to the decision
+exactly. With a flip-averaged model it is the mean of the film's map and its mirror's
+mirrored back, so the map of a mirrored film is the mirrored map.
 
-Why not the class activation map, ``w · F(x, y)`` of the last feature map: the network
-pools its evidence at a fixed place. For the model of November 2026, +23 logit units sat in
-one corner cell of its 5 x 5 map on every pneumonia film (+6 on a uniform grey square), so
-no last-layer map of it could localise anything (issue 22). Occlusion measures what the
-decision depends on, whatever the network does inside; with a flip-averaged model
-(:mod:`pneumoscan.models`) the map of a mirrored film is the mirrored map, exactly.
+Whether the shares sit where the image shows something is a property of the network, and
+is measured (:mod:`pneumoscan.reports.heatmap_checks`: flip equivariance, peak spread,
+deletion, normals). The whole EfficientNet-Lite0 of November 2026 put +23 logit units in
+one corner cell of its 5 x 5 map on every pneumonia film; it was explained by occlusion
+(64 covered copies per map) until the shipped network, Lite0 cut at stride 16, kept its
+evidence local on a 10 x 10 grid (issue 22, docs/experiments.md).
 """
 
 from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
 
-#: Side of a covering window, as a fraction of the model input's side.
-OCCLUSION_WINDOW = 0.25
-#: Window positions per axis (from edge to edge, symmetric about the centre).
-OCCLUSION_POSITIONS = 8
-#: Side of the returned grid of evidence.
-MAP_CELLS = 20
-
-#: Logits ``(B, 2)`` of a normalised batch ``(B, 1, S, S)``.
-LogitFunction = Callable[[np.ndarray], np.ndarray]
-
 #: Opacity of a heat map drawn over its radiograph, on every face (the page's slider starts
 #: here too).
 OVERLAY_OPACITY = 0.5
-
-
-def occlusion_boxes(height: int, width: int, window: float = OCCLUSION_WINDOW,
-                    positions: int = OCCLUSION_POSITIONS) -> list[tuple[int, int, int, int]]:
-    """The covering windows ``(top, left, bottom, right)``, row by row; the set mirrors onto
-    itself left to right."""
-    box_h, box_w = max(1, round(height * window)), max(1, round(width * window))
-    tops = np.round(np.linspace(0, height - box_h, positions)).astype(int)
-    lefts = np.round(np.linspace(0, width - box_w, positions)).astype(int)
-    return [(int(t), int(left), int(t) + box_h, int(left) + box_w)
-            for t in tops for left in lefts]
-
-
-def cover(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
-    """Copies ``(K, 1, S, S)`` of a normalised image ``(1, S, S)``, box k of each filled with
-    the image's mean."""
-    fill = float(image.mean())
-    copies = np.repeat(image[None], len(boxes), axis=0)
-    for k, (top, left, bottom, right) in enumerate(boxes):
-        copies[k, :, top:bottom, left:right] = fill
-    return copies
-
-
-def occlusion_evidence(logits: LogitFunction, image: np.ndarray, *,
-                       cells: int = MAP_CELLS) -> np.ndarray:
-    """The pneumonia evidence ``(cells, cells)`` float32 of a normalised image ``(1, S, S)``,
-    in logit units: the fall of the pneumonia logit when each place is covered (negative
-    where covering it makes pneumonia more likely)."""
-    _, height, width = image.shape
-    boxes = occlusion_boxes(height, width)
-    batch = np.concatenate([image[None], cover(image, boxes)]).astype(np.float32)
-    outputs = logits(batch)[:, 0]
-    fall = outputs[0] - outputs[1:]  # (K,)
-    total = np.zeros((height, width), np.float64)
-    count = np.zeros((height, width), np.float64)
-    for (top, left, bottom, right), value in zip(boxes, fall, strict=True):
-        total[top:bottom, left:right] += value
-        count[top:bottom, left:right] += 1
-    per_pixel = (total / np.maximum(count, 1)).astype(np.float32)
-    return np.asarray(Image.fromarray(per_pixel, mode="F").resize(
-        (cells, cells), Image.Resampling.BOX), dtype=np.float32)
 
 
 def heatmap_scale(raw_maps: np.ndarray, percentile: float = 99.0) -> float:

@@ -4,11 +4,19 @@ Every model maps a ``(B, 1, S, S)`` normalised grayscale batch to ``(B, 2)`` log
 column 0 is pneumonia vs normal, column 1 is bacterial vs viral (meaningful only when
 the image shows pneumonia). The head is global average pooling + one linear layer.
 
+Because pooling and the head are both linear, the pneumonia logit is the head's bias plus
+the mean, over the cells of the last feature map, of each cell's share ``w · F(x, y)``: the
+model's *evidence* map, which every forward pass returns beside the logits (the heat map,
+:mod:`pneumoscan.heatmap`). Whether that map follows the image depends on the network:
+the Lite0 cut at stride 16 (``efficientnet_lite0_s16``) keeps it local, where the whole
+Lite0 gathered it in one fixed cell (issue 22).
+
 With ``flip_average`` (the shipped model since December 2026) a model in eval mode scores an
-image and its mirror image and averages the two (the head is linear, so this is the mean of
-the two logits): its answer is the same for a film and its mirror, and a heat map asked of
-it by occlusion (:mod:`pneumoscan.heatmap`) mirrors with the film. In training mode it sees
-one view, the flip being one of the augmentations, as dropout is on in training only.
+image and its mirror image and averages the two (the mean of the two logits): its answer is
+the same for a film and its mirror, and its evidence is the mean of the two views' maps,
+the mirror's mirrored back, so the map of a mirrored film is the mirrored map. In training
+mode it sees one view, the flip being one of the augmentations, as dropout is on in
+training only.
 """
 
 from __future__ import annotations
@@ -69,9 +77,7 @@ class Stride16EfficientNet(nn.Module):
     """EfficientNet-Lite0 cut after its fifth stage (output stride 16: a 10 x 10 map at
     160 px, 112 channels), then a new 1x1 convolution to :data:`S16_WIDTH` channels, batch
     norm and ReLU6 (as Lite0's own last layer). Its last map is twice as fine as Lite0's,
-    and the two stages it drops are where Lite0 mixes the whole image into every cell.
-    A candidate for a heat map read from the network itself (docs/experiments.md, issue 22);
-    not the shipped architecture."""
+    and the two stages it drops are where Lite0 mixes the whole image into every cell."""
 
     def __init__(self, full: nn.Module, width: int = S16_WIDTH) -> None:
         super().__init__()
@@ -111,24 +117,35 @@ class PneumoniaNet(nn.Module):
         return self.head(self.dropout(features.mean(dim=(2, 3))))  # (B, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_features(x)[0]
+        return self.forward_with_evidence(x)[0]
 
-    def forward_with_features(self, x: torch.Tensor
+    def forward_with_evidence(self, x: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits ``(B, 2)``, the feature map ``(B, C, h, w)`` and the pooled vector
+        """Logits ``(B, 2)``, the pneumonia evidence ``(B, h, w)`` and the pooled vector
         ``(B, C)`` the head reads (and the scope and population checks), in one pass.
 
-        With ``flip_average`` in eval mode the pooled vector is the mean of the image's and
-        its mirror's, so the logits are the mean of the two views' logits.
+        The evidence is each cell's share of the pneumonia logit: the logit is the head's
+        bias plus its mean over the cells. With ``flip_average`` in eval mode the pooled
+        vector is the mean of the image's and its mirror's (so the logits are the mean of
+        the two views' logits), and the evidence the mean of the two views' maps, the
+        mirror's mirrored back.
         """
         if self.flip_average and not self.training:
+            n = x.shape[0]
             both = self.forward_features(torch.cat([x, x.flip(-1)]))  # (2B, C, h, w)
-            features = both[:x.shape[0]]
-            pooled = both.mean(dim=(2, 3)).view(2, x.shape[0], -1).mean(dim=0)
+            shares = self._pneumonia_shares(both)
+            evidence = (shares[:n] + shares[n:].flip(-1)) / 2
+            pooled = both.mean(dim=(2, 3)).view(2, n, -1).mean(dim=0)
         else:
             features = self.forward_features(x)
+            evidence = self._pneumonia_shares(features)
             pooled = features.mean(dim=(2, 3))
-        return self.head(self.dropout(pooled)), features, pooled
+        return self.head(self.dropout(pooled)), evidence, pooled
+
+    def _pneumonia_shares(self, features: torch.Tensor) -> torch.Tensor:
+        """``w · F(x, y)`` of the pneumonia column of the head, ``(B, h, w)``."""
+        weight = self.head.weight[0].view(1, -1, 1, 1)
+        return (features * weight).sum(dim=1)
 
 
 def create_model(arch: str, *, pretrained: bool = False, dropout: float = 0.2,

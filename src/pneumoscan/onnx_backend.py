@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 #: Names of the graph's input and outputs, fixed by ``pneumoscan export``.
 INPUT_NAME = "image"  # (B, 1, S, S) float32, the output of normalize()
-OUTPUT_NAMES = ("logits", "features", "pooled")  # (B, 2), (B, C, h, w), (B, C)
+OUTPUT_NAMES = ("logits", "evidence", "pooled")  # (B, 2), (B, h, w), (B, C)
 
 #: Metadata key holding the SHA-256 of the safetensors file the graph was exported from.
 WEIGHTS_DIGEST_KEY = "pneumoscan.weights_sha256"
@@ -119,12 +119,12 @@ class OnnxBackend:
                                  f"with `{export_hint(files)}`")
 
     def run(self, batch: np.ndarray) -> Outputs:
-        """Logits ``(B, 2)``, the last feature map ``(B, C, h, w)`` and its spatial mean
+        """Logits ``(B, 2)``, the pneumonia evidence ``(B, h, w)`` and the pooled features
         ``(B, C)`` of a float32 batch, in passes of
         :data:`~pneumoscan.inference.IMAGES_PER_PASS` images."""
         return run_in_passes(self._forward, batch)
 
     def _forward(self, batch: np.ndarray) -> Outputs:
         feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-        logits, features, pooled = self.session.run(list(OUTPUT_NAMES), feed)
-        return logits, features, pooled
+        logits, evidence, pooled = self.session.run(list(OUTPUT_NAMES), feed)
+        return logits, evidence, pooled

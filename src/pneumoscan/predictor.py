@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pneumoscan.backends import Backend, create_backend
 from pneumoscan.decision import Decisions, decide, is_positive
 from pneumoscan.errors import PneumoscanError
 from pneumoscan.fitted_state import load_population, load_scope
-from pneumoscan.heatmap import occlusion_evidence, scaled_heatmap
+from pneumoscan.heatmap import scaled_heatmap
 from pneumoscan.imaging import (
     DEFAULT_MAX_PIXELS,
     MIN_SIDE,
@@ -73,7 +72,7 @@ class Prediction:
     scope_reason: str
     cause: str | None  # "bacterial" or "viral", only when label is pneumonia
     cause_probability: float | None  # P(bacterial | pneumonia), only when label is pneumonia
-    heatmap: np.ndarray | None  # (h, w) float32 in [0, 1]: occlusion evidence of pneumonia
+    heatmap: np.ndarray | None  # (h, w) float32 in [0, 1]: the model's evidence of pneumonia
     model: str  # model version
     width: int  # original image size
     height: int
@@ -171,8 +170,6 @@ class Predictor:
         self.scope = scope  # None: not fitted, and every image is out of scope
         # None: not fitted, and an image without an age in a DICOM header is "unknown"
         self.population = population
-        # One heat map at a time (see raw_evidence).
-        self._heat_map_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: ModelLike = None, *, backend: str = "auto",
@@ -214,15 +211,15 @@ class Predictor:
         resized = resize_all((d.pixels for d in images), config.image_size,
                              config.source_size)  # (B, S, S)
         inputs = normalize(resized, config)  # (B, 1, S, S)
-        logits, _, pooled = self.backend.run(inputs)  # (B, 2), (B, C, h, w), (B, C)
+        logits, evidence, pooled = self.backend.run(inputs)  # (B, 2), (B, h, w), (B, C)
         decisions = decide(logits, self.card)
         results = []
         for i, decoded in enumerate(images):
             scope = assess_scope(decoded, resized[i], pooled[i], self.scope)
             population = assess_population(decoded.dicom, pooled[i], resized[i],
                                            scope.in_scope, self.population)
-            evidence = self.evidence(inputs[i]) if heatmap else None
-            results.append(self._result(decoded, decisions, i, evidence, scope, population))
+            heat = scaled_heatmap(evidence[i], self.card.heatmap_scale) if heatmap else None
+            results.append(self._result(decoded, decisions, i, heat, scope, population))
         return results
 
     def evidence(self, image: np.ndarray) -> np.ndarray:
@@ -231,16 +228,10 @@ class Predictor:
         return scaled_heatmap(self.raw_evidence(image), self.card.heatmap_scale)
 
     def raw_evidence(self, image: np.ndarray) -> np.ndarray:
-        """Occlusion evidence of pneumonia ``(h, w)``, in logit units, of one normalised input
-        ``(1, S, S)`` (:func:`pneumoscan.heatmap.occlusion_evidence`). About 65 forward
-        passes: asked for one study at a time.
-
-        One map at a time per predictor, whatever the number of requests or associations
-        being answered: each map already keeps every CPU busy (so two at once take as long
-        as one after the other), and ONNX Runtime's memory arena keeps, for the life of the
-        process, the memory of the most it ever ran at once."""
-        with self._heat_map_lock:
-            return occlusion_evidence(lambda batch: self.backend.run(batch)[0], image)
+        """The model's evidence of pneumonia ``(h, w)``, in logit units, of one normalised
+        input ``(1, S, S)``: each cell's share of the pneumonia logit
+        (:mod:`pneumoscan.heatmap`), from the same forward pass as the prediction."""
+        return self.backend.run(image[None])[1][0]
 
     def pooled_features(self, resized: np.ndarray, *, batch_size: int = 64,
                         progress: Callable[[int], None] | None = None) -> np.ndarray:

@@ -207,3 +207,17 @@ def test_dicom_out_gives_what_the_node_gives(node: DicomNode, sink: StorageSink,
             assert _content(twin) == _content(sent)
         else:
             assert twin.pixel_array.shape == sent.pixel_array.shape
+
+
+def test_senders_may_send_large_pdus(node: DicomNode) -> None:
+    """A film comes in PDUs of up to MAXIMUM_PDU_BYTES, not pynetdicom's 16 KB."""
+    from pneumoscan.dicom_node.node import MAXIMUM_PDU_BYTES
+
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    association = ae.associate("127.0.0.1", node.port, ae_title=node.settings.ae_title)
+    try:
+        assert association.is_established
+        assert association.acceptor.maximum_length == MAXIMUM_PDU_BYTES == 1 << 20
+    finally:
+        association.release()

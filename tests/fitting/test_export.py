@@ -40,7 +40,7 @@ def test_export_writes_a_checked_graph_beside_the_weights(exported: Path) -> Non
     assert metadata["pneumoscan.arch"] == "simple_cnn"
     assert metadata["pneumoscan.image_size"] == "64"
     assert [i.name for i in graph.graph.input] == ["image"]
-    assert [o.name for o in graph.graph.output] == ["logits", "features", "pooled"]
+    assert [o.name for o in graph.graph.output] == ["logits", "evidence", "pooled"]
     assert not [p for p in exported.iterdir() if p.name.endswith(".tmp.onnx")]
 
 
@@ -51,16 +51,19 @@ def test_export_has_a_dynamic_batch_axis_and_every_output(exported: Path,
                                    providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == ["batch", 1, 64, 64]
     x = np.random.default_rng(batch).standard_normal((batch, 1, 64, 64), np.float32)
-    logits, features, pooled = session.run(None, {"image": x})
+    logits, evidence, pooled = session.run(None, {"image": x})
     assert logits.shape == (batch, 2)
-    assert features.shape == (batch, 256, 2, 2)  # simple_cnn: 256 channels, stride 32
-    np.testing.assert_allclose(pooled, features.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
-    # The head is average pooling + linear, so the logits follow from the features alone.
+    assert evidence.shape == (batch, 2, 2)  # simple_cnn: stride 32
+    assert pooled.shape == (batch, 256)
+    # The head is average pooling + linear, so the logits follow from the pooled features
+    # alone, and the pneumonia logit is the bias plus the mean of the evidence.
     from safetensors.numpy import load_file
 
     weights = load_file(str(exported / "model.safetensors"))
     expected = pooled @ weights["head.weight"].T + weights["head.bias"]
     np.testing.assert_allclose(logits, expected, atol=1e-5)
+    np.testing.assert_allclose(evidence.mean(axis=(1, 2)) + weights["head.bias"][0],
+                               logits[:, 0], atol=1e-5)
 
 
 def test_parity_with_torch_on_real_images(exported: Path, shared_normal_images: list[Path],

@@ -1,9 +1,9 @@
 """Export a model to ONNX, check the graph, and measure its agreement with PyTorch.
 
 The graph takes the ``(B, 1, S, S)`` output of :func:`~pneumoscan.preprocessing.normalize`
-(batch axis dynamic) and returns the logits ``(B, 2)``, the last feature map ``(B, C, h, w)``
-and the pooled vector ``(B, C)``, so the scope and population checks work without
-PyTorch (and without a numpy mean per request). Export goes
+(batch axis dynamic) and returns the logits ``(B, 2)``, the pneumonia evidence ``(B, h, w)``
+(the heat map) and the pooled vector ``(B, C)``, so the heat map and the scope and
+population checks work without PyTorch. Export goes
 through a temporary file: the ONNX file only appears beside the model once
 ``onnx.checker`` and the numeric comparison with PyTorch have passed.
 """
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
 #: Largest absolute difference allowed between ONNX and PyTorch logits.
 LOGIT_TOLERANCE = 1e-4
-#: Same for the feature map, relative to its largest absolute value (CAM is scale-free).
+#: Same for the evidence map and the pooled vector, relative to their largest absolute value.
 FEATURE_TOLERANCE = 1e-4
 
 
@@ -55,7 +55,7 @@ class ParityReport:
 
     n_images: int
     max_abs_diff_logits: float
-    max_rel_diff_features: float  # max |difference| / max |torch value|, map and pooled
+    max_rel_diff_features: float  # max |difference| / max |torch value|, evidence and pooled
     same_labels: int  # images given the same label (and cause, when pneumonia) by both
     source: str  # "X-ray" (real images) or "random" (synthetic inputs)
 
@@ -70,8 +70,8 @@ class ParityReport:
 
     def describe(self) -> str:
         return (f"{self.n_images} {self.source} inputs: max |logit diff| "
-                f"{self.max_abs_diff_logits:.2e} (limit {LOGIT_TOLERANCE:.0e}), feature map "
-                f"{self.max_rel_diff_features:.2e} relative, same labels "
+                f"{self.max_abs_diff_logits:.2e} (limit {LOGIT_TOLERANCE:.0e}), evidence and "
+                f"pooled {self.max_rel_diff_features:.2e} relative, same labels "
                 f"{self.same_labels}/{self.n_images}")
 
 
@@ -121,22 +121,22 @@ def export_onnx(model_path: ModelLike = None, out: Path | str | None = None, *,
 
 
 def _trace_to_onnx(model: Any, image_size: int, path: Path, opset: int) -> None:
-    """Trace ``forward_with_features`` into ``path`` with a dynamic batch axis."""
+    """Trace ``forward_with_evidence`` into ``path`` with a dynamic batch axis."""
     import warnings
 
     import torch
 
-    class LogitsAndFeatures(torch.nn.Module):
+    class LogitsAndEvidence(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            return self.model.forward_with_features(x)  # type: ignore[no-any-return]
+            return self.model.forward_with_evidence(x)  # type: ignore[no-any-return]
 
     # The exporter restores the wrapper's mode after tracing; a new module is in training
     # mode, which would switch the model's BatchNorm and dropout to training afterwards.
-    wrapper = LogitsAndFeatures().eval()
+    wrapper = LogitsAndEvidence().eval()
     example = torch.zeros(2, 1, image_size, image_size)
     batch_axis = {0: "batch"}
     with warnings.catch_warnings():
@@ -158,7 +158,7 @@ def _add_metadata(graph: Any, card: ModelCard, digest: str) -> None:
     size = card.preprocessing.image_size
     graph.doc_string = (f"{card.name} {card.version or card.arch}: (B, 1, {size}, {size}) "
                         "preprocessed X-rays -> logits (B, 2) [pneumonia, bacterial], the "
-                        "last feature map (B, C, h, w) and its spatial mean (B, C)")
+                        "pneumonia evidence (B, h, w) and the pooled features (B, C)")
     entries = {WEIGHTS_DIGEST_KEY: digest, "pneumoscan.arch": card.arch,
                "pneumoscan.version": card.version,
                "pneumoscan.image_size": str(size)}
@@ -206,7 +206,7 @@ def compare_with_torch(model_path: ModelLike, onnx_path: Path | str,
     onnx_outputs = run_batches(OnnxBackend(files, onnx_path=onnx_path).run, resized,
                                card.preprocessing, batch_size=batch_size)
     logit_diff = float(np.abs(onnx_outputs[0] - torch_outputs[0]).max())
-    feature_diff = max(float(np.abs(found - expected).max())  # feature map, pooled
+    feature_diff = max(float(np.abs(found - expected).max())  # evidence, pooled
                        / max(float(np.abs(expected).max()), 1e-12)
                        for expected, found in zip(torch_outputs[1:], onnx_outputs[1:],
                                                   strict=True))

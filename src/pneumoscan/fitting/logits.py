@@ -68,19 +68,26 @@ def predict_logits(model: PneumoniaNet, resized: np.ndarray, config: PreprocessC
     return logits
 
 
-def predict_logits_normalized(model: PneumoniaNet, batch: np.ndarray,
-                              device: torch.device | str = "cpu") -> np.ndarray:
-    """Logits ``(B, 2)`` of an already normalised batch ``(B, 1, S, S)``, in eval mode (the
-    forward pass an occlusion heat map asks during training); training mode restored."""
+def predict_evidence(model: PneumoniaNet, resized: np.ndarray, config: PreprocessConfig, *,
+                     device: torch.device | str = "cpu", batch_size: int = 64) -> np.ndarray:
+    """The pneumonia evidence maps ``(N, h, w)`` of a PyTorch model for resized uint8 images
+    ``(N, S, S)`` (:meth:`~pneumoscan.models.PneumoniaNet.forward_with_evidence`), in eval
+    mode; the model's training mode is restored afterwards."""
     import torch
 
     from pneumoscan.fitting.distributed import autocast
 
     device = torch.device(device)
+
+    def forward(batch: np.ndarray) -> tuple[np.ndarray]:
+        with torch.inference_mode(), autocast(device):
+            _, evidence, _ = model.forward_with_evidence(torch.from_numpy(batch).to(device))
+        return (evidence.float().cpu().numpy(),)
+
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), autocast(device):
-            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+        (evidence,) = run_batches(forward, resized, config, batch_size=batch_size)
     finally:
         model.train(was_training)
+    return evidence

@@ -56,5 +56,5 @@ def fit_reference(model: Path | str | None, samples: Sequence[Sample], *,
 
 
 def _logits_and_pooled(predictor: Predictor, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-    logits, _, pooled = predictor.backend.run(batch)  # (B, 2), (B, C, h, w), (B, C)
+    logits, _, pooled = predictor.backend.run(batch)  # (B, 2), (B, h, w), (B, C)
     return logits, pooled

@@ -53,12 +53,12 @@ from pneumoscan.fitting import distributed
 from pneumoscan.fitting.augmentation import augment_batch
 from pneumoscan.fitting.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pneumoscan.fitting.config import TrainConfig, dump_config
-from pneumoscan.fitting.logits import predict_logits, predict_logits_normalized
+from pneumoscan.fitting.logits import predict_evidence, predict_logits
 from pneumoscan.fitting.population_fitting import describe_population, fit_population_on_folders
 from pneumoscan.fitting.reference_fitting import fit_reference
 from pneumoscan.fitting.scope_fitting import describe_scope, fit_scope
 from pneumoscan.fitting.shifts import SHIFTS, SOURCE_SIZE, shifted_sets
-from pneumoscan.heatmap import heatmap_scale, occlusion_evidence
+from pneumoscan.heatmap import heatmap_scale
 from pneumoscan.image_cache import load_resized
 from pneumoscan.metrics import compute_metrics
 from pneumoscan.modelcard import CLASS_NAMES, ModelCard
@@ -479,24 +479,12 @@ def _fit_population(out: Path, config: TrainConfig, train_samples: list[Sample],
     logger.info("population check %s", describe_population(classifier))
 
 
-#: Validation pneumonia images whose occlusion maps set the heat-map scale (65 passes each).
-HEATMAP_SCALE_IMAGES = 48
-
-
 def fit_heatmap_scale(model: PneumoniaNet, val: Arrays, preprocess: PreprocessConfig,
                       device: torch.device = torch.device("cpu")) -> float:
     """The model-wide heat-map scale: :func:`pneumoscan.heatmap.heatmap_scale` of the
-    occlusion evidence of (up to :data:`HEATMAP_SCALE_IMAGES`) validation pneumonia images,
-    spread evenly over them."""
+    evidence maps of the validation pneumonia images."""
     pneumonia = val.pixels[val.labels == 1]
-    chosen = pneumonia[np.linspace(0, len(pneumonia) - 1,
-                                   min(HEATMAP_SCALE_IMAGES, len(pneumonia))).astype(int)]
-
-    def logits(batch: np.ndarray) -> np.ndarray:
-        return predict_logits_normalized(model, batch, device)
-
-    maps = np.stack([occlusion_evidence(logits, image) for image in normalize(chosen, preprocess)])
-    return heatmap_scale(maps)
+    return heatmap_scale(predict_evidence(model, pneumonia, preprocess, device=device))
 
 
 def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:

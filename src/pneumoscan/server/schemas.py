@@ -125,7 +125,8 @@ class PredictionResponse(BaseModel):
     width: int = Field(description="Width of the decoded image, pixels.")
     height: int = Field(description="Height of the decoded image, pixels.")
     heatmap_png: str | None = Field(
-        default=None, description="Base64 PNG of the radiograph with the occlusion heat map "
+        default=None, description="Base64 PNG of the radiograph with the heat map (the model's "
+        "evidence of pneumonia) "
         "blended on top (heatmap=true); greyed when `heatmap_style` is grey.")
     image_png: str | None = Field(
         default=None, description="Base64 PNG of the decoded radiograph as the model read it "
