@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pneumoscan.models import OUTPUTS, PneumoniaNet, count_parameters, create_model
+from pneumoscan.models import (
+    OUTPUTS,
+    S16_CONTEXT_STAGES,
+    PneumoniaNet,
+    count_parameters,
+    create_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +123,24 @@ def test_lite0_cut_at_stride_16_keeps_the_imagenet_stages_it_uses() -> None:
     torch.testing.assert_close(cut.backbone.blocks[4][-1].conv_pwl.weight,
                                full.backbone.blocks[4][-1].conv_pwl.weight)
     with torch.no_grad():
-        logits, evidence, pooled = cut.forward_with_evidence(torch.zeros(2, 1, 160, 160))
+        logits, evidence, _ = cut.forward_with_evidence(torch.zeros(2, 1, 160, 160))
     assert logits.shape == (2, 2) and evidence.shape == (2, 10, 10)  # 160 / 16
-    assert pooled.shape == (2, 640)
     assert count_parameters(cut) < count_parameters(full) / 4
+
+
+def test_the_stride_16_cut_gives_the_checks_its_earlier_stages_too() -> None:
+    model = create_model("efficientnet_lite0_s16", flip_average=True).eval()
+    x = torch.rand(3, 1, 160, 160)
+    with torch.no_grad():
+        logits, _, pooled = model.forward_with_evidence(x)
+        features, context = model.forward_with_context(x)
+        mirrored_context = model.forward_with_context(x.flip(-1))[1]
+    stages = [model.backbone.blocks[i] for i in S16_CONTEXT_STAGES]
+    channels = sum(int(stage[-1].conv_pwl.out_channels) for stage in stages)
+    assert context.shape == (3, 2 * channels)  # each channel's mean and standard deviation
+    head_part = (features.mean(dim=(2, 3)) + model.forward_features(x.flip(-1)).mean(
+        dim=(2, 3))) / 2
+    torch.testing.assert_close(pooled[:, :640], head_part, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pooled[:, 640:], (context + mirrored_context) / 2,
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits, model.head(head_part), atol=1e-5, rtol=1e-5)

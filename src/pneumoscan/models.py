@@ -41,6 +41,11 @@ PRETRAINED_FROM_PACKAGE = ("efficientnet_lite0", "efficientnet_lite0_s16")
 
 #: Channels of the 1x1 convolution that ends ``efficientnet_lite0_s16``.
 S16_WIDTH = 640
+#: Stages (0-based) of ``efficientnet_lite0_s16`` whose maps the checks also read (their
+#: channels' mean and standard deviation over the cells):
+#: its last feature map is trained for pneumonia only, and the population check fitted on
+#: it alone missed adults from other hospitals (docs/experiments.md, issue 22).
+S16_CONTEXT_STAGES = (3, 4)
 
 
 class SimpleCNN(nn.Module):
@@ -91,9 +96,20 @@ class Stride16EfficientNet(nn.Module):
         self.num_features = width
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.bn1(self.conv_stem(x)))
+        return self.forward_with_context(x)[0]
+
+    def forward_with_context(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last feature map ``(B, C, h, w)`` and the context ``(B, K)``: the mean and
+        the standard deviation over the cells of each channel of the stages in
+        :data:`S16_CONTEXT_STAGES`, for the scope and population checks."""
+        x = self.bn1(self.conv_stem(x))
+        context = []
+        for index, stage in enumerate(self.blocks):
+            x = stage(x)
+            if index in S16_CONTEXT_STAGES:
+                context += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
         features: torch.Tensor = self.act(self.bn2(self.conv_head(x)))
-        return features
+        return features, torch.cat(context, dim=1)
 
 
 class PneumoniaNet(nn.Module):
@@ -108,10 +124,18 @@ class PneumoniaNet(nn.Module):
         self.head = nn.Linear(num_features, len(OUTPUTS))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map ``(B, C, h, w)``; pooled, what the head and the scope and
-        population checks read."""
-        features: torch.Tensor = self.backbone.forward_features(x)  # type: ignore[operator]
-        return features
+        """The last feature map ``(B, C, h, w)``; pooled, what the head reads."""
+        return self.forward_with_context(x)[0]
+
+    def forward_with_context(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last feature map ``(B, C, h, w)`` and the backbone's context ``(B, K)``
+        (pooled earlier stages the checks also read; ``K = 0`` for most backbones)."""
+        with_context = getattr(self.backbone, "forward_with_context", None)
+        if with_context is not None:
+            features, context = with_context(x)
+            return features, context
+        features = self.backbone.forward_features(x)  # type: ignore[operator]
+        return features, features.new_zeros((features.shape[0], 0))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(features.mean(dim=(2, 3))))  # (B, 2)
@@ -122,7 +146,8 @@ class PneumoniaNet(nn.Module):
     def forward_with_evidence(self, x: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits ``(B, 2)``, the pneumonia evidence ``(B, h, w)`` and the pooled vector
-        ``(B, C)`` the head reads (and the scope and population checks), in one pass.
+        ``(B, C + K)`` the scope and population checks read (the ``C`` the head reads, then
+        the backbone's context, :meth:`forward_with_context`), in one pass.
 
         The evidence is each cell's share of the pneumonia logit: the logit is the head's
         bias plus its mean over the cells. With ``flip_average`` in eval mode the pooled
@@ -132,15 +157,17 @@ class PneumoniaNet(nn.Module):
         """
         if self.flip_average and not self.training:
             n = x.shape[0]
-            both = self.forward_features(torch.cat([x, x.flip(-1)]))  # (2B, C, h, w)
-            shares = self._pneumonia_shares(both)
+            both, context = self.forward_with_context(torch.cat([x, x.flip(-1)]))
+            shares = self._pneumonia_shares(both)  # both: (2B, C, h, w)
             evidence = (shares[:n] + shares[n:].flip(-1)) / 2
             pooled = both.mean(dim=(2, 3)).view(2, n, -1).mean(dim=0)
+            context = context.view(2, n, -1).mean(dim=0)
         else:
-            features = self.forward_features(x)
+            features, context = self.forward_with_context(x)
             evidence = self._pneumonia_shares(features)
             pooled = features.mean(dim=(2, 3))
-        return self.head(self.dropout(pooled)), evidence, pooled
+        return (self.head(self.dropout(pooled)), evidence,
+                torch.cat([pooled, context], dim=1))
 
     def _pneumonia_shares(self, features: torch.Tensor) -> torch.Tensor:
         """``w · F(x, y)`` of the pneumonia column of the head, ``(B, h, w)``."""
