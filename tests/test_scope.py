@@ -17,6 +17,7 @@ from pneumoscan.scope import (
     IN_SCOPE,
     LAYOUT_REASON,
     MIN_SIDE,
+    NOT_FITTED,
     NOT_FITTED_REASON,
     THUMBNAIL_SIDE,
     DistanceStatistics,
@@ -28,6 +29,7 @@ from pneumoscan.scope import (
     check_layout,
     fit_distance_statistics,
     fit_scope_statistics,
+    is_chest_radiograph,
     thumbnail,
 )
 
@@ -268,6 +270,14 @@ def test_assess_scope_image_checks_then_layout_then_features(
     near = assess_scope(decoded, model_input, gaussian_features[1], stats)
     assert near.in_scope and near.distance == pytest.approx(max(
         stats.layout.ratio(thumbnail(model_input)), stats.features.ratio(gaussian_features[1])))
+    # A chest radiograph is what passes every check but, at most, the model's features:
+    # the population check still answers for it (an adult's film is unlike the training's).
+    assert is_chest_radiograph(near) and is_chest_radiograph(far)
+    assert not is_chest_radiograph(assess_scope(_decoded(noise), noise[:160, :160],
+                                                gaussian_features[0], stats))
+    assert not is_chest_radiograph(assess_scope(_decoded(blank), blank[:160, :160],
+                                                gaussian_features[0], stats))
+    assert not is_chest_radiograph(NOT_FITTED)
 
 
 def test_without_statistics_nothing_is_in_scope(radiograph: np.ndarray,

@@ -20,8 +20,10 @@ decides:
    (:func:`pneumoscan.scope.thumbnail`: where the dark lungs, the mediastinum, the arms
    and the neck are). The features alone judged a strongly processed adult film from
    another hospital by the processing, which it shares with the pediatric films; the
-   layout is blind to processing (docs/experiments.md). It answers only for images in
-   scope: on a photograph its answer would mean nothing;
+   layout is blind to processing (docs/experiments.md). It answers only for chest
+   radiographs (:func:`pneumoscan.scope.is_chest_radiograph`: in scope, or out of it only
+   because the model's features find the film unlike its training films, as they find
+   most adults' films): on a photograph its answer would mean nothing;
 3. neither: :data:`UNKNOWN`, with a warning.
 
 ``in_scope`` stays about "is this a frontal chest radiograph"; this check is about who is
@@ -183,22 +185,24 @@ def from_image(probability: float, classifier: PopulationClassifier) -> Populati
 
 
 def assess_population(dicom: DicomInfo | None, pooled: np.ndarray, resized: np.ndarray,
-                      in_scope: bool,
+                      chest_radiograph: bool,
                       classifier: PopulationClassifier | None) -> PopulationResult:
-    """Header first, then the image (only in scope, only with a classifier), else unknown.
+    """Header first, then the image (only a chest radiograph, only with a classifier), else
+    unknown.
 
     Args:
         dicom: the header facts of a DICOM input, None for other formats.
         pooled: the model's pooled features of the image ``(C,)``.
         resized: the ``(S, S)`` uint8 model input.
-        in_scope: the scope check's verdict on the image.
+        chest_radiograph: the scope check's :func:`~pneumoscan.scope.is_chest_radiograph`.
         classifier: the model's fitted classifier, None when it has none.
     """
     years = age_in_years(dicom) if dicom is not None else None
     if years is not None:
         return from_age(years)
-    if not in_scope:
-        return PopulationResult(UNKNOWN, "not assessed: the image is out of scope",
+    if not chest_radiograph:
+        return PopulationResult(UNKNOWN, "not assessed: the image does not look like a "
+                                "chest radiograph",
                                 warning=UNKNOWN_WARNING)
     if classifier is None:
         return PopulationResult(UNKNOWN, "population check not fitted for this model",

@@ -46,7 +46,7 @@ from pneumoscan.population import (
 )
 from pneumoscan.preprocessing import normalize, resize_all
 from pneumoscan.result_meaning import ResultMeaning, interpret
-from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope
+from pneumoscan.scope import ScopeResult, ScopeStatistics, assess_scope, is_chest_radiograph
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class Predictor:
         for i, decoded in enumerate(images):
             scope = assess_scope(decoded, resized[i], pooled[i], self.scope)
             population = assess_population(decoded.dicom, pooled[i], resized[i],
-                                           scope.in_scope, self.population)
+                                           is_chest_radiograph(scope), self.population)
             evidence = self.evidence(inputs[i]) if heatmap else None
             results.append(self._result(decoded, decisions, i, evidence, scope, population))
         return results

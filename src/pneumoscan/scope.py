@@ -231,6 +231,15 @@ def check_features(pooled: np.ndarray, statistics: DistanceStatistics) -> ScopeR
     return ScopeResult(ratio <= 1.0, "" if ratio <= 1.0 else FEATURE_REASON, ratio)
 
 
+def is_chest_radiograph(result: ScopeResult) -> bool:
+    """Whether the checks found a frontal chest radiograph: in scope, or out of it only
+    because the model's features find it unlike its training films (the feature distance,
+    the last check). An adult's film from another hospital is such a film; the population
+    check (:mod:`pneumoscan.population`) answers for it, as telling adults is what it was
+    fitted on."""
+    return result.in_scope or result.reason == FEATURE_REASON
+
+
 def assess_scope(decoded: DecodedImage, resized: np.ndarray, pooled: np.ndarray,
                  statistics: ScopeStatistics | None) -> ScopeResult:
     """All checks, cheapest first: header and image statistics, then the layout of the
