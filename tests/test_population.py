@@ -29,7 +29,7 @@ from pneumoscan.population import (
     population_features,
 )
 from pneumoscan.predictor import Predictor
-from pneumoscan.scope import THUMBNAIL_SIDE, thumbnail
+from pneumoscan.scope import FEATURE_REASON, THUMBNAIL_SIDE, thumbnail
 
 
 def header(**tags: str) -> DicomInfo:
@@ -130,10 +130,10 @@ def test_header_age_decides_before_the_image() -> None:
     assert (child.population, child.warning) == (PEDIATRIC, "")
 
 
-def test_unknown_when_out_of_scope_or_not_fitted() -> None:
+def test_unknown_when_not_a_chest_radiograph_or_not_fitted() -> None:
     out = assess_population(None, np.array([3.0, 0, 0]), RESIZED, False, classifier())
     assert (out.population, out.warning) == (UNKNOWN, UNKNOWN_WARNING)
-    assert "out of scope" in out.reason
+    assert "does not look like a chest radiograph" in out.reason
     unfitted = assess_population(None, np.zeros(3), RESIZED, True, None)
     assert unfitted.population == UNKNOWN and "not fitted" in unfitted.reason
     # a header age still tells who the patient is, whatever the image looks like
@@ -203,6 +203,20 @@ def test_adult_films_are_called_adult(shipped_predictor: Predictor, adult_dir: P
     assert [r.population if r else None for r in results] == [ADULT] * 4
     assert all(r is not None and r.population_warning == ADULT_WARNING and not r.applicable
                for r in results)
+
+
+def test_adult_films_unlike_the_training_films_are_still_called_adult(
+        shipped_predictor: Predictor, adult_dir: Path) -> None:
+    """An adult's film is what the model's features find unlike its training films; out of
+    scope for that reason alone, it is still a chest radiograph, and the population check
+    says whose (before, "unknown")."""
+    from pneumoscan.fitting.population_fitting import find_adult_images, split_adults
+
+    held_out = [s.path for s in split_adults(find_adult_images(adult_dir)).held_out]
+    results = [r.prediction for r in shipped_predictor.predict_files(held_out, batch_size=32)]
+    unlike = [r for r in results if r is not None and r.scope_reason == FEATURE_REASON]
+    assert unlike, "no held-out adult film is out of scope by its features alone: pick others"
+    assert all(r.population == ADULT and not r.in_scope and not r.applicable for r in unlike)
 
 
 def test_adult_dicoms_are_called_adult_by_the_image_alone(shipped_predictor: Predictor,

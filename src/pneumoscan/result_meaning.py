@@ -153,8 +153,10 @@ def interpret(*, label: str, probability: float, threshold: float, positive: boo
         reasons.append(f"Out of scope: {scope_reason}; the model's output means nothing for "
                        "this image.")
         flags.append(Flag(OUT_OF_SCOPE, scope_reason))
-    # An image out of scope is not assessed for its population; its "unknown" says nothing
-    # the scope reason has not said.
+    # An image out of scope that is no chest radiograph is not assessed for its population;
+    # its "unknown" says nothing the scope reason has not said. A chest radiograph out of
+    # scope only by the model's features is (pneumoscan.scope.is_chest_radiograph): an
+    # adult's film says so.
     if population_warning and (in_scope or population != UNKNOWN):
         reasons.append(population_warning)
         flags.append(Flag(_population_flag(population), population_reason))
