@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
 from sklearn.metrics import roc_auc_score
 
@@ -53,8 +54,10 @@ def test_shipped_scope_statistics_are_fitted_on_its_training_split(
     scope = load_scope(shipped_model)  # None also when fitted for other weights
     assert scope is not None, "run: pneumoscan fit-scope " + str(shipped_model) + " --data DATA"
     model, card = load_model(shipped_model)
-    channels = model.head.weight.shape[1]
-    assert scope.features.mean.shape == (channels,)
+    side = card.preprocessing.image_size
+    with torch.no_grad():  # what the checks read: the head's features and the context
+        pooled = model.eval().forward_with_evidence(torch.zeros(1, 1, side, side))[2]
+    assert scope.features.mean.shape == (pooled.shape[1],)
     assert scope.layout.mean.shape == (THUMBNAIL_SIDE**2,)
     # The training images and one augmented copy of each: the split the card describes.
     train = training_split(card, chest_xray_dir).train
