@@ -2,13 +2,14 @@
 
 What a result means is decided once (:mod:`pneumoscan.result_meaning`); the faces only
 render it. Here each case of :data:`CASES` (applicable positive, applicable negative, an
-adult, an image out of scope, an unreadable file) goes through every face that Python
-renders: ``Prediction.to_dict`` and the JSON API (through the real app), the CLI's summary,
-table and CSV/JSON rows, the worklist, the ``--cam-dir`` overlay, the DICOM SR and
-Secondary Capture and the node's log line; :func:`test_the_page_renders_the_same` puts the
-same table through the web page in Chromium. Every face must say the same thing: the
-finding or none, the cause or none, NOT APPLICABLE and why, the model's output only greyed,
-and a coloured heat map only for a result that applies.
+adult, an image out of scope, an adult's film out of scope, an unreadable file) goes
+through every face that Python renders: ``Prediction.to_dict`` and the JSON API (through
+the real app), the CLI's summary, table and CSV/JSON rows, the worklist, the ``--cam-dir``
+overlay, the DICOM SR and Secondary Capture and the node's log line;
+:func:`test_the_page_renders_the_same` puts the same table through the web page in
+Chromium. Every face must say the same thing: the finding or none, the cause or none, NOT
+APPLICABLE and why, the model's output only greyed, and a coloured heat map only for a
+result that applies.
 """
 
 from __future__ import annotations
@@ -71,9 +72,19 @@ CASES = [
     Case("out-of-scope", _prediction("PNEUMONIA", 0.935, in_scope=False,
                                      scope_reason="does not look like a frontal chest "
                                      "radiograph", population="unknown",
-                                     population_reason="not assessed: the image is out of "
-                                     "scope", population_warning=UNKNOWN_WARNING),
+                                     population_reason="not assessed: the image does not "
+                                     "look like a chest radiograph",
+                                     population_warning=UNKNOWN_WARNING),
          None, None, ("out of scope",), False, HEATMAP_GREY),
+    # An adult's film from another hospital: out of scope by the model's features alone, so
+    # the population check still says whose it is (scope.is_chest_radiograph).
+    Case("adult-unlike-training", _prediction("PNEUMONIA", 0.951, in_scope=False,
+                                           scope_reason="unlike the chest radiographs this "
+                                           "model was trained on", population="adult",
+                                           population_reason="the image looks like an adult "
+                                           "radiograph (estimated from the image)",
+                                           population_warning=ADULT_WARNING),
+         None, None, ("out of scope", "adult"), False, HEATMAP_GREY),
     Case("unreadable", None, None, None, (), False, None),
 ]
 IDS = [case.name for case in CASES]
@@ -204,8 +215,8 @@ def test_every_face_says_the_same(case: Case, api, dicom_dir: Path) -> None:
         assert ("PNEUMONIA" in flat) == (case.finding == "PNEUMONIA"
                                          or case.model_output_shown)
         assert ("viral" in flat) == (case.cause == "viral")
-        for flag in case.flags:
-            assert flag in flat
+        for flag in case.flags:  # the summary names it in its reason: "Out of scope: ..."
+            assert flag in flat.lower()
     assert ("NOT APPLICABLE" in summary) == bool(case.flags)
     assert ("not applicable" in table) == bool(case.flags)
     assert ("model output" in " ".join(summary.split())) == case.model_output_shown
@@ -345,7 +356,8 @@ def test_the_page_renders_the_same(served_url: str, tmp_path: Path) -> None:
         page.goto(served_url)
         page.set_input_files("#file-input", [str(path) for path in files])
         page.wait_for_function("() => document.querySelectorAll('#worklist-body tr.row-done, "
-                               "#worklist-body tr.row-error').length === 5", timeout=60_000)
+                               f"#worklist-body tr.row-error').length === {len(CASES)}",
+                               timeout=60_000)
         for case, path in zip(CASES, files, strict=True):
             row = page.locator("#worklist-body tr", has_text=path.name)
             text = row.inner_text()
@@ -356,8 +368,11 @@ def test_the_page_renders_the_same(served_url: str, tmp_path: Path) -> None:
                     else case.finding or "out of scope") in text
             assert ("PNEUMONIA" in text) == (case.finding == "PNEUMONIA"
                                              or case.model_output_shown)
+            assert all(flag in text.lower() for flag in case.flags)
             row.locator("button").click()
             page.wait_for_selector("#result:not([hidden])")
+            assert page.is_visible("#scope-warning") == ("out of scope" in case.flags)
+            assert page.is_visible("#population-warning") == ("adult" in case.flags)
             shown = page.is_visible("#label")
             assert shown == (case.finding is not None or case.model_output_shown)
             if shown:

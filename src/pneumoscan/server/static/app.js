@@ -114,7 +114,10 @@
     const flags = [];
     if (item.state !== "done") return flags;
     const result = item.result;
-    if (!result.in_scope) return [["bad", "out of scope"]];
+    if (!result.in_scope) flags.push(["bad", "out of scope"]);
+    // As pneumoscan.result_meaning: out of scope, an "unknown" population says nothing more;
+    // a known one (an adult's film unlike the training films, a header age) is shown.
+    if (!result.in_scope && result.population === "unknown") return flags;
     if (result.population_warning) {
       flags.push(["warn", (result.population === "adult" ? "adult" : "population") +
                           ": not validated"]);
@@ -398,8 +401,9 @@
 
     show(els.scopeWarning, !result.in_scope);
     els.scopeReason.textContent = sentence(result.scope_reason) || "unlike the training radiographs";
-    // Out of scope says it all: no population note under it.
-    show(els.populationWarning, Boolean(warning) && result.in_scope);
+    // Out of scope, an "unknown" population says nothing more; a known one is shown.
+    show(els.populationWarning, Boolean(warning) &&
+         (result.in_scope || result.population !== "unknown"));
     els.populationText.textContent = sentence(warning);
     const reason = sentence(result.population_reason);
     els.populationReason.textContent = reason ? "Why: " + reason + "." : "";
