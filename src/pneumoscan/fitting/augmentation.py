@@ -111,12 +111,22 @@ def augment_batch(images: torch.Tensor, config: AugmentConfig,
 RESAMPLE_MODES = ("area", "bilinear", "bicubic", "nearest")
 
 
-def _resample(images: torch.Tensor, probability: float,
-              generator: torch.Generator) -> torch.Tensor:
-    """Down to 50-100 % of the side and back, each image with a random filter each way."""
+def reencoded(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The same ``(B, 1, S, S)`` images as another path might deliver them: a resampling
+    round trip through 70-100 % of the side with random filters, then JPEG (quality 60-95)
+    for half of them. The second view of the consistency term (``TrainConfig.consistency``):
+    a film and its copy made by another program should get one answer."""
+    return _jpeg(_resample(images, 1.0, generator, smallest=0.7), 0.5, generator,
+                 qualities=(60, 96))
+
+
+def _resample(images: torch.Tensor, probability: float, generator: torch.Generator,
+              smallest: float = 0.5) -> torch.Tensor:
+    """Down to ``smallest``-100 % of the side and back, each image with a random filter
+    each way."""
     n, _, height, width = images.shape
     use = torch.rand(n, generator=generator) < probability
-    factor = 0.5 + 0.5 * torch.rand(n, generator=generator)
+    factor = smallest + (1 - smallest) * torch.rand(n, generator=generator)
     modes = torch.randint(0, len(RESAMPLE_MODES), (n, 2), generator=generator)
     out = images.clone()
     for i in torch.nonzero(use).flatten().tolist():
@@ -133,13 +143,15 @@ def _interpolate(images: torch.Tensor, size: tuple[int, int], mode: str) -> torc
     return F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=True)
 
 
-def _jpeg(images: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
-    """JPEG-encode and decode some images (libjpeg-turbo through simplejpeg)."""
+def _jpeg(images: torch.Tensor, probability: float, generator: torch.Generator,
+          qualities: tuple[int, int] = (30, 96)) -> torch.Tensor:
+    """JPEG-encode and decode some images (libjpeg-turbo through simplejpeg), at a quality
+    drawn from ``range(*qualities)``."""
     import simplejpeg
 
     n = images.shape[0]
     use = torch.rand(n, generator=generator) < probability
-    quality = torch.randint(30, 96, (n,), generator=generator)
+    quality = torch.randint(*qualities, (n,), generator=generator)
     out = images.clone()
     for i in torch.nonzero(use).flatten().tolist():
         pixels = images[i, 0].mul(255).round().to(torch.uint8).numpy()[:, :, None]  # (H, W, 1)

@@ -28,6 +28,8 @@ class TrainConfig:
     dropout: float = 0.3  # before the linear head
     label_smoothing: float = 0.05  # targets 0/1 become eps/2 and 1 - eps/2
     cause_loss_weight: float = 0.5  # weight of the bacterial-vs-viral loss
+    consistency: float = 0.0  # weight of the squared difference between the pneumonia
+    # logits of each augmented image and its re-encoded copy (augmentation.reencoded); 0 = off
     val_fraction: float = 0.15  # patient-level share of train/ held out for validation
     protocol_fraction: float = 0.0  # share of consecutive-patient blocks held out first
     # (validation out of protocol; 0 = none, as in models trained before it existed)

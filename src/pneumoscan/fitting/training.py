@@ -50,7 +50,7 @@ from pneumoscan.dataset import (
 from pneumoscan.errors import DataLayoutError
 from pneumoscan.fitted_state import POPULATION
 from pneumoscan.fitting import distributed
-from pneumoscan.fitting.augmentation import augment_batch
+from pneumoscan.fitting.augmentation import augment_batch, reencoded
 from pneumoscan.fitting.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from pneumoscan.fitting.config import TrainConfig, dump_config
 from pneumoscan.fitting.logits import predict_logits, predict_logits_normalized
@@ -196,14 +196,19 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.AdamW, train: Ar
         index = order[step * config.batch_size:(step + 1) * config.batch_size][rank::world]
         images = torch.from_numpy(train.pixels[index]).float().div_(255).unsqueeze(1)
         images = augment_batch(images, config.augment, generator)  # (B, 1, S, S) in [0, 1]
+        if config.consistency > 0:  # each image followed by its re-encoded copy
+            images = torch.cat([images, reencoded(images, generator)])
         # Back to uint8 so the augmented batch goes through the one preprocessing function.
         augmented = images[:, 0].mul(255).round_().to(torch.uint8).numpy()
         inputs = torch.from_numpy(normalize(augmented, preprocess)).to(device)  # (B, 1, S, S)
         with distributed.autocast(device):
             logits = model(inputs)
+            logits, copies = logits[:len(index)], logits[len(index):]
             loss = loss_terms(logits, torch.from_numpy(train.labels[index]).to(device),
                               torch.from_numpy(train.causes[index]).to(device), config,
                               pos_weight, cause_pos_weight)
+            if len(copies):
+                loss = loss + config.consistency * (logits[:, 0] - copies[:, 0]).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
