@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from pneumoscan.fitting.augmentation import AugmentConfig, augment_batch, gaussian_blur
+from pneumoscan.fitting.augmentation import (
+    AugmentConfig,
+    augment_batch,
+    gaussian_blur,
+    reencoded,
+)
 
 OFF = AugmentConfig(rotate_degrees=0, scale=0, aspect=0, translate=0, brightness=0,
                     contrast=0, gamma=0, blur_sharpen=0, noise=0)
@@ -131,3 +136,12 @@ def test_jpeg_re_encodes_a_share_of_images_seeded() -> None:
     torch.testing.assert_close(out, again)
     # JPEG keeps the picture: the mean error of a re-encoded image is small
     assert float((out - images)[touched].abs().mean()) < 0.25
+
+
+def test_a_re_encoded_copy_keeps_the_picture_and_changes_the_detail() -> None:
+    images = _batch(16, 48)
+    copy = reencoded(images, torch.Generator().manual_seed(0))
+    assert copy.shape == images.shape and float(copy.min()) >= 0 and float(copy.max()) <= 1
+    assert bool(((copy - images).abs().mean(dim=(1, 2, 3)) > 0).all())  # every image
+    assert float((copy.mean(dim=(1, 2, 3)) - images.mean(dim=(1, 2, 3))).abs().max()) < 0.02
+    torch.testing.assert_close(copy, reencoded(images, torch.Generator().manual_seed(0)))

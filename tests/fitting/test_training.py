@@ -154,6 +154,33 @@ def test_loss_terms_by_hand() -> None:
                             torch.tensor(1.0))) == pytest.approx(math.log(2), rel=1e-6)
 
 
+def test_consistency_pulls_an_image_and_its_copy_together() -> None:
+    logits = torch.tensor([[1.0, 0.0], [-2.0, 0.5]], requires_grad=True)
+    copies = torch.tensor([[0.5, 3.0], [-2.0, -1.0]])  # the cause logit is not compared
+    labels, causes = torch.tensor([1, 0]), torch.tensor([-1, -1])
+    one = torch.tensor(1.0)
+    config = replace(CONFIG, label_smoothing=0.0, consistency=2.0)
+    plain = loss_terms(logits, labels, causes, config, one, one)
+    paired = loss_terms(logits, labels, causes, config, one, one, copies=copies)
+    assert float((paired - plain).detach()) == pytest.approx(2.0 * (0.5 ** 2 + 0) / 2)
+    paired.backward()
+    assert logits.grad is not None and float(logits.grad[0, 0]) > float(
+        torch.autograd.grad(loss_terms(logits, labels, causes, config, one, one), logits)[0][0, 0])
+    off = replace(config, consistency=0.0)
+    assert float(loss_terms(logits, labels, causes, off, one, one, copies=copies)) == \
+        pytest.approx(float(plain))
+
+
+def test_a_run_with_consistency_trains_on_the_pairs(data_root: Path,
+                                                    cache_dir: Path, tmp_path: Path) -> None:
+    config = replace(CONFIG, epochs=1, consistency=1.0)
+    out = train(config, data_root, tmp_path / "paired", cache_dir=cache_dir)
+    assert load_config(out / "config.toml").consistency == 1.0
+    plain = train(replace(CONFIG, epochs=1), data_root, tmp_path / "plain", cache_dir=cache_dir)
+    a, b = load_file(str(plain / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert any(not torch.equal(a[key], b[key]) for key in a)  # the term is in the gradient
+
+
 def test_image_cache_skips_unreadable_and_is_reused(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     good = tmp_path / "IM-0001-0001.png"

@@ -128,8 +128,10 @@ def _to_arrays(samples: list[Sample], preprocess: PreprocessConfig, cache_dir: P
 
 def loss_terms(logits: torch.Tensor, labels: torch.Tensor, causes: torch.Tensor,
                config: TrainConfig, pos_weight: torch.Tensor, cause_pos_weight: torch.Tensor,
-               ) -> torch.Tensor:
-    """Class-weighted BCE on pneumonia + masked, weighted BCE on the cause of pneumonia."""
+               copies: torch.Tensor | None = None) -> torch.Tensor:
+    """Class-weighted BCE on pneumonia + masked, weighted BCE on the cause of pneumonia;
+    with the logits of the images' re-encoded ``copies``, + ``config.consistency`` times the
+    mean squared difference of the pneumonia logits of each image and its copy."""
     eps = config.label_smoothing
     target = labels.float() * (1 - eps) + eps / 2
     loss = F.binary_cross_entropy_with_logits(logits[:, 0], target, pos_weight=pos_weight)
@@ -138,6 +140,8 @@ def loss_terms(logits: torch.Tensor, labels: torch.Tensor, causes: torch.Tensor,
         cause_target = causes[known].float() * (1 - eps) + eps / 2
         loss = loss + config.cause_loss_weight * F.binary_cross_entropy_with_logits(
             logits[known, 1], cause_target, pos_weight=cause_pos_weight)
+    if copies is not None and config.consistency > 0:
+        loss = loss + config.consistency * (logits[:, 0] - copies[:, 0]).pow(2).mean()
     return loss
 
 
@@ -203,12 +207,10 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.AdamW, train: Ar
         inputs = torch.from_numpy(normalize(augmented, preprocess)).to(device)  # (B, 1, S, S)
         with distributed.autocast(device):
             logits = model(inputs)
-            logits, copies = logits[:len(index)], logits[len(index):]
-            loss = loss_terms(logits, torch.from_numpy(train.labels[index]).to(device),
+            loss = loss_terms(logits[:len(index)],
+                              torch.from_numpy(train.labels[index]).to(device),
                               torch.from_numpy(train.causes[index]).to(device), config,
-                              pos_weight, cause_pos_weight)
-            if len(copies):
-                loss = loss + config.consistency * (logits[:, 0] - copies[:, 0]).pow(2).mean()
+                              pos_weight, cause_pos_weight, copies=logits[len(index):])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
