@@ -70,6 +70,22 @@ def test_equalization_spreads_levels_over_the_full_range() -> None:
     assert equalization_lut(flat)[77] == 0
 
 
+@pytest.mark.parametrize("frame_level", [0, 255])
+def test_equalising_midtones_leaves_a_frame_out_of_the_film_tones(frame_level: int) -> None:
+    """A frame of pure white or black, a third of the pixels, moves every tone of the film
+    when every level counts; counted on grey levels 1-254 it moves none of them."""
+    film = np.random.default_rng(5).integers(1, 255, (48, 48), dtype=np.uint8)
+    framed = film.copy()
+    framed[:8], framed[-8:], framed[:, :8], framed[:, -8:] = (frame_level,) * 4
+    inner = (slice(8, -8), slice(8, -8))
+    plain = np.take(equalization_lut(film[inner], midtones=True), film[inner])
+    assert np.array_equal(np.take(equalization_lut(framed, midtones=True), framed)[inner], plain)
+    assert np.take(equalization_lut(framed, midtones=True), framed)[0, 0] == frame_level
+    assert not np.array_equal(np.take(equalization_lut(framed), framed)[inner], plain)
+    config = PreprocessConfig(image_size=48, equalize=True, equalize_midtones=True)
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+
+
 def test_normalize_keeps_the_batch_axis() -> None:
     batch = np.zeros((5, 4, 4), np.uint8)
     assert normalize(batch, PreprocessConfig(image_size=4)).shape == (5, 1, 4, 4)

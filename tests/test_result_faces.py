@@ -30,6 +30,7 @@ from pneumoscan.population import ADULT_WARNING, UNKNOWN_WARNING
 from pneumoscan.predictor import FileResult, Prediction, Predictor
 from pneumoscan.preprocessing import PreprocessConfig
 from pneumoscan.result_meaning import HEATMAP_COLOUR, HEATMAP_GREY, NOT_APPLICABLE
+from pneumoscan.scope import FEATURE_REASON
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom on person names
 
@@ -79,8 +80,7 @@ CASES = [
     # An adult's film from another hospital: out of scope by the model's features alone, so
     # the population check still says whose it is (scope.is_chest_radiograph).
     Case("adult-unlike-training", _prediction("PNEUMONIA", 0.951, in_scope=False,
-                                           scope_reason="unlike the chest radiographs this "
-                                           "model was trained on", population="adult",
+                                           scope_reason=FEATURE_REASON, population="adult",
                                            population_reason="the image looks like an adult "
                                            "radiograph (estimated from the image)",
                                            population_warning=ADULT_WARNING),

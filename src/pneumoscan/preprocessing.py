@@ -30,6 +30,9 @@ class PreprocessConfig:
     std: float = 0.226  # ImageNet std of the three channels
     resize: str = "squash"  # the only mode: stretch to image_size x image_size
     equalize: bool = False  # histogram-equalise each image after resizing
+    equalize_midtones: bool = False  # the equalisation counts grey levels 1-254 only: pure
+    # black and pure white (a frame, a burnt-in border) keep their level and do not squeeze
+    # the film's own tones; False: every level counts (models before December 2026)
     source_size: int = 0  # every image first squashed to this side with an area filter
     # (the training data's 224 px); 0: straight to image_size (models before December 2026)
 
@@ -39,7 +42,7 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         known = {k: data[k] for k in ("image_size", "mean", "std", "resize", "equalize",
-                                      "source_size") if k in data}
+                                      "equalize_midtones", "source_size") if k in data}
         config = cls(**known)
         if config.resize != "squash":
             raise ValueError(f"unknown resize mode {config.resize!r}; expected 'squash'")
@@ -74,13 +77,21 @@ def resize_all(images: Iterable[np.ndarray], image_size: int,
     return np.stack([resize(image, image_size, source_size) for image in images])
 
 
-def equalization_lut(image: np.ndarray) -> np.ndarray:
+def equalization_lut(image: np.ndarray, midtones: bool = False) -> np.ndarray:
     """The ``(256,)`` uint8 table that histogram-equalises ``image`` (uint8, any shape): its
     CDF becomes the new value. Any monotonic change of exposure or contrast gives the same
     output, which is what makes it a defence against radiographs from another machine or
-    setting."""
-    cdf = np.cumsum(np.bincount(image.ravel(), minlength=256))
-    low = cdf[np.argmax(cdf > 0)]  # the count at the darkest grey level present
+    setting.
+
+    With ``midtones`` the histogram counts grey levels 1-254 only (when the image has any):
+    pure black stays 0 and pure white 255, and a white or black frame around a film, a third
+    of its pixels at one level, no longer pushes every other tone of the film up or down.
+    """
+    counts = np.bincount(image.ravel(), minlength=256)
+    if midtones and counts[1:255].any():
+        counts[0] = counts[255] = 0
+    cdf = np.cumsum(counts)
+    low = cdf[np.argmax(cdf > 0)]  # the count at the darkest grey level counted
     span = max(1, int(cdf[-1] - low))
     return np.clip(np.rint((cdf - low) / span * 255.0), 0, 255).astype(np.uint8)
 
@@ -98,7 +109,8 @@ def normalize(resized: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     out = np.empty(flat.shape, dtype=np.float32)
     values = input_values(config)
     for i, image in enumerate(flat):
-        table = values[equalization_lut(image)] if config.equalize else values
+        table = (values[equalization_lut(image, config.equalize_midtones)] if config.equalize
+                 else values)
         np.take(table, image, out=out[i])
     return out.reshape(*resized.shape[:-2], 1, *resized.shape[-2:])
 

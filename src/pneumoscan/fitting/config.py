@@ -18,6 +18,8 @@ class TrainConfig:
     pretrained: bool = True  # start from offline ImageNet weights where they exist
     image_size: int = 224  # model input side, pixels
     equalize: bool = False  # histogram-equalise inputs (stored in the model's preprocessing)
+    equalize_midtones: bool = False  # equalise on grey levels 1-254 only (pure black and
+    # white keep their level; stored in the model's preprocessing)
     source_size: int = 0  # every input first squashed to this side with an area filter (the
     # training data's 224 px; stored in the model's preprocessing); 0 = straight to image_size
     epochs: int = 8  # upper bound; early stopping may end sooner

@@ -292,6 +292,7 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
         (out / "config.toml").write_text(dump_config(config))
 
     preprocess = PreprocessConfig(image_size=config.image_size, equalize=config.equalize,
+                                  equalize_midtones=config.equalize_midtones,
                                   source_size=config.source_size)
     with distributed.main_process_first():  # rank 0 fills the image cache, the others read it
         train_arrays = _to_arrays(train_samples, preprocess, cache_dir, progress)

@@ -110,14 +110,18 @@
       (group(a) === 0 ? b.result.probability - a.result.probability : 0) || a.id - b.id);
   }
 
+  // As pneumoscan.result_meaning: out of scope, an "unknown" population says nothing more;
+  // a known one (an adult's film unlike the training films, a header age) is shown.
+  function populationShown(result) {
+    return result.in_scope || result.population !== "unknown";
+  }
+
   function flagsOf(item) {
     const flags = [];
     if (item.state !== "done") return flags;
     const result = item.result;
     if (!result.in_scope) flags.push(["bad", "out of scope"]);
-    // As pneumoscan.result_meaning: out of scope, an "unknown" population says nothing more;
-    // a known one (an adult's film unlike the training films, a header age) is shown.
-    if (!result.in_scope && result.population === "unknown") return flags;
+    if (!populationShown(result)) return flags;
     if (result.population_warning) {
       flags.push(["warn", (result.population === "adult" ? "adult" : "population") +
                           ": not validated"]);
@@ -401,9 +405,7 @@
 
     show(els.scopeWarning, !result.in_scope);
     els.scopeReason.textContent = sentence(result.scope_reason) || "unlike the training radiographs";
-    // Out of scope, an "unknown" population says nothing more; a known one is shown.
-    show(els.populationWarning, Boolean(warning) &&
-         (result.in_scope || result.population !== "unknown"));
+    show(els.populationWarning, Boolean(warning) && populationShown(result));
     els.populationText.textContent = sentence(warning);
     const reason = sentence(result.population_reason);
     els.populationReason.textContent = reason ? "Why: " + reason + "." : "";
