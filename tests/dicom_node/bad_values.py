@@ -3,6 +3,8 @@ colons, a birth date with trailing garbage, an age without its unit, a lower-cas
 
 from __future__ import annotations
 
+import re
+
 from pydicom.dataset import Dataset
 
 from .conftest import renamed
@@ -16,6 +18,13 @@ BAD_VALUES = {
     "PatientIdentityRemoved": "Yes",
     "AcquisitionDate": "20241399",
 }
+
+
+def bad_values_in(text: str) -> list[str]:
+    """The :data:`BAD_VALUES` that ``text`` shows as values of their own: "62" in "aged 62"
+    counts, "62" inside the probability "0.624" does not."""
+    return [value for value in BAD_VALUES.values()
+            if re.search(rf"(?<!\w)(?<!\d\.){re.escape(value)}(?!\w)(?!\.\d)", text)]
 
 
 def with_bad_values(source: Dataset) -> Dataset:
