@@ -58,12 +58,12 @@ def main() -> None:
           f"{np.median(seconds) * 1000:.1f} ms per forward pass with its map (median of "
           f"{len(seconds)}, {predictor.backend.__class__.__name__})")
     print(f"{'films':<10} {'n':>4} {'flip r':>7} {'peak spread':>12} {'max heat':>9} "
-          f"{'mean heat':>10} {'logit fall: hot 10%':>20} {'random 10%':>11} "
+          f"{'mean heat':>10} {'cal. logit fall: hot 10%':>25} {'random 10%':>11} "
           f"{'P fall: hot':>12} {'random':>7}")
     for name, films in rows.items():
         s = summarise(films)
         print(f"{name:<10} {s.n:>4} {s.flip_r:>7.3f} {s.peak_spread:>12.3f} "
-              f"{s.max_heat:>9.3f} {s.mean_heat:>10.4f} {s.drop_hot:>20.3f} "
+              f"{s.max_heat:>9.3f} {s.mean_heat:>10.4f} {s.drop_hot:>25.3f} "
               f"{s.drop_random:>11.3f} {s.p_drop_hot:>12.4f} {s.p_drop_random:>7.4f}")
 
 

@@ -57,7 +57,7 @@ def test_shipped_default_config_loads() -> None:
             assert getattr(config, key) == value, key
     for key, value in written.get("augment", {}).items():
         assert getattr(config.augment, key) == value, key
-    assert config.arch == "efficientnet_lite0" and config.pretrained
+    assert config.arch == "efficientnet_lite0_s16" and config.pretrained
 
 
 def test_adult_folders_are_a_list_and_an_older_single_folder_is_one(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ from pneumoscan.reports.heatmap_checks import (
     summarise,
 )
 
-#: Films of each class checked (evenly over the shipped model's validation set).
-FILMS = 8
+#: Films of each class checked (evenly over the shipped model's validation set): the map
+#: comes with the prediction, so as many as the benchmark's own default run.
+FILMS = 30
 
 
 def _films(predictor: Predictor, data: Path, label: int) -> list[FilmChecks]:
@@ -66,14 +67,14 @@ def test_the_hottest_place_moves_with_the_film(pneumonia: Summary) -> None:
 @pytest.mark.slow
 def test_covering_the_hottest_tenth_lowers_pneumonia_more_than_a_random_tenth(
         pneumonia: Summary) -> None:
-    assert pneumonia.drop_hot > 0.2  # logit units (0.40 on 30 films; a random tenth 0.02)
+    assert pneumonia.drop_hot > 0.2  # calibrated logit units (0.31; a random tenth -0.17)
     assert pneumonia.drop_hot > 3 * max(pneumonia.drop_random, 0.0)
 
 
 @pytest.mark.slow
 def test_normal_films_stay_cooler_than_pneumonia_films(pneumonia: Summary,
                                                        normal: Summary) -> None:
-    assert normal.mean_heat < 0.5 * pneumonia.mean_heat  # 0.034 against 0.123 on 30 films
+    assert normal.mean_heat < 0.5 * pneumonia.mean_heat  # 0.007 against 0.389
 
 
 def test_the_masks_cover_the_share_they_say() -> None:

@@ -7,9 +7,11 @@
 - **Peak spread:** where the hottest cell sits, over many pneumonia films (standard
   deviation of its position, as a fraction of the side). A fixed blob scores near 0.
 - **Deletion:** covering the hottest 10 % of the model input (with the image's mean, as
-  the map itself covers) against covering 10 % in random cells: the fall of the pneumonia
-  logit (and of the calibrated P(pneumonia), which barely moves on films the model is sure
-  of). Evidence that the decision rests on lowers it more.
+  the map itself covers) against covering 10 % in random cells: the fall of the calibrated
+  pneumonia logit (the raw logit over the card's temperature: the scale the probability is
+  read on, so that models trained to narrower or wider raw logits compare), and of the
+  calibrated P(pneumonia), which barely moves on films the model is sure of. Evidence that
+  the decision rests on lowers it more.
 - **Normal films:** the heat shown (on the model-wide scale) on normal films against
   pneumonia films.
 
@@ -39,7 +41,7 @@ class FilmChecks:
     peak_col: float  # ... from the left
     max_heat: float  # the map's maximum on the model-wide scale, in [0, 1]
     mean_heat: float
-    drop_hot: float  # fall of the pneumonia logit when the hottest 10 % is covered
+    drop_hot: float  # fall of the calibrated pneumonia logit, the hottest 10 % covered
     drop_random: float  # ... when a random 10 % (whole cells) is covered
     p_drop_hot: float  # the same falls of the calibrated P(pneumonia)
     p_drop_random: float
@@ -90,11 +92,12 @@ def check_film(predictor: Predictor, resized: np.ndarray, rng: np.random.Generat
     random = image.copy()
     random[0, random_mask(heat.shape[0], side, fraction, rng)] = fill
     logits = pneumonia_logits(predictor, np.stack([image, hot, random]))
+    calibrated = logits / predictor.card.temperature  # the bias cancels in a difference
     p_base, p_hot, p_random = apply_temperature(logits, predictor.card.temperature,
                                                 predictor.card.bias)
     return FilmChecks(flip_r, (row + 0.5) / heat.shape[0], (col + 0.5) / heat.shape[1],
-                      float(heat.max()), float(heat.mean()), float(logits[0] - logits[1]),
-                      float(logits[0] - logits[2]), float(p_base - p_hot),
+                      float(heat.max()), float(heat.mean()),
+                      float(calibrated[0] - calibrated[1]), float(calibrated[0] - calibrated[2]), float(p_base - p_hot),
                       float(p_base - p_random))
 
 
@@ -107,7 +110,7 @@ class Summary:
     peak_spread: float  # std of the peak position (rows and columns pooled), of the side
     max_heat: float  # mean of the maps' maxima
     mean_heat: float
-    drop_hot: float  # mean fall of the pneumonia logit, hottest 10 % covered
+    drop_hot: float  # mean fall of the calibrated pneumonia logit, hottest 10 % covered
     drop_random: float  # ... random 10 % covered
     p_drop_hot: float  # mean fall of P(pneumonia), hottest 10 % covered
     p_drop_random: float
