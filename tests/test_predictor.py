@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -144,6 +145,20 @@ def test_predict_files_keeps_going_past_a_broken_file(tiny: Predictor, tmp_path:
     single = tiny.predict(shared_normal_images[1], heatmap=False)
     assert results[2].prediction is not None
     assert results[2].prediction.probability == pytest.approx(single.probability, abs=1e-5)
+
+
+def test_a_broken_file_is_named_in_its_result_never_in_the_log(
+        tiny: Predictor, tmp_path: Path, shared_normal_images: list[Path],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """File names are patient data (``Doe_John_1961.jpeg``): the user who asked sees which
+    file failed, the log only that one did."""
+    broken = tmp_path / "Doe_John_1961.jpeg"
+    broken.write_bytes(shared_normal_images[0].read_bytes()[:1500])
+    with caplog.at_level(logging.DEBUG):
+        results = list(tiny.predict_files([broken, tmp_path / "Roe_Jane.png"]))
+    assert "Doe_John_1961" in results[0].error and "Roe_Jane" in results[1].error
+    assert "cannot predict one input" in caplog.text
+    assert "Doe_John" not in caplog.text and "Roe_Jane" not in caplog.text
 
 
 def test_predict_files_rejects_a_zero_batch(tiny: Predictor) -> None:

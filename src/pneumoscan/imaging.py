@@ -390,7 +390,7 @@ def _from_dicom(data: bytes, name: str, max_pixels: int,
         study_date=_text(dataset, "StudyDate"),
         acquisition_date=_text(dataset, "AcquisitionDate"),
     )
-    logger.debug("decoded DICOM %s: %sx%s %s", name, columns, rows, photometric)
+    logger.debug("decoded a DICOM: %sx%s %s", columns, rows, photometric)
     return DecodedImage(gray, "dicom", was_color, info)
 
 

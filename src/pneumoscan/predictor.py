@@ -261,12 +261,16 @@ class Predictor:
             try:
                 pending.append((name, self.decode(Path(file))))
             except (PneumoscanError, OSError) as exc:
-                logger.warning("cannot predict %s", exc)
+                # the file's name is patient data: the log says what failed, the result
+                # (shown to the user who asked) says which file
+                logger.warning("cannot predict one input (%s); its result names it",
+                               exc.__class__.__name__)
                 pending.append((name, str(exc)))
             except Exception as exc:  # one odd file must not end a folder run:
                 # decoders raise many types on corrupt data (Pillow even SyntaxError).
                 message = f"{name}: cannot read the image ({exc.__class__.__name__}: {exc})"
-                logger.warning("cannot predict %s", message)
+                logger.warning("cannot predict one input (%s); its result names it",
+                               exc.__class__.__name__)
                 pending.append((name, message))
             if sum(isinstance(item, DecodedImage) for _, item in pending) == batch_size:
                 yield from self._predict_pending(pending, heatmap, progress)
