@@ -213,13 +213,12 @@ def test_nema_pair_decodes_alike(dicom_dir: Path) -> None:
     assert np.abs(lossy.astype(int) - near_lossless.astype(int)).mean() < 2.0
 
 
-def test_nema_pair_probabilities_within_003(trained: Predictor, dicom_dir: Path) -> None:
+def test_nema_pair_probabilities_within_002(trained: Predictor, dicom_dir: Path) -> None:
     """One radiograph through two codecs (JPEG 2000 and near-lossless JPEG-LS, pixels a
-    level or two apart) gets nearly the same probability: 0.313 vs 0.288 with the
-    20261125 model, whose probabilities near 0.3 sit on the steep part of its Platt curve
-    (0.02 held for the previous model)."""
+    level or two apart) gets the same probability within issue 22's 0.02 (0.004 with the
+    stride-16 model; 0.313 vs 0.288 with the 20261125 model)."""
     first, second = (trained.predict(dicom_dir / name, heatmap=False) for name in NEMA_PAIR)
-    assert abs(first.probability - second.probability) <= 0.03
+    assert abs(first.probability - second.probability) <= 0.02
 
 
 def test_patient_tags_never_reach_results_or_logs(tiny: Predictor, dicom_dir: Path,
