@@ -97,8 +97,8 @@ def check_film(predictor: Predictor, resized: np.ndarray, rng: np.random.Generat
                                                 predictor.card.bias)
     return FilmChecks(flip_r, (row + 0.5) / heat.shape[0], (col + 0.5) / heat.shape[1],
                       float(heat.max()), float(heat.mean()),
-                      float(calibrated[0] - calibrated[1]), float(calibrated[0] - calibrated[2]), float(p_base - p_hot),
-                      float(p_base - p_random))
+                      float(calibrated[0] - calibrated[1]), float(calibrated[0] - calibrated[2]),
+                      float(p_base - p_hot), float(p_base - p_random))
 
 
 @dataclass(frozen=True)
