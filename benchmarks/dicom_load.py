@@ -32,7 +32,12 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ComprehensiveSRStorage, generate_uid
+from pydicom.uid import (
+    ComprehensiveSRStorage,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    generate_uid,
+)
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from pneumoscan.dicom_node.intake import ACCEPTED_SOP_CLASSES
@@ -138,11 +143,18 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for "
                         "the results")
+    parser.add_argument("--pacs-accepts-jpeg", action="store_true",
+                        help="the PACS stand-in also accepts JPEG baseline and JPEG-LS "
+                        "lossless, as Orthanc and most PACS do (default: uncompressed only, "
+                        "so the node re-encodes every heat-map capture)")
     args = parser.parse_args()
 
     sink = ResultSink()
     sink_ae = AE(ae_title="SINK")
-    sink_ae.supported_contexts = AllStoragePresentationContexts
+    extra = [JPEGBaseline8Bit, JPEGLSLossless] if args.pacs_accepts_jpeg else []
+    for context in AllStoragePresentationContexts:
+        sink_ae.add_supported_context(context.abstract_syntax,
+                                      [*context.transfer_syntax, *extra])
     sink_port, node_port = free_port(), free_port()
     server = sink_ae.start_server(("127.0.0.1", sink_port), block=False,
                                   evt_handlers=[(evt.EVT_C_STORE, sink.handle)])
@@ -179,7 +191,8 @@ def main() -> int:
     complete = len(sink.complete(sources))
     lost = len(sources) - complete
     print(f"DICOM node load run: {args.images} images over {args.associations} "
-          f"associations ({platform.node()}, {os.cpu_count()} CPUs)")
+          f"associations ({platform.node()}, {os.cpu_count()} CPUs); the PACS stand-in "
+          f"accepts {'JPEG baseline, JPEG-LS lossless and ' if extra else ''}uncompressed")
     print(f"C-STORE statuses: {dict(statuses)}")
     print(f"sent in {sent_s:.1f} s; last result after {wall_s:.1f} s")
     print(f"throughput: {complete / wall_s:.2f} images/s (SR + heat map delivered each)")

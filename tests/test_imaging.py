@@ -315,3 +315,30 @@ def test_shared_training_jpeg_decodes(shared_normal_images: list[Path]) -> None:
     decoded = decode_image(shared_normal_images[0])
     assert decoded.pixels.shape == (224, 224)
     assert decoded.source_format == "jpeg" and not decoded.was_color
+
+
+@pytest.mark.parametrize(("dtype", "low", "high"), [
+    (np.uint16, 0, 4095), (np.uint16, 900, 26500), (np.int16, -32768, 32767),
+    (np.int16, -1000, 3000), (np.uint8, 3, 250)])
+def test_the_level_table_gives_each_pixel_the_expression_s_own_value(
+        dtype: type, low: int, high: int) -> None:
+    """An integer image goes through a table of its levels: bit for bit what the display
+    expression gives pixel by pixel, for a nonlinear transform, signed values and ranges
+    that do not fit the dtype's difference."""
+    values = np.random.default_rng(1).integers(low, high, (301, 203), endpoint=True)
+    values = values.astype(dtype)
+
+    def transform(block: np.ndarray) -> np.ndarray:
+        return np.tanh((block.astype(np.float64) - (low + high) / 2) / (high - low + 1)) * 900
+
+    assert imaging._level_range(values) is not None  # the table path is taken
+    for window in (None, transform):
+        np.testing.assert_array_equal(imaging._rescale(values, -700.0, 800.0, window),
+                                      imaging._rescale_rows(values, -700.0, 800.0, window))
+
+
+def test_floats_and_wide_integer_ranges_are_mapped_pixel_by_pixel() -> None:
+    assert imaging._level_range(np.linspace(0, 1, 12).reshape(3, 4)) is None
+    wide = np.array([[0, imaging.TABLE_MAX_LEVELS]], dtype=np.int32)
+    assert imaging._level_range(wide) is None
+    assert imaging._scale_to_uint8(wide).tolist() == [[0, 255]]
