@@ -19,7 +19,7 @@ import logging
 import struct
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -360,7 +360,13 @@ def _rescale(values: np.ndarray, low: float, high: float,
     ``transform`` acts on each value alone. An integer image of at most
     :data:`TABLE_MAX_LEVELS` levels goes through a table of its levels: the expression once
     per level, then a lookup per pixel (the same values, bit for bit)."""
-    level_range = _level_range(values)
+    return _rescale_levels(values, _level_range(values), low, high, transform)
+
+
+def _rescale_levels(values: np.ndarray, level_range: tuple[np.ndarray, np.ndarray] | None,
+                    low: float, high: float,
+                    transform: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
+    """:func:`_rescale` with ``values``' :func:`_level_range` already known."""
     if level_range is None:
         return _rescale_rows(values, low, high, transform)
     levels, _ = level_range
@@ -538,12 +544,12 @@ def _dicom_gray_to_uint8(pixels: np.ndarray, dataset: Any) -> np.ndarray:
         level_range = _level_range(pixels)
         if level_range is not None:  # the levels that occur hold every windowed value
             levels, present = level_range
-            blocks: Iterator[np.ndarray] = iter([window(levels)[present]])
+            blocks: Iterable[np.ndarray] = [window(levels)[present]]
         else:
             blocks = (window(pixels[rows]) for rows in _row_blocks(pixels))
         for windowed in blocks:
             low, high = min(low, float(windowed.min())), max(high, float(windowed.max()))
-        return _rescale(pixels, low, high, window)
+        return _rescale_levels(pixels, level_range, low, high, window)
     minimum, maximum = float(pixels.min()), float(pixels.max())
     if bits_stored <= 8 and minimum >= 0 and maximum <= 255:
         return pixels.astype(np.uint8)
