@@ -61,16 +61,19 @@ def test_results_of_a_film_with_bad_values_pass_dciodvfy(source: pydicom.Dataset
 
 
 def test_dicom_out_with_bad_values_and_colliding_names(source: pydicom.Dataset,
-                                                       shipped_model: Path,
-                                                       tmp_path: Path) -> None:
+                                                       shipped_model: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """``predict --dicom-out``: a film with bad values gets its results and no value is
     printed or logged (it logged "Unable to convert '19991231-...' to 'DA'"); ``a`` and
-    ``a.dcm`` both made ``a.sr.dcm`` and the second overwrote the first."""
-    inputs = tmp_path / "in"
+    ``a.dcm`` both made ``a.sr.dcm`` and the second overwrote the first. The paths are
+    relative, so that the output holds no temporary folder (``pytest-62``) to mistake for
+    a header value."""
+    monkeypatch.chdir(tmp_path)
+    inputs = Path("in")
     inputs.mkdir()
     with_bad_values(source).save_as(inputs / "a", enforce_file_format=True)
     source.save_as(inputs / "a.dcm", enforce_file_format=True)
-    out = tmp_path / "results"
+    out = Path("results")
     result = CliRunner().invoke(app, ["predict", str(inputs / "a"), str(inputs / "a.dcm"),
                                       "--dicom-out", str(out), "--model", str(shipped_model),
                                       "--backend", "onnx"])
