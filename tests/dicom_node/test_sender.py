@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -16,14 +19,14 @@ from pydicom.uid import (
     JPEGLSLossless,
     SecondaryCaptureImageStorage,
 )
-from pynetdicom import AE, evt
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from pneumoscan.dicom_node.node import build_results
 from pneumoscan.dicom_node.sender import ResultBundle, ResultSender
 from pneumoscan.dicom_node.settings import Destination
 from pneumoscan.predictor import Predictor
 
-from .conftest import StorageSink, free_port
+from .conftest import StorageSink, free_port, renamed
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom on person names
 
@@ -103,3 +106,57 @@ def test_the_capture_goes_compressed_where_the_destination_accepts_it(
     assert capture.LossyImageCompression == "01"  # the pixels came from the JPEG
     assert np.array_equal(capture.pixel_array, made.pixel_array)
     assert sender.counts.delivered == 1
+
+
+def counting_sink() -> tuple[StorageSink, Any, list[Any]]:
+    """A sink that also keeps each association it accepted, and its server."""
+    sink = StorageSink("SINK", free_port())
+    accepted: list[Any] = []
+    ae = AE(ae_title=sink.ae_title)
+    ae.supported_contexts = AllStoragePresentationContexts
+    server = ae.start_server(("127.0.0.1", sink.port), block=False, evt_handlers=[
+        (evt.EVT_C_STORE, sink.handle),
+        (evt.EVT_ACCEPTED, lambda event: accepted.append(event.assoc))])
+    return sink, server, accepted
+
+
+def test_results_that_keep_coming_share_one_association(results: list[Dataset],
+                                                        tmp_path: Path) -> None:
+    sink, server, accepted = counting_sink()
+    try:
+        sender = ResultSender(Destination.parse(sink.address), calling_ae_title="PNEUMOSCAN",
+                              spool_dir=tmp_path / "spool", keep_open_s=30.0)
+        for number in range(3):
+            sender.submit(ResultBundle(number, [renamed(d) for d in results]))
+        sink.wait_for(6)
+        (connection,) = sender._ae.active_associations  # kept open for the next result
+        no_delay = connection.dul.socket.socket.getsockopt(socket.IPPROTO_TCP,
+                                                           socket.TCP_NODELAY)
+        assert sender.close(30)
+    finally:
+        server.shutdown()
+    assert len(accepted) == 1
+    assert no_delay, "the results' connection waits for Nagle's algorithm"
+    assert sender.counts.delivered == 3 and sender.counts.retries == 0
+
+
+def test_an_association_the_destination_closed_is_replaced_without_a_retry(
+        results: list[Dataset], tmp_path: Path) -> None:
+    sink, server, accepted = counting_sink()
+    try:
+        sender = ResultSender(Destination.parse(sink.address), calling_ae_title="PNEUMOSCAN",
+                              spool_dir=tmp_path / "spool", keep_open_s=30.0)
+        sender.submit(ResultBundle(1, results))
+        sink.wait_for(2)
+        accepted[0].abort()  # the PACS closes the idle association
+        deadline = time.monotonic() + 10
+        while sender._ae.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sender.submit(ResultBundle(2, [renamed(d) for d in results]))
+        assert sender.close(30)
+        sink.wait_for(4)
+    finally:
+        server.shutdown()
+    assert len(accepted) == 2
+    assert sender.counts.delivered == 2 and sender.counts.retries == 0
+    assert sender.counts.spooled == 0

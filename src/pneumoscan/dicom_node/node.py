@@ -28,6 +28,7 @@ from pneumoscan.dicom_node import intake
 from pneumoscan.dicom_node.results import build_results
 from pneumoscan.dicom_node.sender import ResultBundle, ResultSender
 from pneumoscan.dicom_node.settings import DicomNodeSettings
+from pneumoscan.dicom_node.tcp import send_without_delay
 from pneumoscan.memory import release_free_memory
 from pneumoscan.monitoring import ServiceMetrics, expected_positive_share
 
@@ -112,7 +113,8 @@ class DicomNode:
                                (evt.EVT_REQUESTED, self._on_requested),
                                (evt.EVT_PDU_RECV, self._on_received),
                                (evt.EVT_REJECTED, self._on_rejected),
-                               (evt.EVT_C_ECHO, lambda event: intake.SUCCESS)]
+                               (evt.EVT_C_ECHO, lambda event: intake.SUCCESS),
+                    (evt.EVT_CONN_OPEN, send_without_delay)]
         self._server = self._ae.start_server((self.settings.host, self.settings.port),
                                              block=False, evt_handlers=handlers)
         if self.settings.metrics_port is not None:

@@ -6,6 +6,12 @@ uncompressed, each in a presentation context of its own; when the destination ta
 one of the latter two, the image is re-encoded to it (lossless from the JPEG's pixels; it
 stays marked as lossy-compressed).
 
+Results go over one association that stays open while they keep coming, and is released
+once none came for ``keep_open_s`` (opening and releasing an association per image cost
+more than its two C-STOREs, on both sides). One the destination closed while it was idle
+is replaced when the next result comes; one that fails is aborted and the next try opens a
+new one.
+
 A result that still fails after the last try is written to the spool folder (named by its
 own, new SOP Instance UID) and logged as an error; send it later with any C-STORE tool,
 e.g. ``storescu HOST PORT -aec AE SPOOL/*.dcm``. The spool holds patient data: the folder is
@@ -36,11 +42,12 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
     JPEGLSLossless,
 )
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 
 from pneumoscan.dicom_node.settings import Destination
+from pneumoscan.dicom_node.tcp import send_without_delay
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +58,9 @@ UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 #: The forms an image may be sent in, most compact first; each is proposed in a context of
 #: its own, so that the destination's answer says which of them it takes.
 IMAGE_SYNTAXES = ((JPEGBaseline8Bit,), (JPEGLSLossless,), UNCOMPRESSED)
+#: Seconds the association to the destination stays open after the last result was sent
+#: (well under any association idle timeout, the destination's or this node's).
+KEEP_OPEN_S = 1.0
 
 
 @dataclass
@@ -86,8 +96,10 @@ class ResultSender:
 
     def __init__(self, destination: Destination, *, calling_ae_title: str,
                  spool_dir: Path, retries: int = 3, retry_delay_s: float = 2.0,
-                 queue_size: int = 16, timeout_s: float = 60.0) -> None:
+                 queue_size: int = 16, timeout_s: float = 60.0,
+                 keep_open_s: float = KEEP_OPEN_S) -> None:
         self.destination = destination
+        self.keep_open_s = keep_open_s
         self.spool_dir = spool_dir
         self.retries = retries
         self.retry_delay_s = retry_delay_s
@@ -100,6 +112,7 @@ class ResultSender:
                         "connection_timeout"):
             setattr(self._ae, timeout, timeout_s)
         self._requested: set[str] = set()
+        self._association: Association | None = None  # kept open between results
         self._thread = threading.Thread(target=self._run, name="result-sender", daemon=True)
         self._thread.start()
 
@@ -142,16 +155,28 @@ class ResultSender:
                 return drained
 
     def _run(self) -> None:
-        while (bundle := self._queue.get()) is not None:
+        while (bundle := self._next()) is not None:
             self._in_flight = bundle
             try:
                 self._deliver(bundle)
             except Exception as exc:  # the sender thread must outlive any one bundle
                 logger.error("result %d: unexpected %s while sending", bundle.number,
                              exc.__class__.__name__)
+                self._abort()
                 self._spool(bundle)
             finally:
                 self._in_flight = None
+        self._release()
+
+    def _next(self) -> ResultBundle | None:
+        """The next bundle; the open association is released once none came for
+        ``keep_open_s``."""
+        if self._association is not None:
+            try:
+                return self._queue.get(timeout=self.keep_open_s)
+            except queue.Empty:
+                self._release()
+        return self._queue.get()
 
     def _settle(self, bundle: ResultBundle) -> bool:
         """Mark ``bundle`` settled; False when it already was (counted once only)."""
@@ -191,27 +216,57 @@ class ResultSender:
                 return
 
     def _send(self, objects: list[Dataset]) -> None:
-        """One association; every object stored or :class:`SendError`."""
+        """Every object stored (over the open association or a new one) or
+        :class:`SendError`, after which the association is aborted."""
+        try:
+            self._store(self._open(objects), objects)
+        except SendError:
+            self._abort()
+            raise
+
+    def _open(self, objects: list[Dataset]) -> Association:
+        """The open association, or a new one (also when ``objects`` bring a SOP class the
+        open one was not negotiated for)."""
         for dataset in objects:
             if dataset.SOPClassUID not in self._requested:  # once per SOP class
                 compressed = dataset.file_meta.TransferSyntaxUID.is_compressed
                 for syntaxes in IMAGE_SYNTAXES if compressed else (UNCOMPRESSED,):
                     self._ae.add_requested_context(dataset.SOPClassUID, list(syntaxes))
                 self._requested.add(dataset.SOPClassUID)
-        association = self._ae.associate(self.destination.host, self.destination.port,
-                                         ae_title=self.destination.ae_title)
+                self._release()
+        if self._association is not None and self._association.is_established:
+            return self._association
+        self._abort()
+        association = self._ae.associate(
+            self.destination.host, self.destination.port, ae_title=self.destination.ae_title,
+            evt_handlers=[(evt.EVT_CONN_OPEN, send_without_delay)])
         if not association.is_established:
             raise SendError("association refused or destination unreachable")
-        try:
-            for dataset in objects:
+        self._association = association
+        return association
+
+    def _store(self, association: Association, objects: list[Dataset]) -> None:
+        for dataset in objects:
+            try:
                 status = association.send_c_store(in_accepted_form(dataset, association))
-                code = int(status.Status) if "Status" in status else None
-                if code not in STORED:
-                    raise SendError("no response" if code is None
-                                    else f"C-STORE status 0x{code:04X}")
-        finally:
-            if association.is_established:
-                association.release()
+            except RuntimeError as exc:  # pynetdicom: the association is no longer open
+                raise SendError("the association closed") from exc
+            code = int(status.Status) if "Status" in status else None
+            if code not in STORED:
+                raise SendError("no response" if code is None
+                                else f"C-STORE status 0x{code:04X}")
+
+    def _release(self) -> None:
+        """Release the open association, if any."""
+        association, self._association = self._association, None
+        if association is not None and association.is_established:
+            association.release()
+
+    def _abort(self) -> None:
+        """Abort the open association, if any (after a failure: its state is unknown)."""
+        association, self._association = self._association, None
+        if association is not None and association.is_established:
+            association.abort()
 
     def _spool(self, bundle: ResultBundle) -> None:
         if not self._settle(bundle):
