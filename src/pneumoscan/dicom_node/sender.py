@@ -34,7 +34,10 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import simplejpeg
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -327,8 +330,17 @@ def in_accepted_form(dataset: Dataset, association: Association) -> Dataset:
         raise SendError(f"the destination accepts no transfer syntax offered for "
                         f"{dataset.SOPClassUID.name}")
     copy = deepcopy(dataset)
-    copy.decompress(generate_instance_uid=False)  # YBR_FULL_422 -> RGB, uncompressed
+    copy.set_pixel_data(jpeg_pixels(dataset), "RGB", 8, generate_instance_uid=False)
     if JPEGLSLossless in accepted:
         copy.compress(JPEGLSLossless, generate_instance_uid=False)
         copy["PixelData"].is_undefined_length = True  # encapsulated (see heatmap_capture)
     return copy
+
+
+def jpeg_pixels(capture: Dataset) -> np.ndarray:
+    """The RGB pixels ``(H, W, 3)`` of a JPEG baseline capture, as libjpeg-turbo decodes
+    them (chroma upsampled by its interpolation; pydicom's default decoder, libjpeg 9 and a
+    colour conversion in numpy, gives values up to 15 levels apart at sharp colour edges
+    and took 50 ms against 4 on a 1,024 px capture)."""
+    frame = get_frame(capture.PixelData, 0, number_of_frames=1)
+    return simplejpeg.decode_jpeg(frame, colorspace="RGB")
