@@ -18,3 +18,11 @@ def memory_mb(pid: int | str = "self") -> dict[str, float]:
 def reset_peak(pid: int | str = "self") -> None:
     """Set the process's peak (``VmHWM``) to its resident memory now."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (its worker processes, say), from ``/proc``."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found

@@ -173,14 +173,16 @@ class Predictor:
 
     @classmethod
     def load(cls, path: ModelLike = None, *, backend: str = "auto",
-             max_pixels: int = DEFAULT_MAX_PIXELS) -> Predictor:
-        """Load a model folder or ``.safetensors`` file (None: the shipped default).
+             max_pixels: int = DEFAULT_MAX_PIXELS, threads: int | None = None) -> Predictor:
+        """Load a model folder or ``.safetensors`` file (None: the shipped default), its
+        backend running ``threads`` intra-op threads (None: the backend's default).
 
         The model's files are found and its card read once (:func:`resolve_model`), and
         its weights hashed at most once, for everything beside them that must match.
         """
         files = resolve_model(path)
-        return cls(create_backend(backend, files), files.card, max_pixels=max_pixels,
+        return cls(create_backend(backend, files, threads=threads), files.card,
+                   max_pixels=max_pixels,
                    scope=load_scope(files),
                    population=load_population(files))
 

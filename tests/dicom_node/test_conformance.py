@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pneumoscan.cli.main import app
-from pneumoscan.dicom_node.node import build_results
+from pneumoscan.dicom_node.results import build_results
 from pneumoscan.predictor import Predictor
 
 from .bad_values import bad_values_in, with_bad_values

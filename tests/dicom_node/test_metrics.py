@@ -24,11 +24,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom on p
 
 
 @pytest.fixture
-def node(onnx_predictor: Predictor, sink: StorageSink, tmp_path: Path) -> Iterator[DicomNode]:
+def node(shipped_model: Path, sink: StorageSink, tmp_path: Path) -> Iterator[DicomNode]:
     settings = DicomNodeSettings(send_to=sink.address, port=free_port(), metrics_port=0,
+                                 model=shipped_model, backend="onnx",
                                  spool_dir=tmp_path / "spool", retry_delay_s=0.0,
                                  shutdown_timeout_s=60)
-    node = DicomNode(settings, onnx_predictor)
+    node = DicomNode(settings)
     node.start()
     yield node
     node.stop()

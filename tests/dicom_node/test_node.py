@@ -3,7 +3,9 @@ good images get results, bad ones the right status, and the node keeps serving."
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from pynetdicom import AE
 from pneumoscan.dicom_node import intake
 from pneumoscan.dicom_node.node import DicomNode
 from pneumoscan.dicom_node.settings import DicomNodeSettings
-from pneumoscan.predictor import Predictor
+from pneumoscan.errors import ModelFileError
 
 from .conftest import StorageSink, free_port, renamed
 
@@ -27,11 +29,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # highdicom on p
 
 
 @pytest.fixture
-def node(onnx_predictor: Predictor, sink: StorageSink, tmp_path: Path) -> Iterator[DicomNode]:
-    settings = DicomNodeSettings(send_to=sink.address, port=free_port(),
+def node(shipped_model: Path, sink: StorageSink, tmp_path: Path) -> Iterator[DicomNode]:
+    settings = DicomNodeSettings(send_to=sink.address, port=free_port(), model=shipped_model,
+                                 backend="onnx",
                                  allow_ae=["MODALITY"], spool_dir=tmp_path / "spool",
                                  retry_delay_s=0.0, shutdown_timeout_s=60)
-    node = DicomNode(settings, onnx_predictor)
+    node = DicomNode(settings)
     node.start()
     yield node
     node.stop()
@@ -221,3 +224,22 @@ def test_senders_may_send_large_pdus(node: DicomNode) -> None:
         assert association.acceptor.maximum_length == MAXIMUM_PDU_BYTES == 1 << 20
     finally:
         association.release()
+
+
+def test_a_prediction_process_that_dies_is_replaced(node: DicomNode, sink: StorageSink,
+                                                    source: Dataset,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A worker killed (a codec's crash, the out-of-memory killer) costs no image: the
+    next one goes to new worker processes and gets its results."""
+    os.kill(node.workers.pids[0], signal.SIGKILL)
+    assert send(node, renamed(source)) == [intake.SUCCESS]
+    assert len(sink.wait_for(2)) == 2
+    assert "a prediction process stopped" in caplog.text
+    assert send(node, renamed(source)) == [intake.SUCCESS]
+
+
+def test_a_model_that_cannot_load_stops_the_node_with_its_reason(tmp_path: Path) -> None:
+    settings = DicomNodeSettings(send_to="PACS@127.0.0.1:104", port=free_port(),
+                                 model=tmp_path / "missing", spool_dir=tmp_path / "spool")
+    with pytest.raises(ModelFileError, match="not found"):
+        DicomNode(settings)

@@ -21,7 +21,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 
-from pneumoscan.dicom_node.node import build_results
+from pneumoscan.dicom_node.results import build_results
 from pneumoscan.dicom_node.sender import ResultBundle, ResultSender, jpeg_pixels
 from pneumoscan.dicom_node.settings import Destination
 from pneumoscan.predictor import Predictor

@@ -38,7 +38,8 @@ def dicom_node_command(
     max_associations: int | None = typer.Option(None, "--max-associations", min=1,
                                                 help="Associations open at once (default 4)."),
     max_predictions: int | None = typer.Option(None, "--max-predictions", min=1,
-                                               help="Predictions at once (default 2)."),
+                                               help="Predictions at once: worker processes, each "
+                                               "with the model loaded (default 2)."),
     spool_dir: Path | None = typer.Option(None, "--spool-dir", help="Where results that "
                                           "cannot be delivered are kept (they hold patient "
                                           "data: a protected folder)."),
@@ -61,7 +62,6 @@ def dicom_node_command(
         from pneumoscan.dicom_node.node import DicomNode
         from pneumoscan.dicom_node.settings import DicomNodeSettings
         from pneumoscan.memory import limit_malloc_arenas
-        from pneumoscan.predictor import Predictor
 
         limit_malloc_arenas()  # one thread per association: see pneumoscan.memory
 
@@ -76,9 +76,7 @@ def dicom_node_command(
                                             if v is not None})
         except Exception as exc:  # pydantic's ValidationError: one line per bad field
             raise ValueError(_settings_error(exc)) from exc
-        predictor = Predictor.load(settings.model, backend=settings.backend,
-                                   max_pixels=settings.max_pixels)
-        node = DicomNode(settings, predictor)
+        node = DicomNode(settings)  # its worker processes load the model
         node.start()
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] listening on {settings.host}: restrict who may "

@@ -1,8 +1,9 @@
 """The Storage SCP: receive radiographs, predict, queue the SR and heat map for sending.
 
-One C-STORE, one chain of plain functions (:mod:`intake`, the Predictor,
-:func:`~pneumoscan.dicom_node.results.build_results`), run in the association's thread with at
-most ``max_predictions`` predictions at once; the reply status says what became of the
+One C-STORE, one chain of plain functions: the header checks of :mod:`intake` in the
+association's thread, then decoding, the prediction and
+:func:`~pneumoscan.dicom_node.results.build_results` in one of ``max_predictions`` worker
+processes (:mod:`~pneumoscan.dicom_node.workers`); the reply status says what became of the
 image. Handlers never raise: every failure is a status and a log line that names no patient.
 
 Connections are admitted so that silent peers cannot lock senders out: a connection that
@@ -19,21 +20,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pneumoscan.dicom_node import intake
-from pneumoscan.dicom_node.results import build_results
 from pneumoscan.dicom_node.sender import ResultBundle, ResultSender
 from pneumoscan.dicom_node.settings import DicomNodeSettings
 from pneumoscan.dicom_node.tcp import send_without_delay
+from pneumoscan.dicom_node.workers import PredictionWorkers
 from pneumoscan.memory import release_free_memory
 from pneumoscan.monitoring import ServiceMetrics, expected_positive_share
-
-if TYPE_CHECKING:
-    from pneumoscan.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +55,22 @@ class NodeCounts:
 
 
 class DicomNode:
-    """A running Storage SCP; :meth:`start` it, :meth:`stop` it (finishes received work)."""
+    """A Storage SCP with its worker processes started (the model loaded in each: raises
+    what loading it raised); :meth:`start` it, :meth:`stop` it (finishes received work)."""
 
-    def __init__(self, settings: DicomNodeSettings, predictor: Predictor) -> None:
+    def __init__(self, settings: DicomNodeSettings) -> None:
         self.settings = settings
-        self.predictor = predictor
         self.counts = NodeCounts()
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
-        self._predictions = threading.Semaphore(settings.max_predictions)
+        self.workers = PredictionWorkers(settings.model, backend=settings.backend,
+                                         max_pixels=settings.max_pixels,
+                                         processes=settings.max_predictions)
+        try:
+            self.model = self.workers.start()
+        except BaseException:
+            self.workers.close()
+            raise
         self._ae = AE(ae_title=settings.ae_title)
         # pynetdicom counts connections still silent against its limit; ours
         # (_on_requested) counts the associations asked for.
@@ -89,9 +94,8 @@ class DicomNode:
                                    queue_size=settings.send_queue,
                                    timeout_s=settings.send_timeout_s)
         self._server: ThreadedAssociationServer | None = None
-        self.metrics = ServiceMetrics("dicom", predictor.version,
-                                      str(getattr(predictor.backend, "name", "unknown")),
-                                      expected_positive_share(predictor.card))
+        self.metrics = ServiceMetrics("dicom", self.model.version, self.model.backend,
+                                      expected_positive_share(self.model.card))
         self._metrics_server: Any = None  # prometheus-client's WSGI server, when serving
 
     @property
@@ -145,6 +149,7 @@ class DicomNode:
             logger.warning("stopping with %d association(s) still open",
                            len(self._ae.active_associations))
             self._ae.shutdown()
+        self.workers.close()
         sent = self.sender.close(max(0.0, deadline - time.monotonic()))
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -228,24 +233,22 @@ class DicomNode:
         refusal = intake.check_received(dataset)
         if refusal is not None:
             return self._refuse(number, refusal)
-        with self._predictions:
-            try:
-                decoded = self.predictor.decode(event.encoded_dataset(include_meta=True))
-            except Exception as exc:
-                return self._refuse(number, intake.refusal_for_decode_error(exc))
-            reason = intake.skip_reason(decoded.dicom)
-            if reason:
-                logger.info("image %d: stored, no result: %s", number, reason)
-                with self._lock:
-                    self.counts.skipped += 1
-                self.metrics.record_not_applicable("out_of_scope_header")
-                return intake.SUCCESS
-            prediction = self.predictor.predict_decoded([decoded], heatmap=True)[0]
+        outcome = self.workers.outcome(event.encoded_dataset(include_meta=True))
+        if outcome.refusal is not None:
+            return self._refuse(number, outcome.refusal)
+        if outcome.skipped:
+            logger.info("image %d: stored, no result: %s", number, outcome.skipped)
+            with self._lock:
+                self.counts.skipped += 1
+            self.metrics.record_not_applicable("out_of_scope_header")
+            return intake.SUCCESS
+        prediction = outcome.prediction
+        assert prediction is not None
         self.metrics.record_prediction(prediction)
-        self.sender.submit(ResultBundle(number, build_results(dataset, prediction)))
+        self.sender.submit(ResultBundle(number, outcome.results))
         with self._lock:
             self.counts.predicted += 1
-        height, width = decoded.pixels.shape
+        width, height = outcome.size
         logger.info("image %d (%dx%d): %s; results queued", number, width, height,
                     prediction.meaning.summary())
         return intake.SUCCESS

@@ -67,7 +67,9 @@ class DicomNodeSettings(BaseSettings):
     model: Path | None = None  # model folder or .safetensors file; None = the shipped model
     backend: Literal["auto", "torch", "onnx"] = "auto"
     max_associations: int = Field(default=4, ge=1)  # open at once; more are refused
-    max_predictions: int = Field(default=2, ge=1)  # predictions at once; other images wait
+    # Predictions at once, each in a worker process with the model loaded (about 150 MB
+    # each); other images wait.
+    max_predictions: int = Field(default=2, ge=1)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)  # larger images are refused
     send_retries: int = Field(default=3, ge=1)  # tries per result before it is spooled
     retry_delay_s: float = Field(default=2.0, ge=0)  # before the 2nd try; doubled each time
