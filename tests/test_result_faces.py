@@ -296,7 +296,7 @@ def test_the_capture_banner_wraps_a_long_warning_instead_of_cutting_it() -> None
 
     font = ImageFont.load_default(size=12)
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    rows = _wrap(draw, ADULT_WARNING, font, 200)
+    rows = _wrap(ADULT_WARNING, font, 200)
     assert len(rows) > 1 and " ".join(rows) == ADULT_WARNING
     assert all(draw.textlength(row, font=font) <= 200 for row in rows)
 
