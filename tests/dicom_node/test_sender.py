@@ -164,3 +164,4 @@ def test_an_association_the_destination_closed_is_replaced_without_a_retry(
     assert len(accepted) == 2
     assert sender.counts.delivered == 2 and sender.counts.retries == 0
     assert sender.counts.spooled == 0
+
