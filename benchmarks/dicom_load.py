@@ -5,9 +5,14 @@ Starts ``pneumoscan dicom-node`` on 127.0.0.1 (a child process, the shipped mode
 go. Sends the six shared DICOMs round-robin, each copy a new SOP instance, then waits for
 an SR and a heat-map Secondary Capture per image. Prints images/s (first send to last
 result), the C-STORE statuses and the lost count (images without both results); the exit
-status is 1 when any image is lost or refused. It also prints the CPU time the node spent
-per image (and this process, the PACS stand-in and the senders): on a machine shared with
-other work, images/s follows the load, CPU time per image much less.
+status is 1 when any image is lost or refused. It also prints the largest Secondary Capture
+that arrived, the node's warnings, and the CPU time the node spent per image (and this
+process, the PACS stand-in and the senders): on a machine shared with other work, images/s
+follows the load, CPU time per image much less.
+
+The PACS stand-in accepts JPEG baseline, JPEG-LS lossless and uncompressed images, as
+Orthanc and most PACS do; ``--pacs-uncompressed-only`` makes it accept uncompressed data
+only (the worst case: the node decodes its JPEG capture and sends 3.9 MB for each image).
 
     python benchmarks/dicom_load.py --images 100 --associations 4
 """
@@ -59,6 +64,7 @@ class ResultSink:
     def __init__(self) -> None:
         self.reports: set[str] = set()  # source SOP Instance UIDs with an SR
         self.captures: set[str] = set()  # ... with a Secondary Capture
+        self.largest_capture = (0, "")  # bytes as received, transfer syntax
         self.last_arrival = 0.0
         self.lock = threading.Lock()
 
@@ -71,6 +77,10 @@ class ResultSink:
         else:
             source = dataset.SourceImageSequence[0]
             target = self.captures
+            size = len(event.request.DataSet.getvalue())
+            with self.lock:
+                self.largest_capture = max(self.largest_capture,
+                                           (size, event.context.transfer_syntax.name))
         with self.lock:
             target.add(str(source.ReferencedSOPInstanceUID))
             self.last_arrival = time.perf_counter()
@@ -143,15 +153,15 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for "
                         "the results")
-    parser.add_argument("--pacs-accepts-jpeg", action="store_true",
-                        help="the PACS stand-in also accepts JPEG baseline and JPEG-LS "
-                        "lossless, as Orthanc and most PACS do (default: uncompressed only, "
-                        "so the node re-encodes every heat-map capture)")
+    parser.add_argument("--pacs-uncompressed-only", action="store_true",
+                        help="the PACS stand-in accepts uncompressed data only (default: "
+                        "also JPEG baseline and JPEG-LS lossless, as Orthanc and most PACS "
+                        "do), so the node decodes every heat-map capture it made as JPEG")
     args = parser.parse_args()
 
     sink = ResultSink()
     sink_ae = AE(ae_title="SINK")
-    extra = [JPEGBaseline8Bit, JPEGLSLossless] if args.pacs_accepts_jpeg else []
+    extra = [] if args.pacs_uncompressed_only else [JPEGBaseline8Bit, JPEGLSLossless]
     for context in AllStoragePresentationContexts:
         sink_ae.add_supported_context(context.abstract_syntax,
                                       [*context.transfer_syntax, *extra])
@@ -184,7 +194,9 @@ def main() -> int:
         node.wait(300)
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the node, start-up included
         node_cpu = usage.ru_utime + usage.ru_stime
-        summary = [line for line in log.read_text().splitlines() if "stopped:" in line]
+        logged = log.read_text().splitlines()
+        summary = [line for line in logged if "stopped:" in line]
+        warnings = [line for line in logged if " WARNING " in line or " ERROR " in line]
         spooled = len(list((Path(folder) / "spool").glob("*.dcm")))
     server.shutdown()
 
@@ -197,10 +209,15 @@ def main() -> int:
     print(f"sent in {sent_s:.1f} s; last result after {wall_s:.1f} s")
     print(f"throughput: {complete / wall_s:.2f} images/s (SR + heat map delivered each)")
     print(f"complete: {complete}  lost: {lost}  spooled files: {spooled}")
+    size, syntax = sink.largest_capture
+    print(f"largest Secondary Capture received: {size / 1024:.0f} KB ({syntax})")
     print(f"CPU: node {node_cpu:.1f} s ({1000 * node_cpu / args.images:.0f} ms per image, "
           f"start-up included); PACS stand-in and senders {own_cpu:.1f} s "
           f"({1000 * own_cpu / args.images:.0f} ms per image)")
     print(summary[-1].split(": ", 1)[-1] if summary else "the node wrote no summary")
+    print(f"node warnings and errors: {len(warnings)}")
+    for line in warnings[:5]:
+        print(f"  {line}")
     refused = sum(n for status, n in statuses.items() if status != "0x0000")
     return 1 if lost or refused else 0
 
