@@ -6,7 +6,9 @@ Starts ``pneumoscan serve`` and ``pneumoscan dicom-node`` (shipped model, ONNX R
 it prints the answer, the target's peak resident memory during it (``VmHWM``, reset through
 ``/proc/PID/clear_refs`` before each attack; the CLI's polled until it exits), the time, and how
 many normal predictions, sent one after another throughout, succeeded. Memory at rest is
-the target's resident memory after a warm-up, and again after all its attacks.
+the target's resident memory after a warm-up, and again after all its attacks. The node's
+figures are those of the node and its prediction processes together (each process's peak,
+summed).
 
     python benchmarks/attack.py                 # everything (about 3 minutes)
     python benchmarks/attack.py --only server   # or node, cli
@@ -42,8 +44,10 @@ from serving import (
     free_port,
     memory_mb,
     reset_peak,
+    reset_tree_peak,
     running_server,
     test_helper,
+    tree_memory_mb,
 )
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -254,16 +258,16 @@ def node_attacks(rows: list[Row], rest: dict[str, tuple[float, float]]) -> None:
         for _ in range(3):
             store(film())
         time.sleep(1)
-        start = memory_mb(pid)["VmRSS"]
+        start = tree_memory_mb(pid)
 
         def attack(name: str, run: Callable[[], str]) -> None:
             flow = Flow(lambda: store(film()) == "0x0000")
-            reset_peak(pid)
+            reset_tree_peak(pid)
             started = time.perf_counter()
             with flow.running():
                 status = run()
                 time.sleep(0.5)
-            rows.append(Row("node", name, status, memory_mb(pid)["VmHWM"],
+            rows.append(Row("node", name, status, tree_memory_mb(pid, "VmHWM"),
                             time.perf_counter() - started, str(flow)))
 
         bomb = pydicom.dcmread(io.BytesIO(hostile.frame_bomb(40, 4000)))
@@ -298,7 +302,7 @@ def node_attacks(rows: list[Row], rest: dict[str, tuple[float, float]]) -> None:
             setattr(bad, keyword, value)
         attack("non-conformant dates, time, AS, CS", lambda: store(bad))
         time.sleep(2)
-        rest["node"] = (start, memory_mb(pid)["VmRSS"])
+        rest["node"] = (start, tree_memory_mb(pid))
 
     # Shutdown while the destination accepts TCP but never answers.
     hung = socket.create_server(("127.0.0.1", 0))
@@ -311,9 +315,9 @@ def node_attacks(rows: list[Row], rest: dict[str, tuple[float, float]]) -> None:
                           Path(spool), {"PNEUMOSCAN_DICOM_SHUTDOWN_TIMEOUT_S": "10"}
                           ) as (pid, log):
             statuses = [store(film()) for _ in range(4)]
-            reset_peak(pid)
+            reset_tree_peak(pid)
             started = time.perf_counter()
-            peak = memory_mb(pid)["VmHWM"]
+            peak = tree_memory_mb(pid, "VmHWM")
         seconds = time.perf_counter() - started
         line = next((m.group(1) for m in re.finditer(r"stopped: .*?; (.*)", log.read_text())),
                     "no stop line")

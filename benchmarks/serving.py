@@ -98,3 +98,5 @@ def test_helper(name: str) -> ModuleType:
 _process_memory = test_helper("process_memory")
 memory_mb = _process_memory.memory_mb
 reset_peak = _process_memory.reset_peak
+tree_memory_mb = _process_memory.tree_memory_mb
+reset_tree_peak = _process_memory.reset_tree_peak

@@ -26,3 +26,15 @@ def children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
     return found
+
+
+def tree_memory_mb(pid: int, key: str = "VmRSS") -> float:
+    """``key`` (``VmRSS`` or ``VmHWM``) summed over a process and the processes it started
+    (a service and its worker processes), MB."""
+    return sum(memory_mb(p)[key] for p in [pid, *children(pid)])
+
+
+def reset_tree_peak(pid: int) -> None:
+    """:func:`reset_peak` for a process and the processes it started."""
+    for process in [pid, *children(pid)]:
+        reset_peak(process)

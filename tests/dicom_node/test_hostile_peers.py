@@ -31,7 +31,7 @@ from hostile_files import frame_bomb
 from pneumoscan.dicom_node import intake
 from pneumoscan.dicom_node.node import DicomNode
 from pneumoscan.dicom_node.settings import DicomNodeSettings
-from process_memory import children, memory_mb, reset_peak
+from process_memory import memory_mb, reset_peak, tree_memory_mb
 
 from .bad_values import bad_values_in, with_bad_values
 from .conftest import StorageSink, free_port, renamed
@@ -240,7 +240,7 @@ def test_the_node_service_is_back_to_its_size_at_rest_after_many_associations(
             assert send(peer, renamed(source)) == [intake.SUCCESS]
         sink.wait_for(6)
         time.sleep(0.5)
-        at_rest = resident_mb(process.pid)
+        at_rest = tree_memory_mb(process.pid)
         for _ in range(8):
             senders = [threading.Thread(target=send, args=(peer, renamed(source)))
                        for _ in range(3)]
@@ -250,7 +250,7 @@ def test_the_node_service_is_back_to_its_size_at_rest_after_many_associations(
                 sender.join()
         sink.wait_for(6 + 48, timeout_s=120)
         time.sleep(0.5)
-        after = resident_mb(process.pid)
+        after = tree_memory_mb(process.pid)
         assert after < 1.25 * at_rest, f"{at_rest:.0f} MB at rest, then {after:.0f} MB"
     finally:
         process.terminate()
@@ -259,8 +259,3 @@ def test_the_node_service_is_back_to_its_size_at_rest_after_many_associations(
     assert "image 27" in logged
     for value in (source.PatientID, str(source.PatientName)):
         assert value not in logged
-
-
-def resident_mb(pid: int) -> float:
-    """The resident memory of a process and of the processes it started, MB."""
-    return sum(memory_mb(p)["VmRSS"] for p in [pid, *children(pid)])
