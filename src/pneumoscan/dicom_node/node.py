@@ -118,7 +118,7 @@ class DicomNode:
                                (evt.EVT_PDU_RECV, self._on_received),
                                (evt.EVT_REJECTED, self._on_rejected),
                                (evt.EVT_C_ECHO, lambda event: intake.SUCCESS),
-                    (evt.EVT_CONN_OPEN, send_without_delay)]
+                               (evt.EVT_CONN_OPEN, send_without_delay)]
         self._server = self._ae.start_server((self.settings.host, self.settings.port),
                                              block=False, evt_handlers=handlers)
         if self.settings.metrics_port is not None:
