@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,6 +223,9 @@ def test_senders_may_send_large_pdus(node: DicomNode) -> None:
     try:
         assert association.is_established
         assert association.acceptor.maximum_length == MAXIMUM_PDU_BYTES == 1 << 20
+        (accepted,) = node._ae.active_associations
+        # Its replies are not held back by Nagle's algorithm (dicom_node.tcp).
+        assert accepted.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         association.release()
 
