@@ -301,6 +301,18 @@ def test_training_split_is_the_one_the_card_describes(tiny_model_dir: Path,
     assert not {s.patient_id for s in split.train} & {s.patient_id for s in split.validation}
 
 
+def test_a_split_seed_keeps_the_split_while_the_seed_changes(tiny_model_dir: Path,
+                                                             synthetic_dataset: Path,
+                                                             tmp_path: Path) -> None:
+    """A run with seed 5 and split_seed 3 is validated on the patients of seed 3's run."""
+    model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m",
+                                  seed=5, split_seed=3)
+    pool = discover(synthetic_dataset).splits["train"]
+    split = training_split(resolve_model(model).card, synthetic_dataset)
+    assert split == split_for_training(pool, 0.25, 3, 0.0)
+    assert split != split_for_training(pool, 0.25, 5, 0.0)
+
+
 def test_training_split_refuses_other_data_and_cards_without_a_config(
         tiny_model_dir: Path, synthetic_dataset: Path, tmp_path: Path) -> None:
     model = trained_looking_model(tiny_model_dir, synthetic_dataset, tmp_path / "m")

@@ -308,6 +308,13 @@ def training_split(card: ModelCard, data: Path | str) -> TrainingSplit:
         raise DataLayoutError(f"{data}: not the data this model was trained on (fingerprint "
                               f"{fingerprint(pool)}, its card says {card.data_fingerprint}); "
                               "pass the --data folder it was trained on")
-    return split_for_training(pool, float(config["val_fraction"]), int(config["seed"]),
+    return split_for_training(pool, float(config["val_fraction"]),
+                              split_seed(int(config["seed"]), int(config.get("split_seed", -1))),
                               float(config.get("protocol_fraction", 0.0)),
                               int(config.get("edge_blocks", 0)))
+
+
+def split_seed(seed: int, split: int = -1) -> int:
+    """The seed a training run's split is drawn with: ``split``, or ``seed`` when it is -1
+    (a training config's ``split_seed`` and ``seed``)."""
+    return seed if split == -1 else split

@@ -41,6 +41,10 @@ class TrainConfig:
     select_last_epoch: bool = False  # keep the last epoch (a fixed schedule), not the one
     # with the best clean validation AUC
     seed: int = 0
+    # The seed of the train/validation split; -1: ``seed``. Another ``seed`` with the same
+    # ``split_seed`` changes only the initialisation, order, augmentation and dropout: two
+    # runs compared on the same held-out patients.
+    split_seed: int = -1
     patience: int = 3  # early stopping: epochs without a better validation AUC
     threshold_rule: str = "plateau"  # "plateau": median of the near-best Youden plateau on
     # validation (clean + shifted); "worst-case": prevalence-neutral calibration on every

@@ -46,6 +46,7 @@ from pneumoscan.dataset import (
     discover,
     fingerprint,
     split_for_training,
+    split_seed,
 )
 from pneumoscan.errors import DataLayoutError
 from pneumoscan.fitted_state import POPULATION
@@ -270,7 +271,8 @@ def train(config: TrainConfig, data: Path | str, out: Path | str, *, resume: boo
     if config.threshold_rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold_rule {config.threshold_rule!r}; expected one of "
                          f"{THRESHOLD_RULES}")
-    split = split_for_training(pool, config.val_fraction, config.seed,
+    split = split_for_training(pool, config.val_fraction,
+                               split_seed(config.seed, config.split_seed),
                                config.protocol_fraction, config.edge_blocks)
     train_samples, val_samples = split.train, split.validation
     logger.info("train: %s", describe(train_samples))
