@@ -314,7 +314,7 @@ def training_split(card: ModelCard, data: Path | str) -> TrainingSplit:
                               int(config.get("edge_blocks", 0)))
 
 
-def split_seed(seed: int, split: int = -1) -> int:
+def split_seed(seed: int, split: int) -> int:
     """The seed a training run's split is drawn with: ``split``, or ``seed`` when it is -1
     (a training config's ``split_seed`` and ``seed``)."""
     return seed if split == -1 else split

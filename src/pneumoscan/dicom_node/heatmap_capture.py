@@ -182,11 +182,9 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
     row, used = "", 0.0
     for word in text.split():
         width = font.getlength(word)
-        if row and used + space + width <= limit:
-            row, used = f"{row} {word}", used + space + width
-            continue
-        if not row and width <= limit:
-            row, used = word, width
+        extended = used + space + width if row else width
+        if extended <= limit:
+            row, used = f"{row} {word}" if row else word, extended
             continue
         if row:
             rows.append(row)

@@ -248,9 +248,8 @@ class DicomNode:
         self.sender.submit(ResultBundle(number, outcome.results))
         with self._lock:
             self.counts.predicted += 1
-        width, height = outcome.size
-        logger.info("image %d (%dx%d): %s; results queued", number, width, height,
-                    prediction.meaning.summary())
+        logger.info("image %d (%dx%d): %s; results queued", number, prediction.width,
+                    prediction.height, prediction.meaning.summary())
         return intake.SUCCESS
 
     def _refuse(self, number: int, refusal: intake.Refusal) -> int:

@@ -65,7 +65,6 @@ class Outcome:
     skipped: str = ""  # stored with success, no result: what the header says
     results: list[Dataset] = field(default_factory=list)  # the SR, the Secondary Capture
     prediction: Prediction | None = None
-    size: tuple[int, int] = (0, 0)  # width, height of the decoded image
 
 
 #: The failure status of an image whose worker died on both tries.
@@ -181,8 +180,6 @@ def _outcome(encoded: bytes) -> Outcome:
     prediction = predictor.predict_decoded([decoded], heatmap=True)[0]
     header = pydicom.dcmread(BytesIO(encoded), stop_before_pixels=True)
     results = build_results(header, prediction)
-    height, width = decoded.pixels.shape
     del decoded
     release_free_memory()
-    return Outcome(results=results, prediction=replace(prediction, pixels=None, heatmap=None),
-                   size=(width, height))
+    return Outcome(results=results, prediction=replace(prediction, pixels=None, heatmap=None))
