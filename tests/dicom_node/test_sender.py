@@ -152,6 +152,9 @@ def test_an_association_the_destination_closed_is_replaced_without_a_retry(
                               spool_dir=tmp_path / "spool", keep_open_s=30.0)
         sender.submit(ResultBundle(1, results))
         sink.wait_for(2)
+        deadline = time.monotonic() + 10  # the sink has the objects before the sender its answers
+        while sender.counts.delivered < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         accepted[0].abort()  # the PACS closes the idle association
         deadline = time.monotonic() + 10
         while sender._ae.active_associations and time.monotonic() < deadline:
