@@ -6,10 +6,12 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pneumoscan.heatmap import (
     OVERLAY_OPACITY,
+    _palette,
     encode_png,
     heat_layer,
     heatmap_scale,
@@ -89,6 +91,26 @@ def test_overlay_is_hot_where_the_map_is_hot() -> None:
     assert hot[2] < cold[2] - 30  # jet's top is dark red: blue falls where it is hot
     assert abs(int(hot[0]) - int(hot[2])) > 60  # coloured, not grey
     assert (cold == 128).all()  # cold regions keep the radiograph as it is
+
+
+@pytest.mark.parametrize("greyed", [False, True])
+def test_the_blend_table_gives_each_pixel_the_blend_s_own_value(greyed: bool) -> None:
+    """overlay() looks each pixel up by its grey and heat levels: the same bytes as the
+    blend computed over the image, on a film with every grey level under a smooth map and
+    under a map varying across it."""
+    grey = np.repeat(np.arange(256, dtype=np.uint8), 256).reshape(256, 256)
+    pairs = set()
+    for heatmap in (np.linspace(0, 1, 256 * 256, dtype=np.float32).reshape(256, 256).T,
+                    np.random.default_rng(0).random((7, 9)).astype(np.float32)):
+        smooth = np.asarray(Image.fromarray((heatmap * 255).astype(np.uint8)).resize(
+            (256, 256), Image.Resampling.BICUBIC))
+        base = np.asarray(Image.fromarray(grey).convert("RGB"), dtype=np.float32)
+        colour = _palette(greyed)[smooth].astype(np.float32)
+        weight = OVERLAY_OPACITY * smooth[..., None].astype(np.float32) / 255.0
+        expected = np.clip(base * (1 - weight) + colour * weight, 0, 255).astype(np.uint8)
+        assert np.array_equal(overlay(grey, heatmap, legend=False, greyed=greyed), expected)
+        pairs |= set(zip(grey.ravel().tolist(), smooth.ravel().tolist(), strict=True))
+    assert len(pairs) > 60_000  # of the 65,536 (grey, heat) pairs
 
 
 def test_overlay_png_round_trip() -> None:
