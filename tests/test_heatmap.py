@@ -12,6 +12,7 @@ from PIL import Image
 from pneumoscan.heatmap import (
     OVERLAY_OPACITY,
     _palette,
+    _upsample,
     encode_png,
     heat_layer,
     heatmap_scale,
@@ -102,8 +103,7 @@ def test_the_blend_table_gives_each_pixel_the_blend_s_own_value(greyed: bool) ->
     pairs = set()
     for heatmap in (np.linspace(0, 1, 256 * 256, dtype=np.float32).reshape(256, 256).T,
                     np.random.default_rng(0).random((7, 9)).astype(np.float32)):
-        smooth = np.asarray(Image.fromarray((heatmap * 255).astype(np.uint8)).resize(
-            (256, 256), Image.Resampling.BICUBIC))
+        smooth = _upsample(heatmap, (256, 256))
         base = np.asarray(Image.fromarray(grey).convert("RGB"), dtype=np.float32)
         colour = _palette(greyed)[smooth].astype(np.float32)
         weight = OVERLAY_OPACITY * smooth[..., None].astype(np.float32) / 255.0

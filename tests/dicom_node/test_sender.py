@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,14 @@ def results(onnx_predictor: Predictor, source: Dataset, source_path: Path) -> li
 def sender_to(destination: Destination, spool: Path) -> ResultSender:
     return ResultSender(destination, calling_ae_title="PNEUMOSCAN", spool_dir=spool,
                         retries=2, retry_delay_s=0.0, timeout_s=5.0)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` until it holds or ``timeout_s`` passes (the assertions after it
+    say what did not happen)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def test_results_are_delivered(sink: StorageSink, results: list[Dataset],
@@ -152,13 +161,10 @@ def test_an_association_the_destination_closed_is_replaced_without_a_retry(
                               spool_dir=tmp_path / "spool", keep_open_s=30.0)
         sender.submit(ResultBundle(1, results))
         sink.wait_for(2)
-        deadline = time.monotonic() + 10  # the sink has the objects before the sender its answers
-        while sender.counts.delivered < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # The sink has the objects before the sender has their answers.
+        wait_until(lambda: sender.counts.delivered == 1)
         accepted[0].abort()  # the PACS closes the idle association
-        deadline = time.monotonic() + 10
-        while sender._ae.active_associations and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not sender._ae.active_associations)
         sender.submit(ResultBundle(2, [renamed(d) for d in results]))
         assert sender.close(30)
         sink.wait_for(4)
