@@ -14,7 +14,14 @@ The PACS stand-in accepts JPEG baseline, JPEG-LS lossless and uncompressed image
 Orthanc and most PACS do; ``--pacs-uncompressed-only`` makes it accept uncompressed data
 only (the worst case: the node decodes its JPEG capture and sends 3.9 MB for each image).
 
-    python benchmarks/dicom_load.py --images 100 --associations 4
+The six shared DICOMs are adults' films: every result is "not applicable" and its capture
+shows the radiograph without a heat map. ``--children`` sends six children's films instead,
+the node's intended input: training films of ``../shared/data/chest_xray/train`` (224 px,
+no header) enlarged to 1,024 px and wrapped as DX images of a 3-year-old, three as JPEG
+baseline and three uncompressed, so that every result applies and every capture carries
+the heat-map overlay.
+
+    python benchmarks/dicom_load.py --images 100 --associations 4 [--children]
 """
 
 from __future__ import annotations
@@ -32,13 +39,19 @@ import threading
 import time
 from collections import Counter
 from copy import deepcopy
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import (
     ComprehensiveSRStorage,
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
     JPEGLSLossless,
     generate_uid,
@@ -46,9 +59,16 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from pneumoscan.dicom_node.intake import ACCEPTED_SOP_CLASSES
+from pneumoscan.result_meaning import NOT_APPLICABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DICOM_DIR = ROOT.parent / "shared" / "data" / "dicom"
+TRAIN_DIR = ROOT.parent / "shared" / "data" / "chest_xray" / "train"
+#: The training films ``--children`` sends (three pneumonia, three normal).
+CHILDREN_FILMS = ("PNEUMONIA/person1000_bacteria_2931.jpeg", "NORMAL/IM-0115-0001.jpeg",
+                  "PNEUMONIA/person1000_virus_1681.jpeg", "NORMAL/IM-0117-0001.jpeg",
+                  "PNEUMONIA/person1001_bacteria_2932.jpeg", "NORMAL/IM-0119-0001.jpeg")
+CHILD_FILM_SIDE = 1024
 START_TIMEOUT_S = 180
 
 
@@ -105,6 +125,54 @@ def copies(folder: Path, count: int) -> list[Dataset]:
     return datasets
 
 
+def write_children_films(train_dir: Path, folder: Path) -> Path:
+    """:data:`CHILDREN_FILMS` as DX DICOMs in ``folder`` (made here: the training films are
+    JPEGs without a header); the even ones JPEG baseline, the odd ones uncompressed."""
+    folder.mkdir()
+    for index, name in enumerate(CHILDREN_FILMS):
+        if not (train_dir / name).is_file():
+            sys.exit(f"{train_dir / name} is missing: --children needs the shared training "
+                     "films")
+        with Image.open(train_dir / name) as film:
+            grey = film.convert("L").resize((CHILD_FILM_SIDE, CHILD_FILM_SIDE),
+                                            Image.Resampling.BICUBIC)
+        dataset = _child_header(index)
+        if index % 2 == 0:
+            encoded = BytesIO()
+            grey.save(encoded, "JPEG", quality=90)
+            dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+            dataset.PixelData = encapsulate([encoded.getvalue()])
+            dataset["PixelData"].VR = "OB"
+            dataset.LossyImageCompression = "01"
+        else:
+            dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            dataset.PixelData = np.asarray(grey).tobytes()
+        dataset.save_as(folder / f"child_{index}.dcm", enforce_file_format=True)
+    return folder
+
+
+def _child_header(index: int) -> Dataset:
+    """A DX For Presentation header: a chest AP of a made-up 3-year-old, 8-bit grey."""
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.SOPClassUID = DigitalXRayImageStorageForPresentation
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+    dataset.PatientName, dataset.PatientID = f"Load^Child{index}", f"LOAD{index}"
+    dataset.PatientBirthDate, dataset.PatientSex, dataset.PatientAge = "20230601", "O", "003Y"
+    dataset.StudyDate, dataset.StudyTime, dataset.StudyID = "20260601", "120000", "1"
+    dataset.AccessionNumber, dataset.ReferringPhysicianName = f"LOAD{index}", ""
+    dataset.Modality, dataset.BodyPartExamined, dataset.ViewPosition = "DX", "CHEST", "AP"
+    dataset.Manufacturer, dataset.SeriesNumber, dataset.InstanceNumber = "load test", 1, 1
+    dataset.ImageType = ["ORIGINAL", "PRIMARY"]
+    dataset.PresentationIntentType = "FOR PRESENTATION"
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.Rows = dataset.Columns = CHILD_FILM_SIDE
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+    dataset.PixelRepresentation = 0
+    return dataset
+
+
 def send_share(datasets: list[Dataset], port: int, statuses: Counter[str]) -> None:
     """One association: C-STORE each dataset, one context per (SOP class, syntax)."""
     ae = AE(ae_title="LOADTEST")
@@ -150,6 +218,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--associations", type=int, default=4)
     parser.add_argument("--dicom-dir", type=Path, default=DEFAULT_DICOM_DIR)
+    parser.add_argument("--children", action="store_true",
+                        help="send six children's training films made into DICOMs (every "
+                        "result applies) instead of the --dicom-dir films (adults)")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for "
                         "the results")
@@ -168,10 +239,12 @@ def main() -> int:
     sink_port, node_port = free_port(), free_port()
     server = sink_ae.start_server(("127.0.0.1", sink_port), block=False,
                                   evt_handlers=[(evt.EVT_C_STORE, sink.handle)])
-    datasets = copies(args.dicom_dir, args.images)
-    sources = {str(d.SOPInstanceUID) for d in datasets}
     statuses: Counter[str] = Counter()
     with tempfile.TemporaryDirectory() as folder:
+        films = write_children_films(TRAIN_DIR, Path(folder) / "children") \
+            if args.children else args.dicom_dir
+        datasets = copies(films, args.images)
+        sources = {str(d.SOPInstanceUID) for d in datasets}
         log = Path(folder) / "node.log"
         node = start_node(node_port, sink_port, Path(folder) / "spool", log, args.model,
                           args.associations)
@@ -197,18 +270,24 @@ def main() -> int:
         logged = log.read_text().splitlines()
         summary = [line for line in logged if "stopped:" in line]
         warnings = [line for line in logged if " WARNING " in line or " ERROR " in line]
+        results = [line for line in logged if "results queued" in line]
+        not_applicable = sum(NOT_APPLICABLE in line for line in results)
         spooled = len(list((Path(folder) / "spool").glob("*.dcm")))
     server.shutdown()
 
     complete = len(sink.complete(sources))
     lost = len(sources) - complete
-    print(f"DICOM node load run: {args.images} images over {args.associations} "
-          f"associations ({platform.node()}, {os.cpu_count()} CPUs); the PACS stand-in "
+    print(f"DICOM node load run: {args.images} images "
+          f"({'children, 1,024 px' if args.children else 'the shared DICOMs, adults'}) over "
+          f"{args.associations} associations ({platform.node()}, {os.cpu_count()} CPUs); "
+          "the PACS stand-in "
           f"accepts {'JPEG baseline, JPEG-LS lossless and ' if extra else ''}uncompressed")
     print(f"C-STORE statuses: {dict(statuses)}")
     print(f"sent in {sent_s:.1f} s; last result after {wall_s:.1f} s")
     print(f"throughput: {complete / wall_s:.2f} images/s (SR + heat map delivered each)")
     print(f"complete: {complete}  lost: {lost}  spooled files: {spooled}")
+    print(f"results: {len(results) - not_applicable} apply (heat map in the capture), "
+          f"{not_applicable} not applicable (the radiograph alone)")
     size, syntax = sink.largest_capture
     print(f"largest Secondary Capture received: {size / 1024:.0f} KB ({syntax})")
     print(f"CPU: node {node_cpu:.1f} s ({1000 * node_cpu / args.images:.0f} ms per image, "
