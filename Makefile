@@ -68,7 +68,7 @@ dicom-tools:
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src
+	$(BIN)/mypy src benchmarks
 
 test: install-dev browser dicom-tools lint
 	$(BIN)/pytest

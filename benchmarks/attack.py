@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from serving import (
     ROOT,
@@ -228,8 +229,14 @@ def node_attacks(rows: list[Row], rest: dict[str, tuple[float, float]]) -> None:
     sink = AE(ae_title="SINK")
     sink.supported_contexts = AllStoragePresentationContexts
     stored: list[int] = []
-    sink_server = sink.start_server(("127.0.0.1", sink_port), block=False, evt_handlers=[
-        (evt.EVT_C_STORE, lambda event: stored.append(1) or 0x0000)])
+
+    def store_result(event: Any) -> int:
+        stored.append(1)
+        return 0x0000
+
+    sink_server = sink.start_server(("127.0.0.1", sink_port), block=False,
+                                    evt_handlers=[(evt.EVT_C_STORE, store_result)])
+    assert sink_server is not None  # block=False returns the running server
 
     def film() -> pydicom.Dataset:
         copy = pydicom.dcmread(SOURCE_DICOM)
@@ -307,8 +314,12 @@ def node_attacks(rows: list[Row], rest: dict[str, tuple[float, float]]) -> None:
     # Shutdown while the destination accepts TCP but never answers.
     hung = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
-    threading.Thread(target=lambda: [held.append(hung.accept()[0]) for _ in range(100)],
-                     daemon=True).start()
+
+    def hold_connections() -> None:
+        for _ in range(100):
+            held.append(hung.accept()[0])
+
+    threading.Thread(target=hold_connections, daemon=True).start()
     with tempfile.TemporaryDirectory() as spool:
         started = time.perf_counter()
         with running_node(node_port, f"HUNG@127.0.0.1:{hung.getsockname()[1]}",
@@ -397,7 +408,7 @@ def cli_attacks(rows: list[Row]) -> None:
                 verdict = "-"
             elif hostile_row["error"]:
                 verdict = "refused: " + hostile_row["error"][:48].replace("|", "/") + "..."
-            elif name.startswith("="):
+            elif (name or "").startswith("="):
                 verdict = f"file cell {hostile_row['file'][:6]}..."
             else:
                 verdict = "predicted"

@@ -116,7 +116,7 @@ def copies(folder: Path, count: int) -> list[Dataset]:
     originals = [pydicom.dcmread(p) for p in sorted(folder.glob("*.dcm"))]
     if not originals:
         sys.exit(f"no .dcm files in {folder}")
-    datasets = []
+    datasets: list[Dataset] = []
     for index in range(count):
         dataset = deepcopy(originals[index % len(originals)])
         dataset.SOPInstanceUID = generate_uid()
@@ -234,11 +234,13 @@ def main() -> int:
     sink_ae = AE(ae_title="SINK")
     extra = [] if args.pacs_uncompressed_only else [JPEGBaseline8Bit, JPEGLSLossless]
     for context in AllStoragePresentationContexts:
+        assert context.abstract_syntax is not None  # every storage context names its class
         sink_ae.add_supported_context(context.abstract_syntax,
                                       [*context.transfer_syntax, *extra])
     sink_port, node_port = free_port(), free_port()
     server = sink_ae.start_server(("127.0.0.1", sink_port), block=False,
                                   evt_handlers=[(evt.EVT_C_STORE, sink.handle)])
+    assert server is not None  # block=False returns the running server
     statuses: Counter[str] = Counter()
     with tempfile.TemporaryDirectory() as folder:
         films = write_children_films(TRAIN_DIR, Path(folder) / "children") \

@@ -290,7 +290,8 @@ def check_cost_ms(predictor: Predictor, repeats: int = 2000) -> float:
     size = predictor.card.preprocessing.image_size
     rng = np.random.default_rng(0)
     resized = rng.integers(0, 256, (size, size), dtype=np.uint8)
-    pooled = rng.normal(size=predictor.pooled_features(resized[None]).shape[1]).astype(np.float32)
+    features = int(predictor.pooled_features(resized[None]).shape[1])
+    pooled = rng.normal(size=(features,)).astype(np.float32)
     start = time.perf_counter()
     for _ in range(repeats):
         assess_population(None, pooled, resized, True, predictor.population)

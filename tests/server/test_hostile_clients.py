@@ -284,16 +284,23 @@ def attack(port: int, pid: int, data: bytes, name: str) -> tuple[int, float]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
 def test_real_server_refuses_bombs_within_bounded_memory(real_server: tuple[int, int],
-                                                         xray_png: bytes) -> None:
+                                                         dicom_dir: Path) -> None:
     """Bounds on the server's peak above its resident memory: the 1 GiB deflate bomb
     (took 8.2 GB at 4.7 MB) under 300 MB; the 40-frame bomb (2.5 GB before) under
     100 MB; the 111 KB 16-bit PNG of 49 MP, which is predicted, under 700 MB (its
     decoded pixels and the model's input and heat map are the floor). Afterwards, memory at
-    rest is within 25 % of what it was before."""
+    rest is within 35 % of what it was before.
+
+    "Before" is after a PNG and a DICOM were predicted: the DICOM libraries are imported on
+    the first DICOM (11 MB that stay, as any module). The 35 % (about 45 MB) is for the
+    allocator: where the pages that stay in use fall varies from run to run (16-19 MB
+    kept as a rule, 42 MB in one fresh clone); the spread over thread arenas this guards
+    against kept 220 MB."""
     port, pid = real_server
     yy, xx = np.mgrid[0:256, 0:256]
     normal = png_bytes(((xx ^ yy) % 256).astype(np.uint8))
     attack(port, pid, normal, "warm-up.png")
+    attack(port, pid, (dicom_dir / "cr_ap_256px_monochrome1.dcm").read_bytes(), "warm-up.dcm")
     at_rest = memory_mb(pid)["VmRSS"]
     status, grew = attack(port, pid, deflate_bomb(1 << 30), "deflated.dcm")
     assert status == 422 and grew < 300, (status, grew)
@@ -301,7 +308,7 @@ def test_real_server_refuses_bombs_within_bounded_memory(real_server: tuple[int,
     assert status == 422 and grew < 100, (status, grew)
     status, grew = attack(port, pid, png16(7000), "deep.png")
     assert status == 200 and grew < 700, (status, grew)
-    # it still predicts normally, and gives the memory back: at rest within 25 % of before
+    # it still predicts normally, and gives the memory back: at rest within 35 % of before
     assert attack(port, pid, normal, "x.png")[0] == 200
     time.sleep(0.5)
-    assert memory_mb(pid)["VmRSS"] < 1.25 * at_rest, (at_rest, memory_mb(pid))
+    assert memory_mb(pid)["VmRSS"] < 1.35 * at_rest, (at_rest, memory_mb(pid))
