@@ -17,7 +17,7 @@ only (the worst case: the node decodes its JPEG capture and sends 3.9 MB for eac
 The six shared DICOMs are adults' films: every result is "not applicable" and its capture
 shows the radiograph without a heat map. ``--children`` sends six children's films instead,
 the node's intended input: training films of ``../shared/data/chest_xray/train`` (224 px,
-no header) enlarged to 1,024 px and wrapped as DX images of a 3-year-old, three as JPEG
+no header) enlarged to 1,024 px and wrapped as CR images of a 3-year-old, three as JPEG
 baseline and three uncompressed, so that every result applies and every capture carries
 the heat-map overlay.
 
@@ -31,7 +31,6 @@ import os
 import platform
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,11 +45,10 @@ from typing import Any
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
     ComprehensiveSRStorage,
-    DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
     JPEGLSLossless,
@@ -60,8 +58,8 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from pneumoscan.dicom_node.intake import ACCEPTED_SOP_CLASSES
 from pneumoscan.result_meaning import NOT_APPLICABLE
+from serving import ROOT, free_port, test_helper
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DICOM_DIR = ROOT.parent / "shared" / "data" / "dicom"
 TRAIN_DIR = ROOT.parent / "shared" / "data" / "chest_xray" / "train"
 #: The training films ``--children`` sends (three pneumonia, three normal).
@@ -69,13 +67,9 @@ CHILDREN_FILMS = ("PNEUMONIA/person1000_bacteria_2931.jpeg", "NORMAL/IM-0115-000
                   "PNEUMONIA/person1000_virus_1681.jpeg", "NORMAL/IM-0117-0001.jpeg",
                   "PNEUMONIA/person1001_bacteria_2932.jpeg", "NORMAL/IM-0119-0001.jpeg")
 CHILD_FILM_SIDE = 1024
+
+hostile = test_helper("hostile_files")  # its radiograph header and DICOM file writer
 START_TIMEOUT_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ResultSink:
@@ -126,8 +120,9 @@ def copies(folder: Path, count: int) -> list[Dataset]:
 
 
 def write_children_films(train_dir: Path, folder: Path) -> Path:
-    """:data:`CHILDREN_FILMS` as DX DICOMs in ``folder`` (made here: the training films are
-    JPEGs without a header); the even ones JPEG baseline, the odd ones uncompressed."""
+    """:data:`CHILDREN_FILMS` as CR DICOMs of a 3-year-old in ``folder`` (made here: the
+    training films are JPEGs without a header); the even ones JPEG baseline, the odd ones
+    uncompressed."""
     folder.mkdir()
     for index, name in enumerate(CHILDREN_FILMS):
         if not (train_dir / name).is_file():
@@ -136,41 +131,21 @@ def write_children_films(train_dir: Path, folder: Path) -> Path:
         with Image.open(train_dir / name) as film:
             grey = film.convert("L").resize((CHILD_FILM_SIDE, CHILD_FILM_SIDE),
                                             Image.Resampling.BICUBIC)
-        dataset = _child_header(index)
+        dataset = hostile.radiograph_header(CHILD_FILM_SIDE, CHILD_FILM_SIDE, bits=8)
+        dataset.PatientName, dataset.PatientAge = f"Load^Child{index}", "003Y"
+        dataset.ViewPosition = "AP"
         if index % 2 == 0:
             encoded = BytesIO()
             grey.save(encoded, "JPEG", quality=90)
-            dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
             dataset.PixelData = encapsulate([encoded.getvalue()])
             dataset["PixelData"].VR = "OB"
             dataset.LossyImageCompression = "01"
+            syntax = JPEGBaseline8Bit
         else:
-            dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             dataset.PixelData = np.asarray(grey).tobytes()
-        dataset.save_as(folder / f"child_{index}.dcm", enforce_file_format=True)
+            syntax = ExplicitVRLittleEndian
+        (folder / f"child_{index}.dcm").write_bytes(hostile.part10(dataset, syntax))
     return folder
-
-
-def _child_header(index: int) -> Dataset:
-    """A DX For Presentation header: a chest AP of a made-up 3-year-old, 8-bit grey."""
-    dataset = Dataset()
-    dataset.file_meta = FileMetaDataset()
-    dataset.SOPClassUID = DigitalXRayImageStorageForPresentation
-    dataset.SOPInstanceUID = generate_uid()
-    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
-    dataset.PatientName, dataset.PatientID = f"Load^Child{index}", f"LOAD{index}"
-    dataset.PatientBirthDate, dataset.PatientSex, dataset.PatientAge = "20230601", "O", "003Y"
-    dataset.StudyDate, dataset.StudyTime, dataset.StudyID = "20260601", "120000", "1"
-    dataset.AccessionNumber, dataset.ReferringPhysicianName = f"LOAD{index}", ""
-    dataset.Modality, dataset.BodyPartExamined, dataset.ViewPosition = "DX", "CHEST", "AP"
-    dataset.Manufacturer, dataset.SeriesNumber, dataset.InstanceNumber = "load test", 1, 1
-    dataset.ImageType = ["ORIGINAL", "PRIMARY"]
-    dataset.PresentationIntentType = "FOR PRESENTATION"
-    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
-    dataset.Rows = dataset.Columns = CHILD_FILM_SIDE
-    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
-    dataset.PixelRepresentation = 0
-    return dataset
 
 
 def send_share(datasets: list[Dataset], port: int, statuses: Counter[str]) -> None:
